@@ -1,0 +1,71 @@
+/**
+ * The Sluice file: one YAML document holding the server settings and the
+ * policy. Validated by one strict zod schema (unknown keys are errors);
+ * README's "Configuration reference" documents every key here.
+ */
+import { z } from 'zod'
+import { parseDuration } from './duration.js'
+import { policySchema } from '../policy/schema.js'
+
+const duration = z.union([z.number(), z.string()])
+  .refine((v) => parseDuration(v) !== undefined, { message: 'expected a duration like 500ms, 30s, 10m, 1h or a number of milliseconds' })
+  .transform((v) => parseDuration(v) ?? 0)
+
+export const listenSpec = z.string().refine((v) => parseListen(v) !== undefined, {
+  message: 'expected host:port, e.g. 127.0.0.1:3128 or [::1]:3128'
+})
+
+/** `127.0.0.1:3128`, `[::1]:3128`, `:3128` (all interfaces, explicit opt-in) → host, port. */
+export function parseListen (v: string): { host: string, port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(v.trim())
+  if (m === null) return undefined
+  const port = Number(m[3])
+  if (port > 65535) return undefined
+  return { host: m[1] ?? (m[2] === '' ? '0.0.0.0' : (m[2] ?? '')), port }
+}
+
+const timeouts = z.strictObject({
+  /** Time allowed for a client to send its request head (→ 408). */
+  header: duration.default(30_000),
+  /** Time allowed to connect to the target, across all addresses (→ 504). */
+  connect: duration.default(10_000),
+  /** Close a tunnel with no traffic either way for this long; 0 = never. */
+  idle: duration.default(3_600_000),
+  /** Close any tunnel after this long; 0 = never. */
+  max_lifetime: duration.default(0),
+  /** On SIGTERM/SIGINT, how long open tunnels may finish before they are closed. */
+  drain: duration.default(30_000),
+  /** Time allowed for DNS resolution of a target (→ 504). */
+  dns: duration.default(5_000),
+  /** RFC 8305 delay before racing the next address. */
+  happy_eyeballs: duration.default(250)
+})
+
+const limits = z.strictObject({
+  /** Open tunnels at most (→ 503 with Retry-After). */
+  max_tunnels: z.number().int().min(1).default(10_000),
+  /** Open tunnels per client address at most; 0 = no limit (→ 429). */
+  max_tunnels_per_client: z.number().int().min(0).default(0),
+  /** Largest request head accepted, bytes (→ 431). */
+  max_header_size: z.number().int().min(1024).max(65_536).default(16_384)
+})
+
+const dns = z.strictObject({
+  /** DNS servers (`ip` or `ip:port`) to query directly; empty = the system resolver. */
+  servers: z.array(z.string()).default([]),
+  /** Longest time an answer is cached (record TTLs are honoured below it). */
+  max_ttl: duration.default(300_000),
+  /** How long "no such name" answers are cached. */
+  negative_ttl: duration.default(10_000)
+})
+
+export const fileSchema = z.strictObject({
+  version: z.literal(1, { message: 'expected version: 1' }),
+  listen: z.union([listenSpec, z.array(listenSpec).min(1)]).default('127.0.0.1:3128'),
+  timeouts: timeouts.default(timeouts.parse({})),
+  limits: limits.default(limits.parse({})),
+  dns: dns.default(dns.parse({})),
+  ...policySchema
+})
+
+export type SluiceFile = z.output<typeof fileSchema>

@@ -1,0 +1,96 @@
+/**
+ * The one error registry: every failure Sluice reports to a client has a
+ * stable `code`, one HTTP status, and one RFC 9209 Proxy-Status error type.
+ * Match on `code`, never on message text (undici's rule). README's status
+ * table is checked against this table by test/unit/errors.test.ts.
+ */
+
+/** RFC 9209 §2.3 Proxy-Status error types that Sluice emits. */
+export type ProxyStatusType =
+  | 'http_request_error'
+  | 'http_request_denied'
+  | 'destination_ip_prohibited'
+  | 'destination_ip_unroutable'
+  | 'destination_unavailable'
+  | 'dns_error'
+  | 'dns_timeout'
+  | 'connection_refused'
+  | 'connection_terminated'
+  | 'connection_timeout'
+  | 'connection_limit_reached'
+  | 'proxy_internal_error'
+
+interface ErrorSpec {
+  readonly status: number
+  readonly type: ProxyStatusType
+  readonly message: string
+}
+
+/** code → status, Proxy-Status error type and default message. */
+export const ERRORS = {
+  ERR_BAD_REQUEST: { status: 400, type: 'http_request_error', message: 'malformed request' },
+  ERR_BAD_VERSION: { status: 400, type: 'http_request_error', message: 'only HTTP/1.0 and HTTP/1.1 CONNECT is supported' },
+  ERR_BAD_TARGET: { status: 400, type: 'http_request_error', message: 'request target must be authority-form host:port' },
+  ERR_METHOD_NOT_ALLOWED: { status: 405, type: 'http_request_denied', message: 'only CONNECT is supported' },
+  ERR_HEADERS_TIMEOUT: { status: 408, type: 'http_request_error', message: 'request head not received in time' },
+  ERR_HEADERS_TOO_LARGE: { status: 431, type: 'http_request_error', message: 'request head too large' },
+  ERR_POLICY_DENIED: { status: 403, type: 'http_request_denied', message: 'denied by policy' },
+  ERR_DESTINATION_PROHIBITED: { status: 403, type: 'destination_ip_prohibited', message: 'destination address not allowed' },
+  ERR_DNS_NXDOMAIN: { status: 502, type: 'dns_error', message: 'name does not exist' },
+  ERR_DNS_NO_ADDRESSES: { status: 502, type: 'dns_error', message: 'name has no addresses' },
+  ERR_DNS_FAILED: { status: 502, type: 'dns_error', message: 'name resolution failed' },
+  ERR_DNS_TIMEOUT: { status: 504, type: 'dns_timeout', message: 'name resolution timed out' },
+  ERR_UPSTREAM_REFUSED: { status: 502, type: 'connection_refused', message: 'connection refused by destination' },
+  ERR_UPSTREAM_UNREACHABLE: { status: 502, type: 'destination_unavailable', message: 'destination unreachable' },
+  ERR_UPSTREAM_RESET: { status: 502, type: 'connection_terminated', message: 'connection reset by destination' },
+  ERR_UPSTREAM_FAILED: { status: 502, type: 'destination_unavailable', message: 'could not connect to destination' },
+  ERR_UPSTREAM_TIMEOUT: { status: 504, type: 'connection_timeout', message: 'timed out connecting to destination' },
+  ERR_TOO_MANY_TUNNELS: { status: 503, type: 'connection_limit_reached', message: 'proxy is at its tunnel limit' },
+  ERR_CLIENT_LIMIT: { status: 429, type: 'connection_limit_reached', message: 'too many tunnels from this client' },
+  ERR_SHUTTING_DOWN: { status: 503, type: 'proxy_internal_error', message: 'proxy is shutting down' },
+  ERR_INTERNAL: { status: 500, type: 'proxy_internal_error', message: 'internal proxy error' }
+} as const satisfies Record<string, ErrorSpec>
+
+export type ErrorCode = keyof typeof ERRORS
+
+export interface ProxyErrorOptions {
+  /** Human detail appended to the default message (goes to client and log). */
+  readonly detail?: string
+  /** Extra Proxy-Status parameters, e.g. `rcode` for dns_error (RFC 9209 §2.3.2). */
+  readonly params?: Readonly<Record<string, string>>
+  /** Extra response headers, e.g. Retry-After. */
+  readonly headers?: Readonly<Record<string, string>>
+  readonly cause?: unknown
+}
+
+/** A failure we answer the client for. `status` and `type` come from ERRORS. */
+export class ProxyError extends Error {
+  readonly code: ErrorCode
+  readonly status: number
+  readonly type: ProxyStatusType
+  readonly detail: string | undefined
+  readonly params: Readonly<Record<string, string>>
+  readonly headers: Readonly<Record<string, string>>
+
+  constructor (code: ErrorCode, opts: ProxyErrorOptions = {}) {
+    const spec: ErrorSpec = ERRORS[code]
+    super(opts.detail === undefined ? spec.message : `${spec.message}: ${opts.detail}`,
+      opts.cause === undefined ? undefined : { cause: opts.cause })
+    this.name = 'ProxyError'
+    this.code = code
+    this.status = spec.status
+    this.type = spec.type
+    this.detail = opts.detail
+    this.params = opts.params ?? {}
+    this.headers = opts.headers ?? {}
+  }
+}
+
+export function isProxyError (err: unknown): err is ProxyError {
+  return err instanceof ProxyError
+}
+
+/** Anything thrown that is not a ProxyError becomes ERR_INTERNAL, keeping the cause. */
+export function toProxyError (err: unknown): ProxyError {
+  return isProxyError(err) ? err : new ProxyError('ERR_INTERNAL', { cause: err })
+}

@@ -1,0 +1,87 @@
+/**
+ * The pure decision. Rules are ordered; the first rule whose every matcher
+ * matches decides; otherwise the default action does.
+ *
+ * Two stages, because names are not what gets dialed (Smokescreen's README:
+ * "the ACL is only applied to hostnames as they appear in the request"):
+ * 1. decideRequest: before DNS, on the request as written. A rule with an
+ *    `ips` matcher cannot be judged yet; if one could still match, the
+ *    answer is "undecided" and the target is resolved.
+ * 2. decideAddress: for each resolved address, the same walk with the
+ *    address known, then the special-purpose guard: a loopback, private,
+ *    link-local… address is allowed only by a rule whose `ips` lists it.
+ */
+import { classifyAddress } from '../net/address-guard.js'
+import type { CompiledPolicy, CompiledRule } from './compile.js'
+
+export interface RequestFacts {
+  /** Normalised host name or canonical IP literal. */
+  readonly host: string
+  readonly port: number
+  readonly isName: boolean
+  /** Client source address. */
+  readonly client: string
+}
+
+export type Stage = 'request' | 'address'
+
+export interface Verdict {
+  readonly allow: boolean
+  /** Rule name, or `default`, or `special-purpose-guard`. */
+  readonly rule: string
+  readonly reason: string
+  readonly stage: Stage
+  /** True when the address guard (not a rule) refused. */
+  readonly prohibitedAddress?: boolean
+}
+
+function matchesRequest (r: CompiledRule, f: RequestFacts): boolean {
+  if (r.ports !== undefined && !r.ports.match(f.port)) return false
+  if (r.clients !== undefined && !r.clients.match(f.client)) return false
+  if (r.hosts !== undefined && !(f.isName && r.hosts.match(f.host))) return false
+  return true
+}
+
+function ruleVerdict (r: CompiledRule, stage: Stage): Verdict {
+  return { allow: r.allow, rule: r.name, stage, reason: r.allow ? 'allowed by rule' : 'denied by rule' }
+}
+
+function defaultVerdict (p: CompiledPolicy, stage: Stage): Verdict {
+  return { allow: p.defaultAllow, rule: 'default', stage, reason: p.defaultAllow ? 'allowed by default action' : 'no rule allows this target' }
+}
+
+/** Stage 1. `undefined` means the answer depends on the resolved address. */
+export function decideRequest (p: CompiledPolicy, f: RequestFacts): Verdict | undefined {
+  for (const r of p.rules) {
+    if (!matchesRequest(r, f)) continue
+    if (r.ips !== undefined) return undefined
+    // An allow here is provisional: the address guard still runs in stage 2.
+    return ruleVerdict(r, 'request')
+  }
+  return defaultVerdict(p, 'request')
+}
+
+/** Stage 2, for one candidate address that would be dialed. */
+export function decideAddress (p: CompiledPolicy, f: RequestFacts, address: string): Verdict {
+  let decided: Verdict | undefined
+  let unlocked = false
+  for (const r of p.rules) {
+    if (!matchesRequest(r, f)) continue
+    if (r.ips !== undefined && !r.ips.match(address)) continue
+    decided = ruleVerdict(r, 'address')
+    unlocked = r.ips !== undefined
+    break
+  }
+  decided ??= defaultVerdict(p, 'address')
+  if (!decided.allow || unlocked) return decided
+  const cls = classifyAddress(address)
+  if (!cls.special) return decided
+  const what = cls.embeddedIPv4 === undefined ? cls.label : `${cls.label} via embedded ${cls.embeddedIPv4}`
+  return {
+    allow: false,
+    rule: 'special-purpose-guard',
+    stage: 'address',
+    prohibitedAddress: true,
+    reason: `${address} is special-purpose (${what}${cls.range === undefined ? '' : ' ' + cls.range}); allow it with a rule listing it under ips`
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The explicit-proxy listener: an http.Server that answers CONNECT and
+ * nothing else. llhttp does the parsing (NODE-NOTES E); our own checks
+ * (connect/target.ts) narrow what it accepts.
+ *
+ * - 'connect'     → a Tunnel and the CONNECT pipeline
+ * - 'request'     → 405 with Allow: CONNECT, answered synchronously so a
+ *                   pipelined CONNECT cannot overtake it (NODE-NOTES A6)
+ * - 'clientError' → 400 / 408 / 431 with Proxy-Status (NODE-NOTES A7)
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { ProxyError } from '../errors.js'
+import { handleConnect, type ConnectContext } from '../connect/handle.js'
+import { Tunnel } from '../tunnel/tunnel.js'
+import { errorParts, errorResponse } from './respond.js'
+
+export interface HttpConnectOptions {
+  readonly headerTimeoutMs: number
+  readonly maxHeaderSize: number
+}
+
+/** Sockets we have answered with a closing error; a CONNECT pipelined behind it is dropped. */
+const refused = new WeakSet<Duplex>()
+
+export function createConnectServer (ctx: ConnectContext, opts: HttpConnectOptions): Server {
+  const server = createServer({
+    // Constructor options, not properties, so Node validates them (NODE-NOTES A4).
+    headersTimeout: opts.headerTimeoutMs,
+    requestTimeout: opts.headerTimeoutMs,
+    // headersTimeout is only checked this often; keep it well under the timeout.
+    connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(opts.headerTimeoutMs / 4))),
+    maxHeaderSize: opts.maxHeaderSize,
+    keepAliveTimeout: 5000,
+    noDelay: true,
+    keepAlive: true,
+    keepAliveInitialDelay: 60_000
+  })
+  // server.timeout stays 0: it would stay armed on tunnels (NODE-NOTES A4).
+  server.timeout = 0
+
+  server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const tunnel = new Tunnel(socket, { log: ctx.log, onClosed: (t) => ctx.registry.delete(t) })
+    if (refused.has(socket)) { socket.destroy(); return }
+    // handleConnect answers every failure itself; this catch is the backstop.
+    handleConnect(ctx, tunnel, req, head).catch((err: unknown) => {
+      ctx.log.error({ err, tunnel: tunnel.id }, 'unhandled error in CONNECT pipeline')
+      tunnel.destroy('error')
+    })
+  })
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    refused.add(req.socket)
+    const err = new ProxyError('ERR_METHOD_NOT_ALLOWED', { detail: req.method ?? '' })
+    const { status, headers, body } = errorParts(err, { Allow: 'CONNECT' })
+    ctx.log.info({ client: `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? 0}`, method: req.method, status, code: err.code }, 'request refused')
+    res.writeHead(status, headers)
+    res.end(body)
+  })
+
+  server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
+    if (refused.has(socket)) { socket.destroy(); return }
+    refused.add(socket)
+    if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return }
+    const e = err.code === 'HPE_HEADER_OVERFLOW'
+      ? new ProxyError('ERR_HEADERS_TOO_LARGE', { detail: `limit is ${opts.maxHeaderSize} bytes` })
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new ProxyError('ERR_HEADERS_TIMEOUT', { detail: `limit is ${opts.headerTimeoutMs} ms` })
+        : new ProxyError('ERR_BAD_REQUEST', { detail: err.code ?? err.message })
+    const s = socket as Socket
+    ctx.log.info({ client: `${s.remoteAddress ?? ''}:${s.remotePort ?? 0}`, status: e.status, code: e.code, parser: err.code }, 'request refused')
+    // The parser is still attached, so do not linger reading: flush and close.
+    socket.end(errorResponse(e))
+    socket.once('finish', () => socket.destroy())
+    const timer = setTimeout(() => socket.destroy(), 2000)
+    timer.unref()
+    socket.once('close', () => clearTimeout(timer))
+  })
+
+  return server
+}

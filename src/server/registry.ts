@@ -1,0 +1,99 @@
+/**
+ * The live tunnels. Node's closeAllConnections() cannot see upgraded
+ * sockets (nodejs/node#53536), so shutdown, limits and leak checks use this.
+ *
+ * Idle and lifetime limits are enforced by one shared sweep instead of a
+ * timer per socket: it compares each tunnel's byte counters with the last
+ * sweep, so the data path does no per-chunk bookkeeping at all. The sweep
+ * timer exists only while there are tunnels.
+ */
+import type { CloseHow, Tunnel } from '../tunnel/tunnel.js'
+
+export interface RegistryOptions {
+  /** Close a tunnel with no bytes either way for this long (ms); 0 = never. */
+  readonly idleMs: number
+  /** Close any tunnel after this long (ms); 0 = never. */
+  readonly maxLifetimeMs: number
+}
+
+export class TunnelRegistry {
+  private readonly tunnels = new Set<Tunnel>()
+  private readonly perClient = new Map<string, number>()
+  private readonly waiters = new Set<() => void>()
+  private sweep: NodeJS.Timeout | undefined
+  private readonly sweepEveryMs: number
+  private readonly opts: RegistryOptions
+
+  constructor (opts: RegistryOptions) {
+    this.opts = opts
+    const limits = [opts.idleMs, opts.maxLifetimeMs].filter(ms => ms > 0)
+    // Precision of the limits is one sweep interval: a quarter of the
+    // shortest limit, between 20 ms and 30 s.
+    this.sweepEveryMs = limits.length === 0 ? 0 : Math.min(30_000, Math.max(20, Math.floor(Math.min(...limits) / 4)))
+  }
+
+  get size (): number { return this.tunnels.size }
+
+  countFor (clientAddress: string): number { return this.perClient.get(clientAddress) ?? 0 }
+
+  add (t: Tunnel): void {
+    this.tunnels.add(t)
+    this.perClient.set(t.clientAddress, this.countFor(t.clientAddress) + 1)
+    if (this.sweep === undefined && this.sweepEveryMs > 0) {
+      this.sweep = setInterval(() => this.sweepOnce(), this.sweepEveryMs)
+      this.sweep.unref()
+    }
+  }
+
+  delete (t: Tunnel): void {
+    if (!this.tunnels.delete(t)) return
+    const n = this.countFor(t.clientAddress) - 1
+    if (n > 0) this.perClient.set(t.clientAddress, n)
+    else this.perClient.delete(t.clientAddress)
+    if (this.tunnels.size === 0) {
+      clearInterval(this.sweep)
+      this.sweep = undefined
+      for (const w of this.waiters) w()
+      this.waiters.clear()
+    }
+  }
+
+  /** Close every tunnel (shutdown, revoke-all). */
+  closeAll (how: CloseHow): void {
+    for (const t of [...this.tunnels]) t.destroy(how)
+  }
+
+  /** Tunnels matching `pred`, e.g. those a reloaded policy would deny. */
+  filter (pred: (t: Tunnel) => boolean): Tunnel[] {
+    return [...this.tunnels].filter(pred)
+  }
+
+  /** Resolves once no tunnel is left, or after `timeoutMs`; true when empty. */
+  async drained (timeoutMs: number): Promise<boolean> {
+    if (this.tunnels.size === 0) return true
+    return await new Promise<boolean>((resolve) => {
+      const done = (): void => { clearTimeout(timer); resolve(true) }
+      const timer = setTimeout(() => { this.waiters.delete(done); resolve(false) }, timeoutMs)
+      this.waiters.add(done)
+    })
+  }
+
+  private sweepOnce (): void {
+    const now = Date.now()
+    const { idleMs, maxLifetimeMs } = this.opts
+    for (const t of this.tunnels) {
+      if (t.state !== 'established' || t.upstream === undefined) continue
+      if (maxLifetimeMs > 0 && performance.now() - t.startedAt >= maxLifetimeMs) {
+        t.destroy('max_lifetime')
+        continue
+      }
+      const bytes = t.downstream.bytesRead + t.upstream.bytesRead
+      if (bytes !== t.lastBytes) {
+        t.lastBytes = bytes
+        t.lastActive = now
+      } else if (idleMs > 0 && now - t.lastActive >= idleMs) {
+        t.destroy('idle_timeout')
+      }
+    }
+  }
+}

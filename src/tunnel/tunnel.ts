@@ -1,0 +1,164 @@
+/**
+ * One CONNECT, from accept to close, as one object (Smokescreen's
+ * InstrumentedConn). It owns both sockets; `finalize()` runs exactly once,
+ * after every socket it owns has closed, leaves the registry and writes the
+ * one canonical `tunnel closed` log line.
+ *
+ * Data flow: client ⇄ downstream socket ⇄ [Tunnel] ⇄ upstream socket ⇄ target/parent.
+ */
+import type { Socket } from 'node:net'
+import type { Logger } from 'pino'
+import { ProxyError } from '../errors.js'
+import type { Target } from '../connect/target.js'
+import { errorResponse, respondAndClose } from '../server/respond.js'
+import { splice } from './splice.js'
+
+export type TunnelState = 'accepted' | 'dialing' | 'established' | 'closed'
+
+/** Who ended the tunnel and how; `proxy` means we did. */
+export type ClosedBy = 'client' | 'upstream' | 'proxy'
+export type CloseHow = 'fin' | 'reset' | 'error' | 'idle_timeout' | 'max_lifetime' | 'shutdown' | 'rejected' | 'revoked'
+
+/** What the tunnel needs from its owner; kept narrow so other listeners (TLS, SNI) can reuse Tunnel. */
+export interface TunnelHost {
+  readonly log: Logger
+  /** Called once from finalize(). */
+  readonly onClosed: (t: Tunnel) => void
+}
+
+/** RFC 9110 §9.3.6; undici accepts exactly this reason phrase. */
+const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1')
+
+let nextId = 0
+
+export class Tunnel {
+  readonly id: string
+  readonly startedAt = performance.now()
+  readonly downstream: Socket
+  readonly clientAddress: string
+  readonly clientPort: number
+  /** Aborted when the client goes away or the tunnel is refused before establishment. */
+  readonly abort = new AbortController()
+  state: TunnelState = 'accepted'
+  target: Target | undefined
+  upstream: Socket | undefined
+  dialedAddress: string | undefined
+  rule: string | undefined
+  status = 0
+  error: ProxyError | undefined
+  connectMs: number | undefined
+  closedBy: ClosedBy | undefined
+  closeHow: CloseHow | undefined
+  /** Idle bookkeeping for the registry's shared sweep: no per-chunk work (NODE-NOTES B3). */
+  lastBytes = 0
+  lastActive = 0
+  private readonly host: TunnelHost
+  private finalized = false
+
+  constructor (downstream: Socket, host: TunnelHost) {
+    // First thing: after 'connect' Node leaves the socket with no 'error'
+    // listener, and a client RST would crash the process (NODE-NOTES A3).
+    downstream.on('error', (err) => this.onSocketError('client', err))
+    downstream.once('close', () => this.onSocketClose('client'))
+    this.downstream = downstream
+    this.host = host
+    this.id = (++nextId).toString(36)
+    this.clientAddress = downstream.remoteAddress ?? ''
+    this.clientPort = downstream.remotePort ?? 0
+  }
+
+  /** Refuse before establishment: error response, lingering close, then finalize. */
+  fail (err: ProxyError, extraHeaders?: Readonly<Record<string, string>>): void {
+    if (this.state === 'established' || this.state === 'closed' || this.error !== undefined) return
+    this.error = err
+    this.status = err.status
+    this.mark('proxy', 'rejected')
+    this.abort.abort()
+    respondAndClose(this.downstream, errorResponse(err, extraHeaders))
+  }
+
+  /** Take over a connected upstream: forward `head`, answer 200, splice. */
+  establish (upstream: Socket, dialedAddress: string, head: Buffer): void {
+    if (this.state === 'closed' || this.downstream.destroyed || this.error !== undefined) {
+      upstream.destroy()
+      return
+    }
+    this.state = 'established'
+    this.upstream = upstream
+    this.dialedAddress = dialedAddress
+    this.status = 200
+    this.connectMs = performance.now() - this.startedAt
+    this.lastActive = Date.now()
+    upstream.on('error', (err) => this.onSocketError('upstream', err))
+    upstream.once('close', () => this.onSocketClose('upstream'))
+    // Bytes the client sent with its CONNECT (NODE-NOTES A1) go first.
+    if (head.length > 0) upstream.write(head)
+    this.downstream.write(ESTABLISHED)
+    splice(this.downstream, upstream, this)
+  }
+
+  /** Close from our side (idle, lifetime, shutdown, revoke). */
+  destroy (how: CloseHow): void {
+    if (this.state === 'closed') return
+    if (this.state !== 'established') {
+      this.fail(new ProxyError(how === 'shutdown' ? 'ERR_SHUTTING_DOWN' : 'ERR_INTERNAL', { detail: how }))
+      return
+    }
+    this.mark('proxy', how)
+    this.upstream?.destroy()
+    this.downstream.destroy()
+  }
+
+  /** Record the first close cause only: later events are consequences. */
+  mark (by: ClosedBy, how: CloseHow): void {
+    if (this.closedBy !== undefined) return
+    this.closedBy = by
+    this.closeHow = how
+  }
+
+  private onSocketError (side: 'client' | 'upstream', err: Error): void {
+    const reset = (err as { code?: string }).code === 'ECONNRESET'
+    this.mark(side, reset ? 'reset' : 'error')
+    const other = side === 'client' ? this.upstream : this.downstream
+    // Pass a reset on as a reset (RST), anything else as a plain close.
+    if (other !== undefined && !other.destroyed) {
+      if (reset && this.state === 'established') other.resetAndDestroy()
+      else other.destroy()
+    }
+    if (side === 'client') this.abort.abort()
+  }
+
+  private onSocketClose (side: 'client' | 'upstream'): void {
+    if (side === 'client') this.abort.abort()
+    const other = side === 'client' ? this.upstream : this.downstream
+    // If the other side still has bytes to send, nobody is left to read them.
+    if (other !== undefined && !other.destroyed && !other.readableEnded) other.destroy()
+    this.finalize()
+  }
+
+  private finalize (): void {
+    if (this.finalized) return
+    if (this.upstream !== undefined && !this.upstream.closed) return
+    if (!this.downstream.closed) return
+    this.finalized = true
+    this.state = 'closed'
+    if (this.closedBy === undefined) this.mark('client', 'fin')
+    const up = this.upstream
+    this.host.log.info({
+      tunnel: this.id,
+      client: `${this.clientAddress}:${this.clientPort}`,
+      target: this.target?.authority,
+      dialed: this.dialedAddress,
+      rule: this.rule,
+      status: this.status,
+      code: this.error?.code,
+      bytes_up: up?.bytesWritten ?? 0,
+      bytes_down: up?.bytesRead ?? 0,
+      connect_ms: this.connectMs === undefined ? undefined : Math.round(this.connectMs * 100) / 100,
+      duration_ms: Math.round((performance.now() - this.startedAt) * 100) / 100,
+      closed_by: this.closedBy,
+      close: this.closeHow
+    }, 'tunnel closed')
+    this.host.onClosed(this)
+  }
+}

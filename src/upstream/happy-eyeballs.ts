@@ -1,0 +1,109 @@
+/**
+ * RFC 8305 connection racing. Node 20's own `autoSelectFamily` closes each
+ * attempt after 250 ms and fails any origin slower than that on every
+ * address but the last (NODE-NOTES B6, nodejs/node#54359), so we race
+ * ourselves: start the next address after `attemptDelayMs` or as soon as
+ * the current attempt fails, keep earlier attempts alive, take the first
+ * to connect and destroy the rest.
+ */
+import { connect, type Socket } from 'node:net'
+import { ProxyError, type ErrorCode } from '../errors.js'
+
+export interface RaceOptions {
+  readonly port: number
+  /** RFC 8305 §5 "Connection Attempt Delay"; 250 ms recommended. */
+  readonly attemptDelayMs: number
+  /** Deadline for the whole race. */
+  readonly timeoutMs: number
+  readonly signal?: AbortSignal
+  /** TCP keepalive initial delay on the won socket (ms), 0 = off. */
+  readonly keepAliveMs: number
+}
+
+export interface RaceResult {
+  readonly socket: Socket
+  readonly address: string
+}
+
+const ERRNO_CODES: Readonly<Record<string, ErrorCode>> = {
+  ECONNREFUSED: 'ERR_UPSTREAM_REFUSED',
+  EHOSTUNREACH: 'ERR_UPSTREAM_UNREACHABLE',
+  ENETUNREACH: 'ERR_UPSTREAM_UNREACHABLE',
+  EADDRNOTAVAIL: 'ERR_UPSTREAM_UNREACHABLE',
+  ECONNRESET: 'ERR_UPSTREAM_RESET',
+  ETIMEDOUT: 'ERR_UPSTREAM_TIMEOUT'
+}
+
+function hop (address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`
+}
+
+/** Turn a socket errno into our registry, naming the hop (RFC 9209 next-hop). */
+export function connectError (err: unknown, address: string, port: number): ProxyError {
+  const errno = String((err as { code?: unknown }).code ?? '')
+  const code = ERRNO_CODES[errno] ?? 'ERR_UPSTREAM_FAILED'
+  const next = hop(address, port)
+  return new ProxyError(code, { detail: `${next} (${errno || 'error'})`, params: { 'next-hop': next }, cause: err })
+}
+
+/** Race `addresses` (already filtered by policy) and resolve with the first connected socket. */
+export async function race (addresses: readonly string[], opts: RaceOptions): Promise<RaceResult> {
+  if (addresses.length === 0) throw new ProxyError('ERR_UPSTREAM_FAILED', { detail: 'no address to dial' })
+  return await new Promise<RaceResult>((resolve, reject) => {
+    const attempts = new Map<Socket, string>()
+    let next = 0
+    let settled = false
+    let lastError: ProxyError | undefined
+    let stagger: NodeJS.Timeout | undefined
+
+    const deadline = setTimeout(() => {
+      const tried = addresses.slice(0, next).map(a => hop(a, opts.port)).join(', ')
+      finish(new ProxyError('ERR_UPSTREAM_TIMEOUT', {
+        detail: `no answer within ${opts.timeoutMs} ms from ${tried}`,
+        params: { 'next-hop': hop(addresses[0] ?? '', opts.port) }
+      }))
+    }, opts.timeoutMs)
+
+    const onAbort = (): void => finish(new ProxyError('ERR_UPSTREAM_FAILED', { detail: 'client went away' }))
+    opts.signal?.addEventListener('abort', onAbort, { once: true })
+
+    function finish (err: ProxyError | undefined, winner?: Socket): void {
+      if (settled) return
+      settled = true
+      clearTimeout(deadline)
+      clearTimeout(stagger)
+      opts.signal?.removeEventListener('abort', onAbort)
+      for (const s of attempts.keys()) if (s !== winner) s.destroy()
+      attempts.clear()
+      if (winner !== undefined && err === undefined) {
+        winner.removeAllListeners('connect')
+        if (opts.keepAliveMs > 0) winner.setKeepAlive(true, opts.keepAliveMs)
+        resolve({ socket: winner, address: winnerAddress })
+      } else {
+        reject(err ?? lastError)
+      }
+    }
+
+    let winnerAddress = ''
+    function start (): void {
+      clearTimeout(stagger)
+      const address = addresses[next++]
+      if (address === undefined || settled) return
+      // allowHalfOpen: a FIN from the target must not auto-end our write side
+      // while the client is still sending (NODE-NOTES A9).
+      const s = connect({ host: address, port: opts.port, allowHalfOpen: true, noDelay: true, autoSelectFamily: false })
+      attempts.set(s, address)
+      s.on('error', (err) => {
+        if (settled) return
+        attempts.delete(s)
+        s.destroy()
+        lastError = connectError(err, address, opts.port)
+        if (next < addresses.length) start()
+        else if (attempts.size === 0) finish(lastError)
+      })
+      s.once('connect', () => { winnerAddress = address; finish(undefined, s) })
+      if (next < addresses.length) stagger = setTimeout(start, opts.attemptDelayMs)
+    }
+    start()
+  })
+}

@@ -1,0 +1,171 @@
+/**
+ * A stub DNS server on loopback, so tests can produce DNS outcomes
+ * (NXDOMAIN, NODATA, SERVFAIL, REFUSED, timeouts, names resolving to
+ * 127.0.0.1) without touching the machine's resolver. Point a c-ares
+ * resolver at it with `resolver.setServers([stub.address])`.
+ *
+ * Answers over UDP and over TCP (2-byte length prefix) on the same port, in
+ * case c-ares falls back to TCP (truncation, or `tcp` forced).
+ */
+import { once } from 'node:events'
+import { createSocket, type RemoteInfo } from 'node:dgram'
+import { createServer, type Socket } from 'node:net'
+import * as packet from 'dns-packet'
+
+/** What the stub answers for one name. */
+export interface StubRecord {
+  /** IPv4 addresses answered for A questions. */
+  A?: string[]
+  /** IPv6 addresses answered for AAAA questions. */
+  AAAA?: string[]
+  /** Answer every question for this name with this rcode (and no data). */
+  rcode?: 'NXDOMAIN' | 'SERVFAIL' | 'REFUSED'
+  /** Never answer: the client times out. */
+  drop?: boolean
+  /** TTL of the answers in seconds (default 60). */
+  ttl?: number
+}
+
+/** A running stub DNS server. */
+export interface DnsStub {
+  /** `'127.0.0.1:PORT'`, ready for `Resolver#setServers`. */
+  readonly address: string
+  readonly port: number
+  /** Every question received (UDP and TCP), name lower-cased without trailing dot. */
+  readonly queries: Array<{ name: string, type: string }>
+  /** Add or replace the record for `name` (case-insensitive, trailing dot ignored). */
+  set (name: string, rec: StubRecord): void
+  /** Stop both listeners and destroy open TCP connections. */
+  close (): Promise<void>
+}
+
+const RCODES = { NOERROR: 0, SERVFAIL: 2, NXDOMAIN: 3, REFUSED: 5 } as const
+/** Bound on a TCP connection's buffered, not yet complete, input. */
+const MAX_TCP_BUFFER = 64 * 1024
+
+function normalise (name: string): string {
+  return name.toLowerCase().replace(/\.+$/, '')
+}
+
+/**
+ * Start a stub DNS server on 127.0.0.1, port 0.
+ * A name with no record gets NXDOMAIN; a record without data for the asked
+ * type gets NOERROR with no answers (NODATA); `drop` gets no reply at all.
+ */
+export async function startDnsStub (records?: Record<string, StubRecord>): Promise<DnsStub> {
+  const table = new Map<string, StubRecord>()
+  for (const [name, rec] of Object.entries(records ?? {})) table.set(normalise(name), rec)
+  const queries: Array<{ name: string, type: string }> = []
+
+  /** The encoded reply to `msg`, or undefined to stay silent. */
+  function answer (msg: Buffer): Buffer | undefined {
+    let query: packet.DecodedPacket
+    try {
+      query = packet.decode(msg)
+    } catch {
+      return undefined
+    }
+    if (query.type === 'response') return undefined
+    const questions = query.questions ?? []
+    const answers: packet.Answer[] = []
+    let rcode: number = RCODES.NOERROR
+    let drop = false
+    for (const q of questions) {
+      const name = normalise(q.name)
+      queries.push({ name, type: q.type })
+      const rec = table.get(name)
+      if (rec === undefined) {
+        rcode = RCODES.NXDOMAIN
+        continue
+      }
+      if (rec.drop === true) {
+        drop = true
+        continue
+      }
+      if (rec.rcode !== undefined) {
+        rcode = RCODES[rec.rcode]
+        continue
+      }
+      const ttl = rec.ttl ?? 60
+      if (q.type === 'A') {
+        for (const data of rec.A ?? []) answers.push({ type: 'A', name: q.name, ttl, data })
+      } else if (q.type === 'AAAA') {
+        for (const data of rec.AAAA ?? []) answers.push({ type: 'AAAA', name: q.name, ttl, data })
+      }
+    }
+    if (drop) return undefined
+    // Echo RD, set AA + RA; the rcode lives in the low 4 bits of the flags.
+    const flags = ((query.flags ?? 0) & packet.RECURSION_DESIRED) |
+      packet.AUTHORITATIVE_ANSWER | packet.RECURSION_AVAILABLE | rcode
+    return packet.encode({
+      type: 'response',
+      id: query.id ?? 0,
+      flags,
+      questions, // echoed as asked (case preserved, for 0x20 checks)
+      answers: rcode === RCODES.NOERROR ? answers : []
+    })
+  }
+
+  const udp = createSocket('udp4')
+  udp.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
+    const reply = answer(msg)
+    if (reply !== undefined) udp.send(reply, rinfo.port, rinfo.address)
+  })
+  udp.on('error', () => {}) // e.g. ICMP unreachable after the client went away
+  udp.bind(0, '127.0.0.1')
+  await once(udp, 'listening')
+  const port = udp.address().port
+
+  const sockets = new Set<Socket>()
+  const tcp = createServer((socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('error', () => {})
+    let buf = Buffer.alloc(0)
+    socket.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk])
+      // Each iteration consumes at least 2 bytes, so this ends.
+      while (buf.length >= 2) {
+        const len = buf.readUInt16BE(0)
+        if (buf.length < 2 + len) break
+        const reply = answer(buf.subarray(2, 2 + len))
+        buf = buf.subarray(2 + len)
+        if (reply !== undefined) {
+          const prefix = Buffer.alloc(2)
+          prefix.writeUInt16BE(reply.length)
+          socket.write(Buffer.concat([prefix, reply]))
+        }
+      }
+      if (buf.length > MAX_TCP_BUFFER) socket.destroy()
+    })
+  })
+  tcp.listen(port, '127.0.0.1')
+  try {
+    await once(tcp, 'listening')
+  } catch (err) {
+    // The TCP port was taken although the UDP one was free: give up cleanly.
+    udp.close()
+    throw err
+  }
+
+  let closed: Promise<void> | undefined
+  return {
+    address: `127.0.0.1:${port}`,
+    port,
+    queries,
+    set (name: string, rec: StubRecord): void {
+      table.set(normalise(name), rec)
+    },
+    close (): Promise<void> {
+      closed ??= (async () => {
+        for (const s of sockets) s.destroy()
+        const tcpClosed = once(tcp, 'close')
+        tcp.close()
+        const udpClosed = once(udp, 'close')
+        udp.close()
+        await Promise.all([tcpClosed, udpClosed])
+      })()
+      return closed
+    }
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * TLS material generated inside the test run (never committed): a throwaway
+ * CA and a leaf certificate it signs, both EC P-256 / SHA-256.
+ */
+import { generate } from 'selfsigned'
+
+/** PEM key and certificate for a server, and the PEM CA a client must trust. */
+export interface TestCert {
+  /** Leaf private key (PKCS#8 PEM). */
+  key: string
+  /** Leaf certificate (PEM), signed by `ca`. */
+  cert: string
+  /** CA certificate (PEM) to trust, e.g. `tls.connect({ ca })`. */
+  ca: string
+}
+
+/** Options for {@link makeCert}. */
+export interface CertOptions {
+  /** DNS subject alternative names (default `['localhost']`). */
+  names?: string[]
+  /** IP subject alternative names (default `['127.0.0.1', '::1']`). */
+  ips?: string[]
+}
+
+interface CaPair { key: string, cert: string }
+
+let caPromise: Promise<CaPair> | undefined
+const certs = new Map<string, Promise<TestCert>>()
+
+/** One throwaway CA per process. */
+function testCa (): Promise<CaPair> {
+  caPromise ??= generate([{ name: 'commonName', value: 'Sluice Test CA' }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    algorithm: 'sha256',
+    extensions: [
+      { name: 'basicConstraints', cA: true, critical: true },
+      { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true }
+    ]
+  }).then((pems) => ({ key: pems.private, cert: pems.cert }))
+  caPromise.catch(() => { caPromise = undefined })
+  return caPromise
+}
+
+/**
+ * A server certificate for the given SANs, signed by a per-process test CA.
+ * Memoised by options: calls with the same names and IPs share one result.
+ */
+export async function makeCert (opts?: CertOptions): Promise<TestCert> {
+  const names = opts?.names ?? ['localhost']
+  const ips = opts?.ips ?? ['127.0.0.1', '::1']
+  const cacheKey = JSON.stringify([names, ips])
+  let pending = certs.get(cacheKey)
+  if (pending === undefined) {
+    pending = (async () => {
+      const ca = await testCa()
+      const pems = await generate([{ name: 'commonName', value: names[0] ?? ips[0] ?? 'localhost' }], {
+        keyType: 'ec',
+        curve: 'P-256',
+        algorithm: 'sha256',
+        ca,
+        extensions: [
+          { name: 'basicConstraints', cA: false },
+          { name: 'keyUsage', digitalSignature: true, critical: true },
+          { name: 'extKeyUsage', serverAuth: true },
+          {
+            name: 'subjectAltName',
+            altNames: [
+              ...names.map((value) => ({ type: 2 as const, value })),
+              ...ips.map((ip) => ({ type: 7 as const, ip }))
+            ]
+          }
+        ]
+      })
+      return { key: pems.private, cert: pems.cert, ca: ca.cert }
+    })()
+    // A failed generation is not cached, so a later call can retry.
+    pending.catch(() => certs.delete(cacheKey))
+    certs.set(cacheKey, pending)
+  }
+  return pending
+}
