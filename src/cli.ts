@@ -1,61 +1,66 @@
 #!/usr/bin/env node
 /**
- * The `sluice` binary: argv, config, start, signals. No proxy logic here.
+ * The `sluice` binary: argv → command. No proxy logic here.
  */
 import { readFileSync } from 'node:fs'
-import { parseCli, UsageError, USAGE } from './cli/args.js'
+import { parseCli, UsageError, USAGE, type Command } from './cli/args.js'
+import { check, formatCheck } from './cli/check.js'
+import { serve } from './cli/serve.js'
 import { ConfigError, loadConfig } from './config/load.js'
-import { createLogger } from './observability/log.js'
-import { createProxy } from './server/proxy.js'
+import { isProxyError } from './errors.js'
 
 function version (): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string }
   return pkg.version ?? '0.0.0'
 }
 
-async function main (argv: readonly string[]): Promise<number> {
-  let opts
-  try {
-    opts = parseCli(argv)
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err
-    process.stderr.write(`sluice: ${err.message}\n\n${USAGE}\n`)
-    return 2
-  }
-  if (opts.command === 'help') { process.stdout.write(USAGE + '\n'); return 0 }
-  if (opts.command === 'version') { process.stdout.write(version() + '\n'); return 0 }
-
-  let config
-  try {
-    config = await loadConfig(opts.config)
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err
-    process.stderr.write(`sluice: ${err.message}\n`)
-    return 2
-  }
-  const logger = createLogger({ level: opts.logLevel, pretty: opts.pretty })
-  const proxy = createProxy({ config, logger, ...(opts.listen === undefined ? {} : { listen: [opts.listen] }) })
-  try {
-    await proxy.listen()
-  } catch (err) {
-    logger.fatal({ err }, 'cannot listen')
-    return 1
-  }
-
-  return await new Promise<number>((resolve) => {
-    let stopping = false
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (stopping) {
-        logger.warn({ signal }, 'second signal: exiting now')
-        process.exit(1)
-      }
-      stopping = true
-      logger.info({ signal }, 'signal received: graceful shutdown')
-      proxy.close().then(() => resolve(0), (err: unknown) => { logger.error({ err }, 'shutdown failed'); resolve(1) })
+async function validate (files: readonly string[]): Promise<number> {
+  let bad = 0
+  for (const file of files) {
+    try {
+      const c = await loadConfig(file)
+      process.stdout.write(`${file}: ok (${c.policy.rules.length} rules, default ${c.policy.defaultAllow ? 'allow' : 'deny'}${c.policy.report ? ', report mode' : ''}, hash ${c.hash})\n`)
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err
+      bad++
+      process.stdout.write(err.problems.join('\n') + '\n')
     }
-    process.on('SIGTERM', onSignal)
-    process.on('SIGINT', onSignal)
-  })
+  }
+  return bad === 0 ? 0 : 2
+}
+
+async function run (cmd: Command): Promise<number> {
+  switch (cmd.command) {
+    case 'help': process.stdout.write(USAGE + '\n'); return 0
+    case 'version': process.stdout.write(version() + '\n'); return 0
+    case 'validate': return await validate(cmd.files)
+    case 'serve': return await serve(cmd)
+    case 'check': {
+      const result = await check(await loadConfig(cmd.config), cmd)
+      process.stdout.write(cmd.json ? JSON.stringify(result) + '\n' : formatCheck(result))
+      return result.allowed ? 0 : 1
+    }
+  }
+}
+
+async function main (argv: readonly string[]): Promise<number> {
+  try {
+    return await run(parseCli(argv))
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`sluice: ${err.message}\n\n${USAGE}\n`)
+      return 2
+    }
+    if (err instanceof ConfigError) {
+      process.stderr.write(`sluice: ${err.message}\n`)
+      return 2
+    }
+    if (isProxyError(err)) {
+      process.stderr.write(`sluice: ${err.code}: ${err.message}\n`)
+      return 2
+    }
+    throw err
+  }
 }
 
 main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: unknown) => {

@@ -19,6 +19,7 @@ export type ProxyStatusType =
   | 'connection_timeout'
   | 'connection_limit_reached'
   | 'proxy_internal_error'
+  | 'proxy_loop_detected'
 
 interface ErrorSpec {
   readonly status: number
@@ -36,6 +37,7 @@ export const ERRORS = {
   ERR_HEADERS_TOO_LARGE: { status: 431, type: 'http_request_error', message: 'request head too large' },
   ERR_POLICY_DENIED: { status: 403, type: 'http_request_denied', message: 'denied by policy' },
   ERR_DESTINATION_PROHIBITED: { status: 403, type: 'destination_ip_prohibited', message: 'destination address not allowed' },
+  ERR_LOOP_DETECTED: { status: 403, type: 'proxy_loop_detected', message: 'target is this proxy' },
   ERR_DNS_NXDOMAIN: { status: 502, type: 'dns_error', message: 'name does not exist' },
   ERR_DNS_NO_ADDRESSES: { status: 502, type: 'dns_error', message: 'name has no addresses' },
   ERR_DNS_FAILED: { status: 502, type: 'dns_error', message: 'name resolution failed' },

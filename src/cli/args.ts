@@ -1,13 +1,15 @@
-/** argv → options, strictly: an unknown flag or bad value is a usage error (exit 2). */
+/** argv → a command, strictly: an unknown flag or bad value is a usage error (exit 2). */
 import { parseArgs } from 'node:util'
+import { isIP } from 'node:net'
 import { LOG_LEVELS, type LogLevel } from '../observability/log.js'
 import { parseListen } from '../config/schema.js'
 
-export const USAGE = `Usage: sluice [serve] [options]
+export const USAGE = `Usage:
+  sluice [serve] [options]          run the proxy
+  sluice check [options] HOST:PORT  explain what the policy does with a target
+  sluice validate FILE...           check config files, print every problem
 
-An explicit HTTP CONNECT forward proxy.
-
-Options:
+Options (serve):
   -l, --listen HOST:PORT   listen here instead of the config's "listen"
                            (e.g. 127.0.0.1:3128, [::1]:3128, 0.0.0.0:3128)
   -c, --config FILE        YAML config and policy (default: the shipped
@@ -17,47 +19,86 @@ Options:
   -h, --help               show this help
   -v, --version            print the version
 
-Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once).
-Exit codes: 0 ok, 1 runtime failure, 2 bad usage or invalid config.`
+Options (check):
+  -c, --config FILE        as above
+      --client IP          the client's address (default 127.0.0.1)
+      --user NAME          the authenticated user
+      --listener NAME      the listener the request arrives on
+      --json               print the result as JSON
 
-export interface CliOptions {
-  readonly command: 'serve' | 'help' | 'version'
-  readonly listen?: { host: string, port: number }
-  readonly config?: string
-  readonly logLevel: LogLevel
-  readonly pretty: boolean
-}
+Signals (serve): SIGTERM/SIGINT drain and exit 0 (a second one exits at once);
+SIGHUP reloads the config (the file is also watched).
+Exit codes: 0 ok / allowed, 1 runtime failure / denied, 2 bad usage or invalid config.`
+
+export type Command =
+  | { readonly command: 'help' }
+  | { readonly command: 'version' }
+  | { readonly command: 'serve', readonly config?: string, readonly listen?: { host: string, port: number }, readonly logLevel: LogLevel, readonly pretty: boolean }
+  | { readonly command: 'check', readonly config?: string, readonly target: string, readonly client: string, readonly user?: string, readonly listener?: string, readonly json: boolean }
+  | { readonly command: 'validate', readonly files: readonly string[] }
 
 export class UsageError extends Error {
   override name = 'UsageError'
 }
 
-export function parseCli (argv: readonly string[]): CliOptions {
+const OPTIONS = {
+  listen: { type: 'string', short: 'l' },
+  config: { type: 'string', short: 'c' },
+  'log-level': { type: 'string' },
+  'log-format': { type: 'string' },
+  client: { type: 'string' },
+  user: { type: 'string' },
+  listener: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' }
+} as const
+
+/** Options each command accepts; anything else is a usage error. */
+const ALLOWED: Readonly<Record<string, readonly string[]>> = {
+  serve: ['listen', 'config', 'log-level', 'log-format'],
+  check: ['config', 'client', 'user', 'listener', 'json'],
+  validate: []
+}
+
+export function parseCli (argv: readonly string[]): Command {
   let parsed
   try {
-    parsed = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      strict: true,
-      options: {
-        listen: { type: 'string', short: 'l' },
-        config: { type: 'string', short: 'c' },
-        'log-level': { type: 'string' },
-        'log-format': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean', short: 'v' }
-      }
-    })
+    parsed = parseArgs({ args: [...argv], allowPositionals: true, strict: true, options: OPTIONS })
   } catch (err) {
     throw new UsageError((err as Error).message)
   }
   const { values, positionals } = parsed
-  if (values.help === true) return { command: 'help', logLevel: 'info', pretty: false }
-  if (values.version === true) return { command: 'version', logLevel: 'info', pretty: false }
-  const [command, ...rest] = positionals
-  if (command !== undefined && command !== 'serve') throw new UsageError(`unknown command '${command}'`)
-  if (rest.length > 0) throw new UsageError(`unexpected argument '${rest[0] ?? ''}'`)
+  if (values.help === true) return { command: 'help' }
+  if (values.version === true) return { command: 'version' }
+  const [first, ...rest] = positionals
+  const command = first ?? 'serve'
+  const allowed = ALLOWED[command]
+  if (allowed === undefined) throw new UsageError(`unknown command '${command}'`)
+  for (const key of Object.keys(values)) {
+    if (!allowed.includes(key)) throw new UsageError(`option '--${key}' does not apply to '${command}'`)
+  }
 
+  if (command === 'validate') {
+    if (rest.length === 0) throw new UsageError('validate needs at least one FILE')
+    return { command, files: rest }
+  }
+  if (command === 'check') {
+    if (rest.length !== 1) throw new UsageError('check needs exactly one HOST:PORT')
+    const client = values.client ?? '127.0.0.1'
+    if (isIP(client) === 0) throw new UsageError(`--client must be an IP address, got '${client}'`)
+    return {
+      command,
+      target: rest[0] ?? '',
+      client,
+      json: values.json === true,
+      ...(values.config === undefined ? {} : { config: values.config }),
+      ...(values.user === undefined ? {} : { user: values.user }),
+      ...(values.listener === undefined ? {} : { listener: values.listener })
+    }
+  }
+
+  if (rest.length > 0) throw new UsageError(`unexpected argument '${rest[0] ?? ''}'`)
   const level = values['log-level'] ?? 'info'
   if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join('|')}, got '${level}'`)
   const format = values['log-format'] ?? 'json'

@@ -13,7 +13,8 @@ import { compilePolicy, type CompiledPolicy } from '../policy/compile.js'
 /** The policy shipped in the package; used when no --config is given. */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../policies/default.yaml', import.meta.url))
 
-export interface ListenAddress { readonly host: string, readonly port: number }
+/** Where to listen; `name` is what policy `listeners:` match (defaults to the address text). */
+export interface ListenAddress { readonly host: string, readonly port: number, readonly name: string }
 
 export interface Config {
   readonly file: string
@@ -24,6 +25,7 @@ export interface Config {
   readonly limits: SluiceFile['limits']
   readonly dns: Readonly<Omit<SluiceFile['dns'], 'servers'>> & { readonly servers: readonly string[] }
   readonly policy: CompiledPolicy
+  readonly revokeOnReload: boolean
 }
 
 /** Raised for an unreadable or invalid file; `problems` lists each one. */
@@ -58,10 +60,11 @@ export function parseConfig (text: string, file: string): Config {
   const result = fileSchema.safeParse(doc.toJS() ?? {})
   if (!result.success) throw new ConfigError(file, result.error.issues.map(i => formatIssue(file, i)))
   const f = result.data
-  const listen = (Array.isArray(f.listen) ? f.listen : [f.listen]).map(l => {
-    const parsed = parseListen(l)
-    if (parsed === undefined) throw new ConfigError(file, [`${file}: listen: bad address ${l}`])
-    return Object.freeze(parsed)
+  const listen = (Array.isArray(f.listen) ? f.listen : [f.listen]).map(entry => {
+    const { address, name } = typeof entry === 'string' ? { address: entry, name: entry } : entry
+    const parsed = parseListen(address)
+    if (parsed === undefined) throw new ConfigError(file, [`${file}: listen: bad address ${address}`])
+    return Object.freeze({ ...parsed, name })
   })
   return Object.freeze({
     file,
@@ -70,7 +73,8 @@ export function parseConfig (text: string, file: string): Config {
     timeouts: Object.freeze(f.timeouts),
     limits: Object.freeze(f.limits),
     dns: Object.freeze({ ...f.dns, servers: Object.freeze([...f.dns.servers]) }),
-    policy: compilePolicy(f.rules, f.default)
+    policy: compilePolicy(f.rules, f.default, f.mode),
+    revokeOnReload: f.revoke_on_reload
   })
 }
 

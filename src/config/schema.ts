@@ -15,6 +15,12 @@ export const listenSpec = z.string().refine((v) => parseListen(v) !== undefined,
   message: 'expected host:port, e.g. 127.0.0.1:3128 or [::1]:3128'
 })
 
+/** A listener: `host:port`, or `{ address: host:port, name }` so rules can match it by name. */
+const listenEntry = z.union([listenSpec, z.strictObject({
+  address: listenSpec,
+  name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'expected a name of letters, digits, _ . -' })
+})])
+
 /** `127.0.0.1:3128`, `[::1]:3128`, `:3128` (all interfaces, explicit opt-in) → host, port. */
 export function parseListen (v: string): { host: string, port: number } | undefined {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(v.trim())
@@ -61,7 +67,7 @@ const dns = z.strictObject({
 
 export const fileSchema = z.strictObject({
   version: z.literal(1, { message: 'expected version: 1' }),
-  listen: z.union([listenSpec, z.array(listenSpec).min(1)]).default('127.0.0.1:3128'),
+  listen: z.union([listenEntry, z.array(listenEntry).min(1)]).default('127.0.0.1:3128'),
   timeouts: timeouts.default(timeouts.parse({})),
   limits: limits.default(limits.parse({})),
   dns: dns.default(dns.parse({})),

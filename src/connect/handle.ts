@@ -9,7 +9,7 @@ import { ProxyError, toProxyError } from '../errors.js'
 import type { Config } from '../config/load.js'
 import type { Resolver } from '../net/resolver.js'
 import type { Dialer } from '../upstream/dialer.js'
-import { decideAddress, decideRequest, type RequestFacts, type Verdict } from '../policy/decide.js'
+import { decideRequest, judgeAddresses, type RequestFacts, type Verdict } from '../policy/decide.js'
 import type { TunnelRegistry } from '../server/registry.js'
 import type { Tunnel } from '../tunnel/tunnel.js'
 import { parseTarget } from './target.js'
@@ -22,6 +22,13 @@ export interface ConnectContext {
   readonly dialer: Dialer
   readonly registry: TunnelRegistry
   readonly draining: () => boolean
+  /** True for one of this proxy's own listening endpoints (loop guard). */
+  readonly isSelf: (address: string, port: number) => boolean
+}
+
+/** Report mode: the tunnel goes ahead, the log says what enforce would do. */
+function reportWouldDeny (ctx: ConnectContext, tunnel: Tunnel, v: Verdict, address?: string): void {
+  ctx.log.warn({ tunnel: tunnel.id, target: tunnel.target?.authority, address, rule: v.rule, stage: v.stage, reason: v.reason }, 'policy would deny (report mode)')
 }
 
 function deny (v: Verdict, target: string): ProxyError {
@@ -35,7 +42,7 @@ function clientIp (address: string): string {
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
 }
 
-export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: IncomingMessage, head: Buffer): Promise<void> {
+export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: IncomingMessage, head: Buffer, listener: string): Promise<void> {
   try {
     const cfg = ctx.config()
     if (ctx.draining()) throw new ProxyError('ERR_SHUTTING_DOWN', { headers: { 'Retry-After': '5' } })
@@ -54,22 +61,29 @@ export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: I
     ctx.registry.add(tunnel)
     tunnel.state = 'dialing'
 
-    const facts: RequestFacts = { host: target.host, port: target.port, isName: target.kind === 'name', client: clientIp(tunnel.clientAddress) }
+    const facts: RequestFacts = { host: target.host, port: target.port, isName: target.kind === 'name', client: clientIp(tunnel.clientAddress), listener }
     const early = decideRequest(cfg.policy, facts)
     if (early !== undefined && !early.allow) {
       tunnel.rule = early.rule
+      tunnel.stage = early.stage
       throw deny(early, target.authority)
     }
+    if (early?.wouldDeny === true) reportWouldDeny(ctx, tunnel, early)
 
     const candidates = await ctx.resolver.resolve(target.host)
     if (tunnel.abort.signal.aborted) return
-    const allowed: string[] = []
-    let refusal: Verdict | undefined
     for (const address of candidates) {
-      const v = decideAddress(cfg.policy, facts, address)
+      if (ctx.isSelf(address, target.port)) {
+        throw new ProxyError('ERR_LOOP_DETECTED', { detail: `${target.authority} resolves to this proxy's listener ${address}` })
+      }
+    }
+    const { allowed, judgements } = judgeAddresses(cfg.policy, facts, candidates)
+    let refusal: Verdict | undefined
+    for (const { address, verdict: v } of judgements) {
       if (v.allow) {
-        allowed.push(address)
         tunnel.rule ??= v.rule
+        tunnel.stage ??= v.stage
+        if (v.wouldDeny === true && early?.wouldDeny !== true) reportWouldDeny(ctx, tunnel, v, address)
       } else {
         refusal ??= v
         ctx.log.debug({ tunnel: tunnel.id, target: target.authority, address, rule: v.rule, reason: v.reason }, 'address refused')
@@ -77,8 +91,10 @@ export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: I
     }
     if (allowed.length === 0 && refusal !== undefined) {
       tunnel.rule = refusal.rule
+      tunnel.stage = refusal.stage
       throw deny(refusal, target.authority)
     }
+    tunnel.facts = facts
 
     const { socket, dialed } = await ctx.dialer.dial({ target, addresses: allowed, signal: tunnel.abort.signal })
     tunnel.establish(socket, dialed, head)

@@ -9,16 +9,24 @@ export interface CompiledRule {
   readonly ports?: PortMatcher
   readonly ips?: CidrMatcher
   readonly clients?: CidrMatcher
+  readonly users?: ReadonlySet<string>
+  readonly groups?: ReadonlySet<string>
+  readonly listeners?: ReadonlySet<string>
+  /** A deny by this rule is only reported. */
+  readonly report: boolean
 }
 
 export interface CompiledPolicy {
   readonly rules: readonly CompiledRule[]
   readonly defaultAllow: boolean
+  /** Every deny is only reported (file-level `mode: report`). */
+  readonly report: boolean
 }
 
-export function compilePolicy (rules: readonly RuleSpec[], defaultAction: 'allow' | 'deny'): CompiledPolicy {
+export function compilePolicy (rules: readonly RuleSpec[], defaultAction: 'allow' | 'deny', mode: 'enforce' | 'report' = 'enforce'): CompiledPolicy {
   return Object.freeze({
     defaultAllow: defaultAction === 'allow',
+    report: mode === 'report',
     rules: Object.freeze(rules.map((r, i): CompiledRule => Object.freeze({
       // Rules without a name get a stable one from their position.
       name: r.name ?? `rule-${i + 1}`,
@@ -26,7 +34,15 @@ export function compilePolicy (rules: readonly RuleSpec[], defaultAction: 'allow
       ...(r.hosts === undefined ? {} : { hosts: compileHosts(r.hosts) }),
       ...(r.ports === undefined ? {} : { ports: compilePorts(r.ports) }),
       ...(r.ips === undefined ? {} : { ips: compileCidrs(r.ips) }),
-      ...(r.clients === undefined ? {} : { clients: compileCidrs(r.clients) })
+      ...(r.clients === undefined ? {} : { clients: compileCidrs(r.clients) }),
+      ...(r.users === undefined
+        ? {}
+        : {
+            users: new Set(r.users.filter(u => !u.startsWith('@'))),
+            groups: new Set(r.users.filter(u => u.startsWith('@')).map(g => g.slice(1)))
+          }),
+      ...(r.listeners === undefined ? {} : { listeners: new Set(r.listeners) }),
+      report: r.mode === 'report' || mode === 'report'
     })))
   })
 }

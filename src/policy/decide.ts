@@ -10,6 +10,9 @@
  * 2. decideAddress: for each resolved address, the same walk with the
  *    address known, then the special-purpose guard: a loopback, private,
  *    link-local… address is allowed only by a rule whose `ips` lists it.
+ *
+ * Report mode turns a rule's (or the default's) deny into an allow marked
+ * `wouldDeny`. The special-purpose guard is not a rule and is always enforced.
  */
 import { classifyAddress } from '../net/address-guard.js'
 import type { CompiledPolicy, CompiledRule } from './compile.js'
@@ -21,6 +24,11 @@ export interface RequestFacts {
   readonly isName: boolean
   /** Client source address. */
   readonly client: string
+  /** Authenticated user and their groups, when there is one. */
+  readonly user?: string
+  readonly groups?: ReadonlySet<string>
+  /** Name of the listener the request came in on. */
+  readonly listener?: string
 }
 
 export type Stage = 'request' | 'address'
@@ -33,21 +41,36 @@ export interface Verdict {
   readonly stage: Stage
   /** True when the address guard (not a rule) refused. */
   readonly prohibitedAddress?: boolean
+  /** Allowed only because the deny is in report mode: log it as "would deny". */
+  readonly wouldDeny?: boolean
 }
 
 function matchesRequest (r: CompiledRule, f: RequestFacts): boolean {
   if (r.ports !== undefined && !r.ports.match(f.port)) return false
   if (r.clients !== undefined && !r.clients.match(f.client)) return false
   if (r.hosts !== undefined && !(f.isName && r.hosts.match(f.host))) return false
+  if (r.listeners !== undefined && (f.listener === undefined || !r.listeners.has(f.listener))) return false
+  if (r.users !== undefined && r.groups !== undefined && !matchesPrincipal(r.users, r.groups, f)) return false
   return true
 }
 
+function matchesPrincipal (users: ReadonlySet<string>, groups: ReadonlySet<string>, f: RequestFacts): boolean {
+  if (f.user === undefined) return false
+  if (users.has(f.user)) return true
+  if (f.groups !== undefined) for (const g of f.groups) if (groups.has(g)) return true
+  return false
+}
+
 function ruleVerdict (r: CompiledRule, stage: Stage): Verdict {
-  return { allow: r.allow, rule: r.name, stage, reason: r.allow ? 'allowed by rule' : 'denied by rule' }
+  if (r.allow) return { allow: true, rule: r.name, stage, reason: 'allowed by rule' }
+  if (r.report) return { allow: true, wouldDeny: true, rule: r.name, stage, reason: 'denied by rule (report mode: not enforced)' }
+  return { allow: false, rule: r.name, stage, reason: 'denied by rule' }
 }
 
 function defaultVerdict (p: CompiledPolicy, stage: Stage): Verdict {
-  return { allow: p.defaultAllow, rule: 'default', stage, reason: p.defaultAllow ? 'allowed by default action' : 'no rule allows this target' }
+  if (p.defaultAllow) return { allow: true, rule: 'default', stage, reason: 'allowed by default action' }
+  if (p.report) return { allow: true, wouldDeny: true, rule: 'default', stage, reason: 'no rule allows this target (report mode: not enforced)' }
+  return { allow: false, rule: 'default', stage, reason: 'no rule allows this target' }
 }
 
 /** Stage 1. `undefined` means the answer depends on the resolved address. */
@@ -69,7 +92,7 @@ export function decideAddress (p: CompiledPolicy, f: RequestFacts, address: stri
     if (!matchesRequest(r, f)) continue
     if (r.ips !== undefined && !r.ips.match(address)) continue
     decided = ruleVerdict(r, 'address')
-    unlocked = r.ips !== undefined
+    unlocked = r.ips !== undefined && r.allow
     break
   }
   decided ??= defaultVerdict(p, 'address')
@@ -84,4 +107,24 @@ export function decideAddress (p: CompiledPolicy, f: RequestFacts, address: stri
     prohibitedAddress: true,
     reason: `${address} is special-purpose (${what}${cls.range === undefined ? '' : ' ' + cls.range}); allow it with a rule listing it under ips`
   }
+}
+
+export interface AddressJudgement {
+  readonly address: string
+  readonly verdict: Verdict
+}
+
+/** Stage 2 over every candidate: which addresses may be dialed, and why each other one may not. */
+export function judgeAddresses (p: CompiledPolicy, f: RequestFacts, addresses: readonly string[]): {
+  readonly allowed: readonly string[]
+  readonly judgements: readonly AddressJudgement[]
+} {
+  const allowed: string[] = []
+  const judgements: AddressJudgement[] = []
+  for (const address of addresses) {
+    const verdict = decideAddress(p, f, address)
+    if (verdict.allow) allowed.push(address)
+    judgements.push({ address, verdict })
+  }
+  return { allowed, judgements }
 }

@@ -3,6 +3,7 @@
  * strict zod schema: unknown keys are errors, and every error has a path.
  */
 import { z } from 'zod'
+import { domainToASCII } from 'node:url'
 import ipaddr from 'ipaddr.js'
 
 const PORT_HINT = 'expected a port 1-65535 or a range like 8000-8080'
@@ -33,13 +34,39 @@ export function parseCidr (v: string): [ipaddr.IPv4 | ipaddr.IPv6, number] | und
   }
 }
 
-/** `example.com` or `*.example.com`, lower-case ASCII (punycode) without trailing dot. */
-export const hostPattern = z.string().refine((v) => /^(\*\.)?[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?$/.test(v) && !v.includes('..'), {
-  message: 'expected a lower-case host name or *.suffix (use punycode for IDN, no trailing dot)'
+/**
+ * Host patterns are normalised the way targets are (connect/target.ts):
+ * lower case, no trailing dot, IDN → punycode; then `name` or `*.suffix`.
+ */
+export function normaliseHostPattern (v: string): string | undefined {
+  const wild = v.startsWith('*.')
+  let name = wild ? v.slice(2) : v
+  if (name.endsWith('.')) name = name.slice(0, -1)
+  // eslint-disable-next-line no-control-regex
+  name = /[^\x00-\x7f]/.test(name) ? domainToASCII(name) : name.toLowerCase()
+  if (name === '' || name.length > 253 || name.includes('*')) return undefined
+  for (const label of name.split('.')) {
+    if (!/^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/.test(label)) return undefined
+  }
+  return wild ? `*.${name}` : name
+}
+
+export const hostPattern = z.string().transform((v, ctx) => {
+  const n = normaliseHostPattern(v)
+  if (n === undefined) {
+    ctx.addIssue({ code: 'custom', message: `expected a host name or *.suffix, got '${v}' (wildcards only as a leading '*.')` })
+    return z.NEVER
+  }
+  return n
 })
 
+/** `alice` or `@group` (groups come from the auth section). */
+const principal = z.string().regex(/^@?[^\s@:][^\s:]*$/, { message: 'expected a user name or @group' })
+
+export const modeSchema = z.enum(['enforce', 'report'])
+
 export const ruleSchema = z.strictObject({
-  name: z.string().min(1).optional(),
+  name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'expected a name of letters, digits, _ . - (at most 64)' }).optional(),
   action: z.enum(['allow', 'deny']),
   /** Target host names; `*.example.com` matches sub-domains of example.com. */
   hosts: z.array(hostPattern).min(1).optional(),
@@ -48,12 +75,24 @@ export const ruleSchema = z.strictObject({
   /** Addresses actually dialed; listing a special-purpose range here is how it is unlocked. */
   ips: z.array(cidrSpec).min(1).optional(),
   /** Client source addresses. */
-  clients: z.array(cidrSpec).min(1).optional()
+  clients: z.array(cidrSpec).min(1).optional(),
+  /** Authenticated users and `@groups`. */
+  users: z.array(principal).min(1).optional(),
+  /** Names of the listeners this rule applies to. */
+  listeners: z.array(z.string().min(1)).min(1).optional(),
+  /** `report`: a deny by this rule is logged as "would deny" and the tunnel allowed. */
+  mode: modeSchema.optional(),
+  /** How to reach what this rule allows; only `direct` until parent routes exist. */
+  via: z.literal('direct', { message: "expected 'direct' (parent routes are not available yet)" }).optional()
 })
 
 export const policySchema = {
+  /** `report`: every deny by a rule or the default is logged, not enforced. */
+  mode: modeSchema.default('enforce'),
   default: z.enum(['allow', 'deny']).default('deny'),
-  rules: z.array(ruleSchema).default([])
+  rules: z.array(ruleSchema).default([]),
+  /** On reload, close open tunnels that the new policy would deny. */
+  revoke_on_reload: z.boolean().default(false)
 }
 
-export type RuleSpec = z.infer<typeof ruleSchema>
+export type RuleSpec = z.output<typeof ruleSchema>

@@ -17,6 +17,8 @@ import { Tunnel } from '../tunnel/tunnel.js'
 import { errorParts, errorResponse } from './respond.js'
 
 export interface HttpConnectOptions {
+  /** Listener name, matched by policy `listeners:`. */
+  readonly name: string
   readonly headerTimeoutMs: number
   readonly maxHeaderSize: number
 }
@@ -42,9 +44,14 @@ export function createConnectServer (ctx: ConnectContext, opts: HttpConnectOptio
 
   server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const tunnel = new Tunnel(socket, { log: ctx.log, onClosed: (t) => ctx.registry.delete(t) })
-    if (refused.has(socket)) { socket.destroy(); return }
+    if (refused.has(socket)) {
+      // Pipelined behind a refused request: never acted on (NODE-NOTES A6).
+      tunnel.mark('proxy', 'rejected')
+      socket.destroy()
+      return
+    }
     // handleConnect answers every failure itself; this catch is the backstop.
-    handleConnect(ctx, tunnel, req, head).catch((err: unknown) => {
+    handleConnect(ctx, tunnel, req, head, opts.name).catch((err: unknown) => {
       ctx.log.error({ err, tunnel: tunnel.id }, 'unhandled error in CONNECT pipeline')
       tunnel.destroy('error')
     })

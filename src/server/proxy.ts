@@ -12,12 +12,16 @@ import { createResolver, type Resolver } from '../net/resolver.js'
 import { directDialer, type Dialer } from '../upstream/dialer.js'
 import { TunnelRegistry } from './registry.js'
 import { createConnectServer } from './http-connect.js'
+import type { ConnectContext } from '../connect/handle.js'
+import { selfMatcher } from '../net/self.js'
+import { decideAddress, decideRequest } from '../policy/decide.js'
+import type { Tunnel } from '../tunnel/tunnel.js'
 
 export interface ProxyOptions {
   readonly config: Config
   readonly logger: Logger
   /** Override where to listen (the CLI's --listen). */
-  readonly listen?: ReadonlyArray<{ host: string, port: number }>
+  readonly listen?: ReadonlyArray<{ host: string, port: number, name?: string }>
   /** Injected for tests and future listeners; defaults are built from config. */
   readonly resolver?: Resolver
   readonly dialer?: Dialer
@@ -39,6 +43,15 @@ export interface Proxy {
   close (drainMs?: number): Promise<void>
 }
 
+/** Would `config` still allow this open tunnel, on the address it dialed? */
+function stillAllowed (config: Config, t: Tunnel): boolean {
+  if (t.facts === undefined || t.dialedAddress === undefined) return true
+  const early = decideRequest(config.policy, t.facts)
+  if (early !== undefined && !early.allow) return false
+  const m = /^\[?([^\]]*?)\]?:\d+$/.exec(t.dialedAddress)
+  return m?.[1] === undefined ? true : decideAddress(config.policy, t.facts, m[1]).allow
+}
+
 export function createProxy (opts: ProxyOptions): Proxy {
   let config = opts.config
   let draining = false
@@ -52,23 +65,35 @@ export function createProxy (opts: ProxyOptions): Proxy {
     negativeTtlMs: config.dns.negative_ttl
   })
   const dialer = opts.dialer ?? directDialer({ connectTimeoutMs: t.connect, attemptDelayMs: t.happy_eyeballs, keepAliveMs: 60_000 })
-  const ctx = { log, config: () => config, resolver, dialer, registry, draining: () => draining }
+  let isSelf: (address: string, port: number) => boolean = () => false
+  const ctx: ConnectContext = { log, config: () => config, resolver, dialer, registry, draining: () => draining, isSelf: (a, p) => isSelf(a, p) }
   const servers: Server[] = []
   const addresses: AddressInfo[] = []
+  let listening: Promise<readonly AddressInfo[]> | undefined
+
+  async function bind (): Promise<readonly AddressInfo[]> {
+    for (const { host, port, name } of opts.listen ?? config.listen) {
+      const server = createConnectServer(ctx, {
+        name: name ?? `${host.includes(':') ? `[${host}]` : host}:${port}`,
+        headerTimeoutMs: t.header,
+        maxHeaderSize: config.limits.max_header_size
+      })
+      server.listen({ host, port })
+      servers.push(server)
+      await once(server, 'listening')
+      addresses.push(server.address() as AddressInfo)
+    }
+    isSelf = selfMatcher(addresses)
+    log.info({ listen: addresses.map(a => a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`), config: config.file, hash: config.hash }, 'sluice listening')
+    return addresses
+  }
 
   return {
     addresses,
     registry,
     async listen () {
-      for (const { host, port } of opts.listen ?? config.listen) {
-        const server = createConnectServer(ctx, { headerTimeoutMs: t.header, maxHeaderSize: config.limits.max_header_size })
-        server.listen({ host, port })
-        await once(server, 'listening')
-        servers.push(server)
-        addresses.push(server.address() as AddressInfo)
-      }
-      log.info({ listen: addresses.map(a => a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`), config: config.file, hash: config.hash }, 'sluice listening')
-      return addresses
+      listening ??= bind()
+      return await listening
     },
     async connections () {
       const counts = await Promise.all(servers.map(async s => await new Promise<number>((resolve, reject) =>
@@ -76,11 +101,22 @@ export function createProxy (opts: ProxyOptions): Proxy {
       return counts.reduce((a, b) => a + b, 0)
     },
     reload (next: Config) {
+      const previous = config
       config = next
-      log.info({ config: next.file, hash: next.hash }, 'configuration reloaded')
+      log.info({ config: next.file, hash: next.hash, previous_hash: previous.hash }, 'configuration reloaded')
+      if (next.revokeOnReload) {
+        // Open tunnels keep the decision they were given, unless asked otherwise.
+        const revoked = registry.filter(t => t.state === 'established' && !stillAllowed(next, t))
+        for (const t of revoked) {
+          log.info({ tunnel: t.id, target: t.target?.authority, dialed: t.dialedAddress }, 'revoking tunnel denied by the new policy')
+          t.destroy('revoked')
+        }
+      }
     },
     async close (drainMs = config.timeouts.drain) {
       draining = true
+      // A close during listen() waits for the binding, then closes it too.
+      await listening?.catch(() => [])
       const closed = servers.map(async s => await new Promise<void>(resolve => s.close(() => resolve())))
       for (const s of servers) s.closeIdleConnections()
       log.info({ tunnels: registry.size, drain_ms: drainMs }, 'shutting down: draining tunnels')

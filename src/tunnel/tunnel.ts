@@ -10,6 +10,7 @@ import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { ProxyError } from '../errors.js'
 import type { Target } from '../connect/target.js'
+import type { RequestFacts } from '../policy/decide.js'
 import { errorResponse, respondAndClose } from '../server/respond.js'
 import { splice } from './splice.js'
 
@@ -44,6 +45,10 @@ export class Tunnel {
   upstream: Socket | undefined
   dialedAddress: string | undefined
   rule: string | undefined
+  /** What the policy was asked, kept so a reload can re-judge open tunnels. */
+  facts: RequestFacts | undefined
+  /** Policy stage that decided: 'request' (before DNS) or 'address'. */
+  stage: 'request' | 'address' | undefined
   status = 0
   error: ProxyError | undefined
   connectMs: number | undefined
@@ -150,6 +155,7 @@ export class Tunnel {
       target: this.target?.authority,
       dialed: this.dialedAddress,
       rule: this.rule,
+      stage: this.stage,
       status: this.status,
       code: this.error?.code,
       bytes_up: up?.bytesWritten ?? 0,

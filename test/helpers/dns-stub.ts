@@ -8,8 +8,8 @@
  * case c-ares falls back to TCP (truncation, or `tcp` forced).
  */
 import { once } from 'node:events'
-import { createSocket, type RemoteInfo } from 'node:dgram'
-import { createServer, type Socket } from 'node:net'
+import { createSocket, type RemoteInfo, type Socket as DgramSocket } from 'node:dgram'
+import { createServer, type Server, type Socket } from 'node:net'
 import * as packet from 'dns-packet'
 
 /** What the stub answers for one name. */
@@ -106,18 +106,8 @@ export async function startDnsStub (records?: Record<string, StubRecord>): Promi
     })
   }
 
-  const udp = createSocket('udp4')
-  udp.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
-    const reply = answer(msg)
-    if (reply !== undefined) udp.send(reply, rinfo.port, rinfo.address)
-  })
-  udp.on('error', () => {}) // e.g. ICMP unreachable after the client went away
-  udp.bind(0, '127.0.0.1')
-  await once(udp, 'listening')
-  const port = udp.address().port
-
   const sockets = new Set<Socket>()
-  const tcp = createServer((socket) => {
+  function onTcp (socket: Socket): void {
     sockets.add(socket)
     socket.on('close', () => sockets.delete(socket))
     socket.on('error', () => {})
@@ -138,15 +128,42 @@ export async function startDnsStub (records?: Record<string, StubRecord>): Promi
       }
       if (buf.length > MAX_TCP_BUFFER) socket.destroy()
     })
-  })
-  tcp.listen(port, '127.0.0.1')
-  try {
-    await once(tcp, 'listening')
-  } catch (err) {
-    // The TCP port was taken although the UDP one was free: give up cleanly.
-    udp.close()
-    throw err
   }
+
+  // UDP and TCP must share one port number; the kernel hands out ephemeral
+  // ports per protocol, so the one UDP got may be taken for TCP. Retry a
+  // bounded number of times with a fresh pair.
+  let udp: DgramSocket | undefined
+  let tcp: Server | undefined
+  let port = 0
+  let lastError: unknown
+  for (let attempt = 0; attempt < 20 && tcp === undefined; attempt++) {
+    const u = createSocket('udp4')
+    u.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
+      const reply = answer(msg)
+      if (reply !== undefined) u.send(reply, rinfo.port, rinfo.address)
+    })
+    u.on('error', () => {}) // e.g. ICMP unreachable after the client went away
+    u.bind(0, '127.0.0.1')
+    await once(u, 'listening')
+    const p = u.address().port
+    const t = createServer(onTcp)
+    t.listen(p, '127.0.0.1')
+    try {
+      await once(t, 'listening')
+      udp = u
+      tcp = t
+      port = p
+    } catch (err) {
+      lastError = err
+      const closed = once(u, 'close')
+      u.close()
+      await closed
+    }
+  }
+  if (udp === undefined || tcp === undefined) throw lastError
+  const udpSocket = udp
+  const tcpServer = tcp
 
   let closed: Promise<void> | undefined
   return {
@@ -159,10 +176,10 @@ export async function startDnsStub (records?: Record<string, StubRecord>): Promi
     close (): Promise<void> {
       closed ??= (async () => {
         for (const s of sockets) s.destroy()
-        const tcpClosed = once(tcp, 'close')
-        tcp.close()
-        const udpClosed = once(udp, 'close')
-        udp.close()
+        const tcpClosed = once(tcpServer, 'close')
+        tcpServer.close()
+        const udpClosed = once(udpSocket, 'close')
+        udpSocket.close()
         await Promise.all([tcpClosed, udpClosed])
       })()
       return closed

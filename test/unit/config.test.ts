@@ -2,6 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ConfigError, parseConfig } from '../../src/config/load.js'
 import { parseDuration } from '../../src/config/duration.js'
+import { decideRequest } from '../../src/policy/decide.js'
 
 test('every problem is listed at once, with file and path', () => {
   const text = `
@@ -35,7 +36,7 @@ test('YAML syntax errors and a missing version are reported', () => {
 
 test('defaults fill in and the result is frozen', () => {
   const c = parseConfig('version: 1\n', 'min.yaml')
-  assert.deepEqual(c.listen, [{ host: '127.0.0.1', port: 3128 }])
+  assert.deepEqual(c.listen, [{ host: '127.0.0.1', port: 3128, name: '127.0.0.1:3128' }])
   assert.equal(c.timeouts.header, 30_000)
   assert.equal(c.timeouts.idle, 3_600_000)
   assert.equal(c.limits.max_header_size, 16_384)
@@ -43,9 +44,18 @@ test('defaults fill in and the result is frozen', () => {
   assert.ok(Object.isFrozen(c) && Object.isFrozen(c.timeouts) && Object.isFrozen(c.policy))
 })
 
-test('listen accepts IPv6 and lists', () => {
-  const c = parseConfig('version: 1\nlisten: ["[::1]:3128", "127.0.0.1:8080"]\n', 'l.yaml')
-  assert.deepEqual(c.listen, [{ host: '::1', port: 3128 }, { host: '127.0.0.1', port: 8080 }])
+test('listen accepts IPv6, lists and named listeners', () => {
+  const c = parseConfig('version: 1\nlisten: ["[::1]:3128", { address: "127.0.0.1:8080", name: office }]\n', 'l.yaml')
+  assert.deepEqual(c.listen, [{ host: '::1', port: 3128, name: '[::1]:3128' }, { host: '127.0.0.1', port: 8080, name: 'office' }])
+})
+
+test('host patterns are normalised like targets: case, trailing dot, IDN', () => {
+  const c = parseConfig('version: 1\nrules: [{ action: allow, hosts: ["Bücher.DE.", "*.Example.com"] }]\n', 'h.yaml')
+  const f = { port: 443, isName: true, client: '127.0.0.1' }
+  assert.equal(decideRequest(c.policy, { ...f, host: 'xn--bcher-kva.de' })?.allow, true)
+  assert.equal(decideRequest(c.policy, { ...f, host: 'a.example.com' })?.allow, true)
+  assert.equal(decideRequest(c.policy, { ...f, host: 'example.com' })?.allow, false)
+  assert.throws(() => parseConfig('version: 1\nrules: [{ action: allow, hosts: ["a.*.com"] }]\n', 'h.yaml'), /rules\[0\]\.hosts\[0\]: expected a host name or \*\.suffix/)
 })
 
 test('durations', () => {

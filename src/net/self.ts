@@ -1,0 +1,35 @@
+/**
+ * The proxy's own listening endpoints, so a CONNECT back to Sluice itself
+ * is refused instead of looping until file descriptors run out.
+ */
+import { networkInterfaces } from 'node:os'
+import type { AddressInfo } from 'node:net'
+import { toBytes } from '../policy/match.js'
+
+function key (address: string, port: number): string {
+  const b = toBytes(address)
+  return b === undefined ? `${address}|${port}` : `${b.bytes.join('.')}|${port}`
+}
+
+/** Build a predicate `(ip, port) → is this one of our own listeners?`. */
+export function selfMatcher (listening: readonly AddressInfo[]): (address: string, port: number) => boolean {
+  const self = new Set<string>()
+  const loopbackPorts = new Set<number>()
+  for (const l of listening) {
+    if (l.address === '0.0.0.0' || l.address === '::') {
+      // A wildcard listener answers on every local address.
+      for (const list of Object.values(networkInterfaces())) {
+        for (const i of list ?? []) self.add(key(i.address, l.port))
+      }
+      loopbackPorts.add(l.port)
+    } else {
+      self.add(key(l.address, l.port))
+    }
+  }
+  return (address, port) => {
+    if (self.has(key(address, port))) return true
+    if (!loopbackPorts.has(port)) return false
+    const b = toBytes(address)
+    return b !== undefined && ((b.v4 && b.bytes[0] === 127) || address === '::1')
+  }
+}
