@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs'
 import { parseCli, UsageError, USAGE, type Command } from './cli/args.js'
 import { check, formatCheck } from './cli/check.js'
 import { serve } from './cli/serve.js'
+import { passwd } from './cli/passwd.js'
 import { ConfigError, loadConfig } from './config/load.js'
 import { isProxyError } from './errors.js'
 
@@ -35,6 +36,7 @@ async function run (cmd: Command): Promise<number> {
     case 'version': process.stdout.write(version() + '\n'); return 0
     case 'validate': return await validate(cmd.files)
     case 'serve': return await serve(cmd)
+    case 'passwd': return await passwd(cmd.name, cmd.scheme)
     case 'check': {
       const result = await check(await loadConfig(cmd.config), cmd)
       process.stdout.write(cmd.json ? JSON.stringify(result) + '\n' : formatCheck(result))

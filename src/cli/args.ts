@@ -8,6 +8,8 @@ export const USAGE = `Usage:
   sluice [serve] [options]          run the proxy
   sluice check [options] HOST:PORT  explain what the policy does with a target
   sluice validate FILE...           check config files, print every problem
+  sluice passwd [--scheme S] NAME   print a users-file line; the password is
+                                    read from the terminal or stdin
 
 Options (serve):
   -l, --listen HOST:PORT   listen here instead of the config's "listen"
@@ -26,6 +28,9 @@ Options (check):
       --listener NAME      the listener the request arrives on
       --json               print the result as JSON
 
+Options (passwd):
+      --scheme SCHEME      bcrypt (default; what htpasswd -B writes) or scrypt
+
 Signals (serve): SIGTERM/SIGINT drain and exit 0 (a second one exits at once);
 SIGHUP reloads the config (the file is also watched).
 Exit codes: 0 ok / allowed, 1 runtime failure / denied, 2 bad usage or invalid config.`
@@ -36,6 +41,7 @@ export type Command =
   | { readonly command: 'serve', readonly config?: string, readonly listen?: { host: string, port: number }, readonly logLevel: LogLevel, readonly pretty: boolean }
   | { readonly command: 'check', readonly config?: string, readonly target: string, readonly client: string, readonly user?: string, readonly listener?: string, readonly json: boolean }
   | { readonly command: 'validate', readonly files: readonly string[] }
+  | { readonly command: 'passwd', readonly name: string, readonly scheme: 'bcrypt' | 'scrypt' }
 
 export class UsageError extends Error {
   override name = 'UsageError'
@@ -50,6 +56,7 @@ const OPTIONS = {
   user: { type: 'string' },
   listener: { type: 'string' },
   json: { type: 'boolean' },
+  scheme: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' }
 } as const
@@ -58,7 +65,8 @@ const OPTIONS = {
 const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   serve: ['listen', 'config', 'log-level', 'log-format'],
   check: ['config', 'client', 'user', 'listener', 'json'],
-  validate: []
+  validate: [],
+  passwd: ['scheme']
 }
 
 export function parseCli (argv: readonly string[]): Command {
@@ -82,6 +90,12 @@ export function parseCli (argv: readonly string[]): Command {
   if (command === 'validate') {
     if (rest.length === 0) throw new UsageError('validate needs at least one FILE')
     return { command, files: rest }
+  }
+  if (command === 'passwd') {
+    if (rest.length !== 1) throw new UsageError('passwd needs exactly one NAME')
+    const scheme = values.scheme ?? 'bcrypt'
+    if (scheme !== 'bcrypt' && scheme !== 'scrypt') throw new UsageError(`--scheme must be bcrypt or scrypt, got '${scheme}'`)
+    return { command, name: rest[0] ?? '', scheme }
   }
   if (command === 'check') {
     if (rest.length !== 1) throw new UsageError('check needs exactly one HOST:PORT')

@@ -39,7 +39,7 @@ export async function check (config: Config, input: CheckInput): Promise<CheckRe
     port: target.port,
     isName: target.kind === 'name',
     client: input.client,
-    ...(input.user === undefined ? {} : { user: input.user }),
+    ...(input.user === undefined ? {} : { user: input.user, groups: config.auth?.groups.get(input.user) ?? new Set<string>() }),
     ...(input.listener === undefined ? {} : { listener: input.listener })
   }
   const early = decideRequest(config.policy, facts)

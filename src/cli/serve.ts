@@ -45,6 +45,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
       if (stopping) return
       reloader = createReloader({
         file: config.file,
+        watchFiles: config.files,
         log: logger,
         currentHash: () => current.hash,
         apply: (next) => { current = next; proxy.reload(next) }

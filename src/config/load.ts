@@ -9,15 +9,23 @@ import { parseDocument } from 'yaml'
 import type { z } from 'zod'
 import { fileSchema, parseListen, type SluiceFile } from './schema.js'
 import { compilePolicy, type CompiledPolicy } from '../policy/compile.js'
+import { loadAuth, type AuthConfig } from '../auth/load.js'
+import { ConfigError } from './errors.js'
+
+export { ConfigError }
 
 /** The policy shipped in the package; used when no --config is given. */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../policies/default.yaml', import.meta.url))
 
 /** Where to listen; `name` is what policy `listeners:` match (defaults to the address text). */
+export type { AuthConfig }
+
 export interface ListenAddress { readonly host: string, readonly port: number, readonly name: string }
 
 export interface Config {
   readonly file: string
+  /** Every file this config was read from (the config, users and groups files): watched for reload. */
+  readonly files: readonly string[]
   /** sha256 of the file text, logged so operators can tell versions apart. */
   readonly hash: string
   readonly listen: readonly ListenAddress[]
@@ -26,16 +34,7 @@ export interface Config {
   readonly dns: Readonly<Omit<SluiceFile['dns'], 'servers'>> & { readonly servers: readonly string[] }
   readonly policy: CompiledPolicy
   readonly revokeOnReload: boolean
-}
-
-/** Raised for an unreadable or invalid file; `problems` lists each one. */
-export class ConfigError extends Error {
-  readonly problems: readonly string[]
-  constructor (file: string, problems: readonly string[]) {
-    super(`${file}: invalid configuration\n` + problems.map(p => `  ${p}`).join('\n'))
-    this.name = 'ConfigError'
-    this.problems = problems
-  }
+  readonly auth?: AuthConfig
 }
 
 /** `['rules', 3, 'ports', 1]` → `rules[3].ports[1]`. */
@@ -66,9 +65,14 @@ export function parseConfig (text: string, file: string): Config {
     if (parsed === undefined) throw new ConfigError(file, [`${file}: listen: bad address ${address}`])
     return Object.freeze({ ...parsed, name })
   })
+  const hash = createHash('sha256').update(text)
+  const files = [file]
+  const authConfig = f.auth === undefined ? undefined : loadAuth(f.auth, file, (path, content) => { files.push(path); hash.update('\0').update(content) })
   return Object.freeze({
     file,
-    hash: createHash('sha256').update(text).digest('hex').slice(0, 16),
+    files: Object.freeze(files),
+    hash: hash.digest('hex').slice(0, 16),
+    ...(authConfig === undefined ? {} : { auth: authConfig }),
     listen: Object.freeze(listen),
     timeouts: Object.freeze(f.timeouts),
     limits: Object.freeze(f.limits),

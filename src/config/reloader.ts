@@ -11,7 +11,10 @@ import type { Logger } from 'pino'
 import { ConfigError, loadConfig, type Config } from './load.js'
 
 export interface ReloaderOptions {
+  /** The config file to load. */
   readonly file: string
+  /** Files whose change triggers a reload (the config, users and groups files). */
+  readonly watchFiles?: readonly string[]
   readonly log: Logger
   /** Current config's hash, so an unchanged file is not "reloaded". */
   readonly currentHash: () => string
@@ -29,7 +32,7 @@ export interface Reloader {
 }
 
 export function createReloader (opts: ReloaderOptions): Reloader {
-  let watcher: FSWatcher | undefined
+  const watchers: FSWatcher[] = []
   let timer: NodeJS.Timeout | undefined
   let running: Promise<boolean> = Promise.resolve(false)
 
@@ -44,6 +47,7 @@ export function createReloader (opts: ReloaderOptions): Reloader {
     }
     if (next.hash === opts.currentHash()) return false
     opts.apply(next)
+    if (opts.watch !== false) rewatch(next.files)
     return true
   }
 
@@ -55,21 +59,35 @@ export function createReloader (opts: ReloaderOptions): Reloader {
     },
     close () {
       clearTimeout(timer)
-      watcher?.close()
-      watcher = undefined
+      unwatch()
     }
   }
 
-  if (opts.watch !== false) {
-    const name = basename(opts.file)
-    watcher = watch(dirname(opts.file), (_event, changed) => {
-      if (changed !== null && changed !== name) return
-      clearTimeout(timer)
-      timer = setTimeout(() => {
-        reloader.reload('file changed').catch((err: unknown) => opts.log.error({ err }, 'reload failed'))
-      }, opts.debounceMs ?? 100)
-    })
-    watcher.on('error', (err) => opts.log.warn({ err, config: opts.file }, 'cannot watch the config file; SIGHUP still reloads'))
+  function unwatch (): void {
+    for (const w of watchers.splice(0)) w.close()
   }
+
+  function rewatch (files: readonly string[]): void {
+    unwatch()
+    const byDir = new Map<string, Set<string>>()
+    for (const f of files) {
+      const names = byDir.get(dirname(f)) ?? new Set<string>()
+      names.add(basename(f))
+      byDir.set(dirname(f), names)
+    }
+    for (const [dir, names] of byDir) {
+      const w = watch(dir, (_event, changed) => {
+        if (changed !== null && !names.has(changed)) return
+        clearTimeout(timer)
+        timer = setTimeout(() => {
+          reloader.reload('file changed').catch((err: unknown) => opts.log.error({ err }, 'reload failed'))
+        }, opts.debounceMs ?? 100)
+      })
+      w.on('error', (err) => opts.log.warn({ err, dir }, 'cannot watch config files; SIGHUP still reloads'))
+      watchers.push(w)
+    }
+  }
+
+  if (opts.watch !== false) rewatch(opts.watchFiles ?? [opts.file])
   return reloader
 }

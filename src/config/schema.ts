@@ -65,12 +65,37 @@ const dns = z.strictObject({
   negative_ttl: duration.default(10_000)
 })
 
+const auth = z.strictObject({
+  /** Realm in the Proxy-Authenticate challenge. */
+  realm: z.string().regex(/^[\x20-\x7e]{1,64}$/, { message: 'expected printable ASCII, at most 64 characters' }).refine(v => !v.includes('"') && !v.includes('\\'), { message: 'must not contain " or \\' }).default('Sluice'),
+  /** htpasswd-format users file (bcrypt or scrypt hashes), relative to this file. */
+  users_file: z.string().min(1),
+  /** group → users. */
+  groups: z.record(z.string().regex(/^[^\s@:]+$/, { message: 'expected a group name without spaces, @ or :' }), z.array(z.string().min(1))).default({}),
+  /** Apache htgroup-format file (`group: user user`), relative to this file. */
+  groups_file: z.string().min(1).optional(),
+  /** Anonymous requests need credentials unless a rule without `users` allows them. */
+  required: z.boolean().default(true),
+  /** 407 challenges answered on one connection before it is closed. */
+  max_attempts: z.number().int().min(1).max(20).default(3),
+  /** How long a verified user:password stays verified without re-hashing. */
+  cache_ttl: duration.default(300_000),
+  cache_size: z.number().int().min(1).default(10_000),
+  lockout: z.strictObject({
+    /** Failed logins from one client address, within `window`, that lock it out; 0 disables. */
+    failures: z.number().int().min(0).default(10),
+    window: duration.default(60_000),
+    duration: duration.default(300_000)
+  }).default({ failures: 10, window: 60_000, duration: 300_000 })
+})
+
 export const fileSchema = z.strictObject({
   version: z.literal(1, { message: 'expected version: 1' }),
   listen: z.union([listenEntry, z.array(listenEntry).min(1)]).default('127.0.0.1:3128'),
   timeouts: timeouts.default(timeouts.parse({})),
   limits: limits.default(limits.parse({})),
   dns: dns.default(dns.parse({})),
+  auth: auth.optional(),
   ...policySchema
 })
 

@@ -12,6 +12,10 @@ import type { Dialer } from '../upstream/dialer.js'
 import { decideRequest, judgeAddresses, type RequestFacts, type Verdict } from '../policy/decide.js'
 import type { TunnelRegistry } from '../server/registry.js'
 import type { Tunnel } from '../tunnel/tunnel.js'
+import type { Socket } from 'node:net'
+import type { AuthConfig } from '../auth/load.js'
+import type { Authenticator, AuthFailure, Principal } from '../auth/authenticator.js'
+import type { Lockout } from '../auth/lockout.js'
 import { parseTarget } from './target.js'
 
 export interface ConnectContext {
@@ -24,6 +28,54 @@ export interface ConnectContext {
   readonly draining: () => boolean
   /** True for one of this proxy's own listening endpoints (loop guard). */
   readonly isSelf: (address: string, port: number) => boolean
+  /** The current authenticator, when the config has an `auth` section. */
+  readonly auth: () => AuthState | undefined
+  readonly lockout: Lockout
+}
+
+export interface AuthState {
+  readonly authenticator: Authenticator
+  readonly config: AuthConfig
+}
+
+/** What the listener knows about this connection. */
+export interface ConnectionInfo {
+  /** Listener name, for policy `listeners:`. */
+  readonly listener: string
+  /** 407s already sent on this connection. */
+  readonly challenges: number
+  /** Hand the connection back to the HTTP parser after a 407 (keep-alive retry). */
+  readonly rearm: (socket: Socket, head: Buffer) => void
+}
+
+const AUTH_FAILURES: Readonly<Record<AuthFailure, string>> = {
+  not_basic: 'only the Basic scheme is supported',
+  malformed: 'malformed Basic credentials (expected base64 of user:password)',
+  unknown_user: 'unknown user or wrong password',
+  bad_password: 'unknown user or wrong password'
+}
+
+/**
+ * Authenticate the request's Proxy-Authorization. Returns the principal,
+ * undefined for an anonymous request, or throws 407 / 429.
+ */
+async function authenticate (ctx: ConnectContext, auth: AuthState, tunnel: Tunnel, req: IncomingMessage, client: string): Promise<Principal | undefined> {
+  const wait = ctx.lockout.retryAfter(client)
+  if (wait > 0) throw new ProxyError('ERR_AUTH_LOCKED', { detail: `retry in ${wait} s`, headers: { 'Retry-After': String(wait) } })
+  const header = req.headers['proxy-authorization']
+  const outcome = await auth.authenticator.authenticate(header)
+  if (outcome.kind === 'none') return undefined
+  if (outcome.kind === 'ok') {
+    ctx.lockout.succeed(client)
+    return outcome.principal
+  }
+  // The log names the user (when there is one), never the password or the header.
+  ctx.log.info({ tunnel: tunnel.id, client, user: outcome.user, reason: outcome.reason }, 'authentication failed')
+  if (ctx.lockout.fail(client)) {
+    const l = auth.config.lockout
+    ctx.log.warn({ client, failures: l.failures, window_ms: l.windowMs, lockout_ms: l.durationMs }, 'client locked out after repeated failed logins')
+  }
+  throw new ProxyError('ERR_AUTH_FAILED', { detail: AUTH_FAILURES[outcome.reason] })
 }
 
 /** Report mode: the tunnel goes ahead, the log says what enforce would do. */
@@ -42,7 +94,8 @@ function clientIp (address: string): string {
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
 }
 
-export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: IncomingMessage, head: Buffer, listener: string): Promise<void> {
+export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: IncomingMessage, head: Buffer, conn: ConnectionInfo): Promise<void> {
+  const auth = ctx.auth()
   try {
     const cfg = ctx.config()
     if (ctx.draining()) throw new ProxyError('ERR_SHUTTING_DOWN', { headers: { 'Retry-After': '5' } })
@@ -61,8 +114,23 @@ export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: I
     ctx.registry.add(tunnel)
     tunnel.state = 'dialing'
 
-    const facts: RequestFacts = { host: target.host, port: target.port, isName: target.kind === 'name', client: clientIp(tunnel.clientAddress), listener }
+    const client = clientIp(tunnel.clientAddress)
+    const principal = auth === undefined ? undefined : await authenticate(ctx, auth, tunnel, req, client)
+    if (principal !== undefined) tunnel.user = principal.user
+    const facts: RequestFacts = {
+      host: target.host,
+      port: target.port,
+      isName: target.kind === 'name',
+      client,
+      listener: conn.listener,
+      ...(principal === undefined ? {} : { user: principal.user, groups: principal.groups }),
+      ...(auth === undefined || principal !== undefined ? {} : { challenge: auth.config.required ? 'always' : 'rules' })
+    }
     const early = decideRequest(cfg.policy, facts)
+    if (early?.challenge === true) {
+      tunnel.rule = early.rule
+      throw new ProxyError('ERR_AUTH_REQUIRED', { detail: `rule ${early.rule} needs a user` })
+    }
     if (early !== undefined && !early.allow) {
       tunnel.rule = early.rule
       tunnel.stage = early.stage
@@ -101,6 +169,19 @@ export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: I
   } catch (err) {
     const e = toProxyError(err)
     if (e.code === 'ERR_INTERNAL') ctx.log.error({ err, tunnel: tunnel.id }, 'internal error handling CONNECT')
+    if (e.status === 407 && auth !== undefined) {
+      // RFC 7617 §2.1: charset="UTF-8" tells clients to send UTF-8 credentials.
+      const challenge = { 'Proxy-Authenticate': `Basic realm="${auth.config.realm}", charset="UTF-8"` }
+      if (conn.challenges + 1 < auth.config.maxAttempts) {
+        // The client may retry on this same connection (clients that only
+        // answer a challenge, e.g. Apache HttpClient, need that).
+        const socket = tunnel.release(e, challenge)
+        if (socket !== undefined) conn.rearm(socket, head)
+        return
+      }
+      tunnel.fail(e, challenge)
+      return
+    }
     tunnel.fail(e)
   }
 }

@@ -29,6 +29,12 @@ export interface RequestFacts {
   readonly groups?: ReadonlySet<string>
   /** Name of the listener the request came in on. */
   readonly listener?: string
+  /**
+   * Set when authentication is configured and the request carried no
+   * credentials: `rules` → a rule naming users answers with a challenge
+   * (407); `always` → the default action does too (auth.required).
+   */
+  readonly challenge?: 'rules' | 'always'
 }
 
 export type Stage = 'request' | 'address'
@@ -43,14 +49,16 @@ export interface Verdict {
   readonly prohibitedAddress?: boolean
   /** Allowed only because the deny is in report mode: log it as "would deny". */
   readonly wouldDeny?: boolean
+  /** Denied for want of credentials: answer 407, not 403. */
+  readonly challenge?: boolean
 }
 
-function matchesRequest (r: CompiledRule, f: RequestFacts): boolean {
+function matchesRequest (r: CompiledRule, f: RequestFacts, ignoreUsers = false): boolean {
   if (r.ports !== undefined && !r.ports.match(f.port)) return false
   if (r.clients !== undefined && !r.clients.match(f.client)) return false
   if (r.hosts !== undefined && !(f.isName && r.hosts.match(f.host))) return false
   if (r.listeners !== undefined && (f.listener === undefined || !r.listeners.has(f.listener))) return false
-  if (r.users !== undefined && r.groups !== undefined && !matchesPrincipal(r.users, r.groups, f)) return false
+  if (!ignoreUsers && r.users !== undefined && r.groups !== undefined && !matchesPrincipal(r.users, r.groups, f)) return false
   return true
 }
 
@@ -73,14 +81,25 @@ function defaultVerdict (p: CompiledPolicy, stage: Stage): Verdict {
   return { allow: false, rule: 'default', stage, reason: 'no rule allows this target' }
 }
 
+function challengeVerdict (rule: string): Verdict {
+  return { allow: false, challenge: true, rule, stage: 'request', reason: 'credentials required' }
+}
+
+/** Would `r` match if the anonymous request had the right user? */
+function wantsUser (r: CompiledRule, f: RequestFacts): boolean {
+  return f.challenge !== undefined && f.user === undefined && r.users !== undefined && matchesRequest(r, f, true)
+}
+
 /** Stage 1. `undefined` means the answer depends on the resolved address. */
 export function decideRequest (p: CompiledPolicy, f: RequestFacts): Verdict | undefined {
   for (const r of p.rules) {
+    if (wantsUser(r, f)) return challengeVerdict(r.name)
     if (!matchesRequest(r, f)) continue
     if (r.ips !== undefined) return undefined
     // An allow here is provisional: the address guard still runs in stage 2.
     return ruleVerdict(r, 'request')
   }
+  if (f.challenge === 'always' && f.user === undefined) return challengeVerdict('default')
   return defaultVerdict(p, 'request')
 }
 

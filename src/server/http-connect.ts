@@ -25,6 +25,8 @@ export interface HttpConnectOptions {
 
 /** Sockets we have answered with a closing error; a CONNECT pipelined behind it is dropped. */
 const refused = new WeakSet<Duplex>()
+/** 407 challenges sent per connection (keep-alive retries are bounded). */
+const challenges = new WeakMap<Duplex, number>()
 
 export function createConnectServer (ctx: ConnectContext, opts: HttpConnectOptions): Server {
   const server = createServer({
@@ -51,7 +53,7 @@ export function createConnectServer (ctx: ConnectContext, opts: HttpConnectOptio
       return
     }
     // handleConnect answers every failure itself; this catch is the backstop.
-    handleConnect(ctx, tunnel, req, head, opts.name).catch((err: unknown) => {
+    handleConnect(ctx, tunnel, req, head, { listener: opts.name, challenges: challenges.get(socket) ?? 0, rearm }).catch((err: unknown) => {
       ctx.log.error({ err, tunnel: tunnel.id }, 'unhandled error in CONNECT pipeline')
       tunnel.destroy('error')
     })
@@ -84,6 +86,17 @@ export function createConnectServer (ctx: ConnectContext, opts: HttpConnectOptio
     timer.unref()
     socket.once('close', () => clearTimeout(timer))
   })
+
+  /**
+   * After a 407, give the socket back to Node's HTTP machinery so the client
+   * can send its next CONNECT on the same connection. Node detached the
+   * parser before 'connect' (NODE-NOTES A3); 'connection' attaches a new one.
+   */
+  function rearm (socket: Socket, head: Buffer): void {
+    challenges.set(socket, (challenges.get(socket) ?? 0) + 1)
+    if (head.length > 0) socket.unshift(head)
+    server.emit('connection', socket)
+  }
 
   return server
 }

@@ -12,7 +12,10 @@ import { createResolver, type Resolver } from '../net/resolver.js'
 import { directDialer, type Dialer } from '../upstream/dialer.js'
 import { TunnelRegistry } from './registry.js'
 import { createConnectServer } from './http-connect.js'
-import type { ConnectContext } from '../connect/handle.js'
+import type { AuthState, ConnectContext } from '../connect/handle.js'
+import { Authenticator } from '../auth/authenticator.js'
+import { BcryptPool } from '../auth/bcrypt-pool.js'
+import { Lockout } from '../auth/lockout.js'
 import { selfMatcher } from '../net/self.js'
 import { decideAddress, decideRequest } from '../policy/decide.js'
 import type { Tunnel } from '../tunnel/tunnel.js'
@@ -66,7 +69,24 @@ export function createProxy (opts: ProxyOptions): Proxy {
   })
   const dialer = opts.dialer ?? directDialer({ connectTimeoutMs: t.connect, attemptDelayMs: t.happy_eyeballs, keepAliveMs: 60_000 })
   let isSelf: (address: string, port: number) => boolean = () => false
-  const ctx: ConnectContext = { log, config: () => config, resolver, dialer, registry, draining: () => draining, isSelf: (a, p) => isSelf(a, p) }
+  // Lock-outs survive reloads; the bcrypt workers are shared by every authenticator.
+  const lockout = new Lockout(config.auth?.lockout ?? { failures: 0, windowMs: 0, durationMs: 0 })
+  const pool = new BcryptPool(2)
+  const makeAuth = (c: Config): AuthState | undefined => c.auth === undefined
+    ? undefined
+    : { config: c.auth, authenticator: new Authenticator({ users: c.auth.users, groups: c.auth.groups, pool, cacheTtlMs: c.auth.cacheTtlMs, cacheSize: c.auth.cacheSize }) }
+  let auth = makeAuth(config)
+  const ctx: ConnectContext = {
+    log,
+    config: () => config,
+    resolver,
+    dialer,
+    registry,
+    draining: () => draining,
+    isSelf: (a, p) => isSelf(a, p),
+    auth: () => auth,
+    lockout
+  }
   const servers: Server[] = []
   const addresses: AddressInfo[] = []
   let listening: Promise<readonly AddressInfo[]> | undefined
@@ -103,6 +123,9 @@ export function createProxy (opts: ProxyOptions): Proxy {
     reload (next: Config) {
       const previous = config
       config = next
+      // A new authenticator: its verification cache starts empty (users may have changed).
+      auth = makeAuth(next)
+      if (next.auth !== undefined) lockout.configure(next.auth.lockout)
       log.info({ config: next.file, hash: next.hash, previous_hash: previous.hash }, 'configuration reloaded')
       if (next.revokeOnReload) {
         // Open tunnels keep the decision they were given, unless asked otherwise.
@@ -127,6 +150,7 @@ export function createProxy (opts: ProxyOptions): Proxy {
       }
       for (const s of servers) s.closeAllConnections()
       await Promise.all(closed)
+      await pool.close()
       log.info('shut down')
     }
   }

@@ -18,7 +18,7 @@ export type TunnelState = 'accepted' | 'dialing' | 'established' | 'closed'
 
 /** Who ended the tunnel and how; `proxy` means we did. */
 export type ClosedBy = 'client' | 'upstream' | 'proxy'
-export type CloseHow = 'fin' | 'reset' | 'error' | 'idle_timeout' | 'max_lifetime' | 'shutdown' | 'rejected' | 'revoked'
+export type CloseHow = 'fin' | 'reset' | 'error' | 'idle_timeout' | 'max_lifetime' | 'shutdown' | 'rejected' | 'revoked' | 'challenged'
 
 /** What the tunnel needs from its owner; kept narrow so other listeners (TLS, SNI) can reuse Tunnel. */
 export interface TunnelHost {
@@ -45,6 +45,8 @@ export class Tunnel {
   upstream: Socket | undefined
   dialedAddress: string | undefined
   rule: string | undefined
+  /** Authenticated user, when there is one (never the password). */
+  user: string | undefined
   /** What the policy was asked, kept so a reload can re-judge open tunnels. */
   facts: RequestFacts | undefined
   /** Policy stage that decided: 'request' (before DNS) or 'address'. */
@@ -63,8 +65,8 @@ export class Tunnel {
   constructor (downstream: Socket, host: TunnelHost) {
     // First thing: after 'connect' Node leaves the socket with no 'error'
     // listener, and a client RST would crash the process (NODE-NOTES A3).
-    downstream.on('error', (err) => this.onSocketError('client', err))
-    downstream.once('close', () => this.onSocketClose('client'))
+    downstream.on('error', this.onDownstreamError)
+    downstream.once('close', this.onDownstreamClose)
     this.downstream = downstream
     this.host = host
     this.id = (++nextId).toString(36)
@@ -80,6 +82,29 @@ export class Tunnel {
     this.mark('proxy', 'rejected')
     this.abort.abort()
     respondAndClose(this.downstream, errorResponse(err, extraHeaders))
+  }
+
+  /**
+   * Answer with a challenge (407) and give the connection back for the
+   * client's retry: this tunnel ends here (one log line), the socket lives on.
+   */
+  release (err: ProxyError, extraHeaders: Readonly<Record<string, string>>): Socket | undefined {
+    if (this.state !== 'accepted' && this.state !== 'dialing') return undefined
+    this.error = err
+    this.status = err.status
+    this.mark('proxy', 'challenged')
+    this.abort.abort()
+    const socket = this.downstream
+    socket.removeListener('error', this.onDownstreamError)
+    socket.removeListener('close', this.onDownstreamClose)
+    if (socket.destroyed || !socket.writable) {
+      socket.destroy()
+      this.finalize(true)
+      return undefined
+    }
+    socket.write(errorResponse(err, { ...extraHeaders, Connection: 'keep-alive' }))
+    this.finalize(true)
+    return socket
   }
 
   /** Take over a connected upstream: forward `head`, answer 200, splice. */
@@ -121,6 +146,9 @@ export class Tunnel {
     this.closeHow = how
   }
 
+  private readonly onDownstreamError = (err: Error): void => this.onSocketError('client', err)
+  private readonly onDownstreamClose = (): void => this.onSocketClose('client')
+
   private onSocketError (side: 'client' | 'upstream', err: Error): void {
     const reset = (err as { code?: string }).code === 'ECONNRESET'
     this.mark(side, reset ? 'reset' : 'error')
@@ -141,10 +169,10 @@ export class Tunnel {
     this.finalize()
   }
 
-  private finalize (): void {
+  private finalize (released = false): void {
     if (this.finalized) return
     if (this.upstream !== undefined && !this.upstream.closed) return
-    if (!this.downstream.closed) return
+    if (!released && !this.downstream.closed) return
     this.finalized = true
     this.state = 'closed'
     if (this.closedBy === undefined) this.mark('client', 'fin')
@@ -153,6 +181,7 @@ export class Tunnel {
       tunnel: this.id,
       client: `${this.clientAddress}:${this.clientPort}`,
       target: this.target?.authority,
+      user: this.user,
       dialed: this.dialedAddress,
       rule: this.rule,
       stage: this.stage,
