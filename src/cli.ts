@@ -38,7 +38,7 @@ async function run (cmd: Command): Promise<number> {
     case 'serve': return await serve(cmd)
     case 'passwd': return await passwd(cmd.name, cmd.scheme)
     case 'check': {
-      const result = await check(await loadConfig(cmd.config), cmd)
+      const result = await check(await loadConfig(cmd.config, cmd.parent === undefined ? {} : { parentUrl: cmd.parent }), cmd)
       process.stdout.write(cmd.json ? JSON.stringify(result) + '\n' : formatCheck(result))
       return result.allowed ? 0 : 1
     }

@@ -20,6 +20,9 @@ export type ProxyStatusType =
   | 'connection_limit_reached'
   | 'proxy_internal_error'
   | 'proxy_loop_detected'
+  | 'tls_protocol_error'
+  | 'tls_certificate_error'
+  | 'http_protocol_error'
 
 interface ErrorSpec {
   readonly status: number
@@ -50,6 +53,15 @@ export const ERRORS = {
   ERR_UPSTREAM_RESET: { status: 502, type: 'connection_terminated', message: 'connection reset by destination' },
   ERR_UPSTREAM_FAILED: { status: 502, type: 'destination_unavailable', message: 'could not connect to destination' },
   ERR_UPSTREAM_TIMEOUT: { status: 504, type: 'connection_timeout', message: 'timed out connecting to destination' },
+  ERR_PARENT_REFUSED: { status: 502, type: 'connection_refused', message: 'parent proxy refused the connection' },
+  ERR_PARENT_TIMEOUT: { status: 504, type: 'connection_timeout', message: 'timed out reaching through the parent proxy' },
+  ERR_PARENT_FAILED: { status: 502, type: 'destination_unavailable', message: 'could not reach the parent proxy' },
+  ERR_PARENT_TLS: { status: 502, type: 'tls_protocol_error', message: 'TLS with the parent proxy failed' },
+  ERR_PARENT_TLS_CERT: { status: 502, type: 'tls_certificate_error', message: "parent proxy's certificate was not accepted" },
+  ERR_PARENT_PROTOCOL: { status: 502, type: 'http_protocol_error', message: 'parent proxy sent an invalid reply' },
+  ERR_PARENT_AUTH: { status: 502, type: 'http_request_denied', message: 'parent proxy refused our credentials' },
+  ERR_PARENT_DENIED: { status: 502, type: 'http_request_denied', message: 'parent proxy denied the CONNECT' },
+  ERR_PARENT_STATUS: { status: 502, type: 'destination_unavailable', message: 'parent proxy could not open the tunnel' },
   ERR_TOO_MANY_TUNNELS: { status: 503, type: 'connection_limit_reached', message: 'proxy is at its tunnel limit' },
   ERR_CLIENT_LIMIT: { status: 429, type: 'connection_limit_reached', message: 'too many tunnels from this client' },
   ERR_SHUTTING_DOWN: { status: 503, type: 'proxy_internal_error', message: 'proxy is shutting down' },

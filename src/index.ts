@@ -4,5 +4,5 @@ export { loadConfig, parseConfig, ConfigError, DEFAULT_CONFIG_PATH, type Config 
 export { createLogger, type LogOptions } from './observability/log.js'
 export { ERRORS, ProxyError, type ErrorCode } from './errors.js'
 export { parseTarget, type Target } from './connect/target.js'
-export type { Dialer, DialRequest, Dialed } from './upstream/dialer.js'
+export { dialRoute, DIRECT, type Route, type Choice, type RouteDialOptions } from './upstream/route.js'
 export type { Resolver } from './net/resolver.js'

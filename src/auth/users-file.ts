@@ -35,7 +35,8 @@ export function parseUsersFile (text: string, file: string): UsersFileResult {
     const colon = line.indexOf(':')
     if (colon <= 0) { problems.push(`${where}: expected NAME:HASH`); continue }
     // htpasswd splits at the first colon: names cannot contain one, hashes may not be empty.
-    const name = line.slice(0, colon)
+    // Names compare in NFC, as the authenticator normalises what clients send.
+    const name = line.slice(0, colon).normalize('NFC')
     const hash = line.slice(colon + 1)
     if (users.has(name)) { problems.push(`${where}: user '${name}' is listed twice`); continue }
     const weak = weakScheme(hash)

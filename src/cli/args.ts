@@ -16,6 +16,8 @@ Options (serve):
                            (e.g. 127.0.0.1:3128, [::1]:3128, 0.0.0.0:3128)
   -c, --config FILE        YAML config and policy (default: the shipped
                            policies/default.yaml)
+  -p, --parent URL         send every tunnel through this parent proxy
+                           (http://[user:pass@]host:port or https://…)
       --log-level LEVEL    fatal|error|warn|info|debug|trace|silent (default info)
       --log-format FORMAT  json|pretty (default json)
   -h, --help               show this help
@@ -23,6 +25,7 @@ Options (serve):
 
 Options (check):
   -c, --config FILE        as above
+  -p, --parent URL         as above
       --client IP          the client's address (default 127.0.0.1)
       --user NAME          the authenticated user
       --listener NAME      the listener the request arrives on
@@ -38,8 +41,8 @@ Exit codes: 0 ok / allowed, 1 runtime failure / denied, 2 bad usage or invalid c
 export type Command =
   | { readonly command: 'help' }
   | { readonly command: 'version' }
-  | { readonly command: 'serve', readonly config?: string, readonly listen?: { host: string, port: number }, readonly logLevel: LogLevel, readonly pretty: boolean }
-  | { readonly command: 'check', readonly config?: string, readonly target: string, readonly client: string, readonly user?: string, readonly listener?: string, readonly json: boolean }
+  | { readonly command: 'serve', readonly config?: string, readonly parent?: string, readonly listen?: { host: string, port: number }, readonly logLevel: LogLevel, readonly pretty: boolean }
+  | { readonly command: 'check', readonly config?: string, readonly parent?: string, readonly target: string, readonly client: string, readonly user?: string, readonly listener?: string, readonly json: boolean }
   | { readonly command: 'validate', readonly files: readonly string[] }
   | { readonly command: 'passwd', readonly name: string, readonly scheme: 'bcrypt' | 'scrypt' }
 
@@ -50,6 +53,7 @@ export class UsageError extends Error {
 const OPTIONS = {
   listen: { type: 'string', short: 'l' },
   config: { type: 'string', short: 'c' },
+  parent: { type: 'string', short: 'p' },
   'log-level': { type: 'string' },
   'log-format': { type: 'string' },
   client: { type: 'string' },
@@ -63,8 +67,8 @@ const OPTIONS = {
 
 /** Options each command accepts; anything else is a usage error. */
 const ALLOWED: Readonly<Record<string, readonly string[]>> = {
-  serve: ['listen', 'config', 'log-level', 'log-format'],
-  check: ['config', 'client', 'user', 'listener', 'json'],
+  serve: ['listen', 'config', 'parent', 'log-level', 'log-format'],
+  check: ['config', 'parent', 'client', 'user', 'listener', 'json'],
   validate: [],
   passwd: ['scheme']
 }
@@ -107,6 +111,7 @@ export function parseCli (argv: readonly string[]): Command {
       client,
       json: values.json === true,
       ...(values.config === undefined ? {} : { config: values.config }),
+      ...(values.parent === undefined ? {} : { parent: values.parent }),
       ...(values.user === undefined ? {} : { user: values.user }),
       ...(values.listener === undefined ? {} : { listener: values.listener })
     }
@@ -127,6 +132,7 @@ export function parseCli (argv: readonly string[]): Command {
     logLevel: level as LogLevel,
     pretty: format === 'pretty',
     ...(listen === undefined ? {} : { listen }),
-    ...(values.config === undefined ? {} : { config: values.config })
+    ...(values.config === undefined ? {} : { config: values.config }),
+    ...(values.parent === undefined ? {} : { parent: values.parent })
   }
 }

@@ -8,6 +8,7 @@ import { isProxyError } from '../errors.js'
 import type { Config } from '../config/load.js'
 import { createResolver } from '../net/resolver.js'
 import { decideRequest, judgeAddresses, type RequestFacts, type Verdict } from '../policy/decide.js'
+import { DIRECT } from '../upstream/route.js'
 
 export interface CheckInput {
   readonly target: string
@@ -23,6 +24,9 @@ export interface CheckResult {
   readonly stage: string
   readonly reason: string
   readonly wouldDeny: boolean
+  /** The route an allowed CONNECT would take, and its choices. */
+  readonly route?: string
+  readonly choices?: readonly string[]
   readonly error?: string
   readonly addresses: ReadonlyArray<{ address: string, allowed: boolean, rule: string, reason: string }>
 }
@@ -44,6 +48,17 @@ export async function check (config: Config, input: CheckInput): Promise<CheckRe
   }
   const early = decideRequest(config.policy, facts)
   if (early !== undefined && !early.allow) return summary(target.authority, early, [])
+  const routeOf = (via: string | undefined): Pick<CheckResult, 'route' | 'choices'> => {
+    const r = via !== undefined
+      ? (config.routing.routes.get(via) ?? config.routing.defaultRoute)
+      : config.routing.noProxy?.(target.host, target.port) === true ? DIRECT : config.routing.defaultRoute
+    return { route: r.name, choices: r.choices.map(c => c.kind === 'direct' ? 'direct' : c.hops.map(h => `${h.name} (${h.authority})`).join(' > ')) }
+  }
+  if (early !== undefined && target.kind === 'name') {
+    const r = routeOf(early.via)
+    // A name sent to a parent first is resolved by it, not by Sluice.
+    if (r.choices?.[0] !== 'direct') return { ...summary(target.authority, early, []), ...r }
+  }
   let candidates: readonly string[]
   try {
     const resolver = createResolver({ servers: config.dns.servers, timeoutMs: config.timeouts.dns, maxTtlMs: 0, negativeTtlMs: 0 })
@@ -65,7 +80,7 @@ export async function check (config: Config, input: CheckInput): Promise<CheckRe
   const addresses = judgements.map(j => ({ address: j.address, allowed: j.verdict.allow, rule: j.verdict.rule, reason: j.verdict.reason }))
   const decisive = judgements.find(j => j.verdict.allow) ?? judgements[0]
   if (decisive === undefined) throw new Error('resolver returned no addresses')
-  const result = summary(target.authority, decisive.verdict, addresses)
+  const result = { ...summary(target.authority, decisive.verdict, addresses), ...routeOf(decisive.verdict.via ?? early?.via) }
   return allowed.length > 0 ? result : { ...result, allowed: false }
 }
 
@@ -77,6 +92,7 @@ export function formatCheck (r: CheckResult): string {
     `rule:     ${r.rule} (stage: ${r.stage === 'request' ? 'request, before DNS' : 'address, after DNS'})`,
     `reason:   ${r.reason}`
   ]
+  if (r.allowed && r.route !== undefined) lines.push(`route:    ${r.route}: ${(r.choices ?? []).join(', then ')}`)
   if (r.error !== undefined) lines.push(`error:    ${r.error}`)
   if (r.addresses.length > 0) {
     lines.push('addresses:')
@@ -86,6 +102,8 @@ export function formatCheck (r: CheckResult): string {
     }
   } else if (r.stage === 'request' && !r.allowed) {
     lines.push('addresses: not resolved (denied before DNS)')
+  } else if (r.allowed) {
+    lines.push('addresses: not resolved here (the parent proxy resolves the name)')
   }
   return lines.join('\n') + '\n'
 }

@@ -53,7 +53,12 @@ export async function passwd (name: string, scheme: 'bcrypt' | 'scrypt'): Promis
     const again = await readHidden('Again: ')
     if (again !== password) { process.stderr.write('sluice: passwords do not match\n'); return 2 }
   } else {
-    password = await readPiped()
+    try {
+      password = await readPiped()
+    } catch (err) {
+      process.stderr.write(`sluice: ${(err as Error).message}\n`)
+      return 2
+    }
   }
   if (password === '') { process.stderr.write('sluice: empty password\n'); return 2 }
   process.stdout.write(`${name}:${await hashPassword(password, scheme)}\n`)

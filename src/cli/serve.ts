@@ -8,12 +8,14 @@ import { createProxy } from '../server/proxy.js'
 export interface ServeOptions {
   readonly config?: string
   readonly listen?: { host: string, port: number }
+  readonly parent?: string
   readonly logLevel: LogLevel
   readonly pretty: boolean
 }
 
 export async function serve (opts: ServeOptions): Promise<number> {
-  const config = await loadConfig(opts.config)
+  const loadOptions = opts.parent === undefined ? {} : { parentUrl: opts.parent }
+  const config = await loadConfig(opts.config, loadOptions)
   const logger = createLogger({ level: opts.logLevel, pretty: opts.pretty })
   const proxy = createProxy({ config, logger, ...(opts.listen === undefined ? {} : { listen: [opts.listen] }) })
   let current = config
@@ -45,6 +47,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
       if (stopping) return
       reloader = createReloader({
         file: config.file,
+        loadOptions,
         watchFiles: config.files,
         log: logger,
         currentHash: () => current.hash,

@@ -10,6 +10,7 @@ import type { z } from 'zod'
 import { fileSchema, parseListen, type SluiceFile } from './schema.js'
 import { compilePolicy, type CompiledPolicy } from '../policy/compile.js'
 import { loadAuth, type AuthConfig } from '../auth/load.js'
+import { loadRouting, referenceProblems, type Routing, type RoutingOverrides } from '../upstream/routing.js'
 import { ConfigError } from './errors.js'
 
 export { ConfigError }
@@ -35,7 +36,11 @@ export interface Config {
   readonly policy: CompiledPolicy
   readonly revokeOnReload: boolean
   readonly auth?: AuthConfig
+  readonly routing: Routing
+  readonly parentBackoffMs: number
 }
+
+export interface LoadOptions extends RoutingOverrides {}
 
 /** `['rules', 3, 'ports', 1]` → `rules[3].ports[1]`. */
 function formatPath (path: ReadonlyArray<PropertyKey>): string {
@@ -51,13 +56,16 @@ function formatIssue (file: string, issue: z.core.$ZodIssue): string {
 }
 
 /** Validate already-read text; `file` names it in errors. */
-export function parseConfig (text: string, file: string): Config {
+export function parseConfig (text: string, file: string, options: LoadOptions = {}): Config {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true })
   if (doc.errors.length > 0) {
     throw new ConfigError(file, doc.errors.map(e => `${file}: ${e.message.split('\n')[0] ?? ''}`))
   }
-  const result = fileSchema.safeParse(doc.toJS() ?? {})
-  if (!result.success) throw new ConfigError(file, result.error.issues.map(i => formatIssue(file, i)))
+  const raw: unknown = doc.toJS() ?? {}
+  const result = fileSchema.safeParse(raw)
+  if (!result.success) {
+    throw new ConfigError(file, [...result.error.issues.map(i => formatIssue(file, i)), ...referenceProblems(raw, file)])
+  }
   const f = result.data
   const listen = (Array.isArray(f.listen) ? f.listen : [f.listen]).map(entry => {
     const { address, name } = typeof entry === 'string' ? { address: entry, name: entry } : entry
@@ -67,6 +75,16 @@ export function parseConfig (text: string, file: string): Config {
   })
   const hash = createHash('sha256').update(text)
   const files = [file]
+  const { routing, problems } = loadRouting(f, file, options)
+  const names = new Set<string>()
+  for (const l of listen) {
+    if (names.has(l.name)) problems.push(`${file}: listen: two listeners are named '${l.name}'`)
+    names.add(l.name)
+  }
+  f.rules.forEach((r, i) => r.listeners?.forEach((n, j) => {
+    if (!names.has(n)) problems.push(`${file}: rules[${i}].listeners[${j}]: no listener is named '${n}' (listeners: ${[...names].join(', ')})`)
+  }))
+  if (problems.length > 0) throw new ConfigError(file, problems)
   const authConfig = f.auth === undefined ? undefined : loadAuth(f.auth, file, (path, content) => { files.push(path); hash.update('\0').update(content) })
   return Object.freeze({
     file,
@@ -77,17 +95,19 @@ export function parseConfig (text: string, file: string): Config {
     timeouts: Object.freeze(f.timeouts),
     limits: Object.freeze(f.limits),
     dns: Object.freeze({ ...f.dns, servers: Object.freeze([...f.dns.servers]) }),
-    policy: compilePolicy(f.rules, f.default, f.mode),
+    policy: compilePolicy(f.rules, f.default, f.mode, (via) => routing.routes.get(via)?.choices[0]?.kind === 'chain'),
+    routing,
+    parentBackoffMs: f.parent_backoff,
     revokeOnReload: f.revoke_on_reload
   })
 }
 
-export async function loadConfig (file: string = DEFAULT_CONFIG_PATH): Promise<Config> {
+export async function loadConfig (file: string = DEFAULT_CONFIG_PATH, options: LoadOptions = {}): Promise<Config> {
   let text: string
   try {
     text = await readFile(file, 'utf8')
   } catch (err) {
     throw new ConfigError(file, [`${file}: cannot read: ${(err as Error).message}`])
   }
-  return parseConfig(text, file)
+  return parseConfig(text, file, options)
 }

@@ -8,11 +8,13 @@
 import { watch, type FSWatcher } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import type { Logger } from 'pino'
-import { ConfigError, loadConfig, type Config } from './load.js'
+import { ConfigError, loadConfig, type Config, type LoadOptions } from './load.js'
 
 export interface ReloaderOptions {
   /** The config file to load. */
   readonly file: string
+  /** Passed to every load, e.g. a --parent given on the command line. */
+  readonly loadOptions?: LoadOptions
   /** Files whose change triggers a reload (the config, users and groups files). */
   readonly watchFiles?: readonly string[]
   readonly log: Logger
@@ -39,7 +41,7 @@ export function createReloader (opts: ReloaderOptions): Reloader {
   async function doReload (why: string): Promise<boolean> {
     let next: Config
     try {
-      next = await loadConfig(opts.file)
+      next = await loadConfig(opts.file, opts.loadOptions)
     } catch (err) {
       const problems = err instanceof ConfigError ? err.problems : [String(err)]
       opts.log.error({ config: opts.file, why, problems }, 'reload rejected: keeping the running configuration')

@@ -89,6 +89,28 @@ const auth = z.strictObject({
   }).default({ failures: 10, window: 60_000, duration: 300_000 })
 })
 
+const NAME = /^[A-Za-z0-9_.-]{1,64}$/
+const nameSpec = z.string().regex(NAME, { message: 'expected a name of letters, digits, _ . - (at most 64)' })
+
+const parent = z.strictObject({
+  /** `http://[user:pass@]host:port` or `https://…` (TLS to the parent). */
+  url: z.string().min(1),
+  /** User name, when not in the URL. */
+  username: z.string().optional(),
+  /** Read the password from this environment variable instead of the YAML. */
+  password_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'expected an environment variable name' }).optional(),
+  /** Read the password from this file (relative to the config file). */
+  password_file: z.string().min(1).optional(),
+  /** https parents: CA bundle to trust (PEM), server name to verify, client certificate and key. */
+  ca_file: z.string().min(1).optional(),
+  servername: z.string().min(1).optional(),
+  cert_file: z.string().min(1).optional(),
+  key_file: z.string().min(1).optional()
+})
+
+/** A route choice: `direct`, a parent name, or a chain `[edge, corp]`. */
+const choice = z.union([nameSpec, z.array(nameSpec).min(1).max(8)])
+
 export const fileSchema = z.strictObject({
   version: z.literal(1, { message: 'expected version: 1' }),
   listen: z.union([listenEntry, z.array(listenEntry).min(1)]).default('127.0.0.1:3128'),
@@ -96,6 +118,16 @@ export const fileSchema = z.strictObject({
   limits: limits.default(limits.parse({})),
   dns: dns.default(dns.parse({})),
   auth: auth.optional(),
+  /** Named parent proxies. */
+  parents: z.record(nameSpec, parent).default({}),
+  /** Named routes: ordered choices, each `direct`, a parent, or a chain of parents. */
+  routes: z.record(nameSpec, z.array(choice).min(1).max(16)).default({}),
+  /** Route for targets whose allowing rule has no `via`: a route name, a parent name or `direct`. */
+  default_route: nameSpec.default('direct'),
+  /** Use HTTPS_PROXY / NO_PROXY from the environment as the default route (as undici's EnvHttpProxyAgent reads them). */
+  parents_from_env: z.boolean().default(false),
+  /** First backoff for a parent that failed; doubles per consecutive failure, at most 5 minutes. */
+  parent_backoff: duration.default(10_000),
   ...policySchema
 })
 

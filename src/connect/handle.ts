@@ -8,13 +8,17 @@ import type { Logger } from 'pino'
 import { ProxyError, toProxyError } from '../errors.js'
 import type { Config } from '../config/load.js'
 import type { Resolver } from '../net/resolver.js'
-import type { Dialer } from '../upstream/dialer.js'
+import { dialRoute, DIRECT, type Route, type RouteDialOptions } from '../upstream/route.js'
+import type { Routing } from '../upstream/routing.js'
+import type { Target } from './target.js'
+import { authenticate } from './authenticate.js'
+import { stillAllowed } from '../policy/recheck.js'
 import { decideRequest, judgeAddresses, type RequestFacts, type Verdict } from '../policy/decide.js'
 import type { TunnelRegistry } from '../server/registry.js'
 import type { Tunnel } from '../tunnel/tunnel.js'
 import type { Socket } from 'node:net'
 import type { AuthConfig } from '../auth/load.js'
-import type { Authenticator, AuthFailure, Principal } from '../auth/authenticator.js'
+import type { Authenticator } from '../auth/authenticator.js'
 import type { Lockout } from '../auth/lockout.js'
 import { parseTarget } from './target.js'
 
@@ -23,11 +27,13 @@ export interface ConnectContext {
   /** The current config; a reload swaps what this returns. */
   readonly config: () => Config
   readonly resolver: Resolver
-  readonly dialer: Dialer
   readonly registry: TunnelRegistry
   readonly draining: () => boolean
   /** True for one of this proxy's own listening endpoints (loop guard). */
   readonly isSelf: (address: string, port: number) => boolean
+  /** How routes are dialed (resolver, parent health, timeouts). */
+  readonly routeOptions: () => RouteDialOptions
+  readonly dial: typeof dialRoute
   /** The current authenticator, when the config has an `auth` section. */
   readonly auth: () => AuthState | undefined
   readonly lockout: Lockout
@@ -48,36 +54,6 @@ export interface ConnectionInfo {
   readonly rearm: (socket: Socket, head: Buffer) => void
 }
 
-const AUTH_FAILURES: Readonly<Record<AuthFailure, string>> = {
-  not_basic: 'only the Basic scheme is supported',
-  malformed: 'malformed Basic credentials (expected base64 of user:password)',
-  unknown_user: 'unknown user or wrong password',
-  bad_password: 'unknown user or wrong password'
-}
-
-/**
- * Authenticate the request's Proxy-Authorization. Returns the principal,
- * undefined for an anonymous request, or throws 407 / 429.
- */
-async function authenticate (ctx: ConnectContext, auth: AuthState, tunnel: Tunnel, req: IncomingMessage, client: string): Promise<Principal | undefined> {
-  const wait = ctx.lockout.retryAfter(client)
-  if (wait > 0) throw new ProxyError('ERR_AUTH_LOCKED', { detail: `retry in ${wait} s`, headers: { 'Retry-After': String(wait) } })
-  const header = req.headers['proxy-authorization']
-  const outcome = await auth.authenticator.authenticate(header)
-  if (outcome.kind === 'none') return undefined
-  if (outcome.kind === 'ok') {
-    ctx.lockout.succeed(client)
-    return outcome.principal
-  }
-  // The log names the user (when there is one), never the password or the header.
-  ctx.log.info({ tunnel: tunnel.id, client, user: outcome.user, reason: outcome.reason }, 'authentication failed')
-  if (ctx.lockout.fail(client)) {
-    const l = auth.config.lockout
-    ctx.log.warn({ client, failures: l.failures, window_ms: l.windowMs, lockout_ms: l.durationMs }, 'client locked out after repeated failed logins')
-  }
-  throw new ProxyError('ERR_AUTH_FAILED', { detail: AUTH_FAILURES[outcome.reason] })
-}
-
 /** Report mode: the tunnel goes ahead, the log says what enforce would do. */
 function reportWouldDeny (ctx: ConnectContext, tunnel: Tunnel, v: Verdict, address?: string): void {
   ctx.log.warn({ tunnel: tunnel.id, target: tunnel.target?.authority, address, rule: v.rule, stage: v.stage, reason: v.reason }, 'policy would deny (report mode)')
@@ -92,6 +68,53 @@ function deny (v: Verdict, target: string): ProxyError {
 /** Strip an IPv4-mapped prefix so client rules and logs see `127.0.0.1`. */
 function clientIp (address: string): string {
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
+}
+
+interface Judged {
+  readonly allowed: readonly string[]
+  readonly via: string | undefined
+}
+
+/** Resolve, refuse loops, judge every address; throws 403 when none may be dialed. */
+async function judge (ctx: ConnectContext, tunnel: Tunnel, facts: RequestFacts, early: Verdict | undefined): Promise<Judged> {
+  const target = tunnel.target
+  if (target === undefined) throw new Error('judge before parse')
+  const candidates = await ctx.resolver.resolve(target.host)
+  for (const address of candidates) {
+    if (ctx.isSelf(address, target.port)) {
+      throw new ProxyError('ERR_LOOP_DETECTED', { detail: `${target.authority} resolves to this proxy's listener ${address}` })
+    }
+  }
+  const { allowed, judgements } = judgeAddresses(ctx.config().policy, facts, candidates)
+  let refusal: Verdict | undefined
+  let via: string | undefined
+  for (const { address, verdict: v } of judgements) {
+    if (v.allow) {
+      if (via === undefined && early === undefined) via = v.via
+      if (early === undefined) tunnel.rule ??= v.rule
+      tunnel.stage = v.stage
+      if (v.wouldDeny === true && early?.wouldDeny !== true) reportWouldDeny(ctx, tunnel, v, address)
+    } else {
+      // A challenge wins: credentials may unlock the target.
+      if (v.challenge === true && refusal?.challenge !== true) refusal = v
+      else refusal ??= v
+      ctx.log.debug({ tunnel: tunnel.id, target: target.authority, address, rule: v.rule, reason: v.reason }, 'address refused')
+    }
+  }
+  if (allowed.length === 0 && refusal !== undefined) {
+    tunnel.rule = refusal.rule
+    tunnel.stage = refusal.stage
+    if (refusal.challenge === true) throw new ProxyError('ERR_AUTH_REQUIRED', { detail: `rule ${refusal.rule} needs a user` })
+    throw deny(refusal, target.authority)
+  }
+  return { allowed, via }
+}
+
+/** The rule's `via`, else the default route; NO_PROXY targets of an environment default go direct. */
+function routeFor (routing: Routing, via: string | undefined, target: Target): Route {
+  if (via !== undefined) return routing.routes.get(via) ?? routing.defaultRoute
+  if (routing.noProxy?.(target.host, target.port) === true) return DIRECT
+  return routing.defaultRoute
 }
 
 export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: IncomingMessage, head: Buffer, conn: ConnectionInfo): Promise<void> {
@@ -115,6 +138,7 @@ export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: I
     tunnel.state = 'dialing'
 
     const client = clientIp(tunnel.clientAddress)
+    tunnel.rule = undefined
     const principal = auth === undefined ? undefined : await authenticate(ctx, auth, tunnel, req, client)
     if (principal !== undefined) tunnel.user = principal.user
     const facts: RequestFacts = {
@@ -137,34 +161,36 @@ export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: I
       throw deny(early, target.authority)
     }
     if (early?.wouldDeny === true) reportWouldDeny(ctx, tunnel, early)
-
-    const candidates = await ctx.resolver.resolve(target.host)
-    if (tunnel.abort.signal.aborted) return
-    for (const address of candidates) {
-      if (ctx.isSelf(address, target.port)) {
-        throw new ProxyError('ERR_LOOP_DETECTED', { detail: `${target.authority} resolves to this proxy's listener ${address}` })
-      }
-    }
-    const { allowed, judgements } = judgeAddresses(cfg.policy, facts, candidates)
-    let refusal: Verdict | undefined
-    for (const { address, verdict: v } of judgements) {
-      if (v.allow) {
-        tunnel.rule ??= v.rule
-        tunnel.stage ??= v.stage
-        if (v.wouldDeny === true && early?.wouldDeny !== true) reportWouldDeny(ctx, tunnel, v, address)
-      } else {
-        refusal ??= v
-        ctx.log.debug({ tunnel: tunnel.id, target: target.authority, address, rule: v.rule, reason: v.reason }, 'address refused')
-      }
-    }
-    if (allowed.length === 0 && refusal !== undefined) {
-      tunnel.rule = refusal.rule
-      tunnel.stage = refusal.stage
-      throw deny(refusal, target.authority)
+    if (early !== undefined) {
+      tunnel.rule = early.rule
+      tunnel.stage = early.stage
     }
     tunnel.facts = facts
 
-    const { socket, dialed } = await ctx.dialer.dial({ target, addresses: allowed, signal: tunnel.abort.signal })
+    // Stage 2 runs when a rule needs the address, for IP-literal targets,
+    // and before any direct dial; a name sent to a parent is the parent's
+    // to resolve (README: "Parent proxies").
+    let judged: Promise<Judged> | undefined
+    const addresses = async (): Promise<readonly string[]> => {
+      judged ??= judge(ctx, tunnel, facts, early)
+      return (await judged).allowed
+    }
+    let via = early?.via
+    if (early === undefined || target.kind !== 'name') {
+      const j = await (judged ??= judge(ctx, tunnel, facts, early))
+      via ??= j.via
+    }
+    if (tunnel.abort.signal.aborted) return
+    const route = routeFor(cfg.routing, via, target)
+    tunnel.route = route.name
+    const { socket, dialed, hops } = await ctx.dial({ route, target, directAddresses: addresses, signal: tunnel.abort.signal, tunnel: tunnel.id }, ctx.routeOptions())
+    tunnel.hops = hops
+    // A reload with revoke_on_reload while we were dialing: judge again (issue 3).
+    const now = ctx.config()
+    if (now !== cfg && now.revokeOnReload && !stillAllowed(now.policy, facts, dialed, hops.length > 0)) {
+      socket.destroy()
+      throw new ProxyError('ERR_POLICY_DENIED', { detail: `${target.authority} (revoked by a policy reload while connecting)` })
+    }
     tunnel.establish(socket, dialed, head)
   } catch (err) {
     const e = toProxyError(err)

@@ -26,8 +26,13 @@ export function selfMatcher (listening: readonly AddressInfo[]): (address: strin
       self.add(key(l.address, l.port))
     }
   }
+  const ports = new Set(listening.map(l => l.port))
   return (address, port) => {
     if (self.has(key(address, port))) return true
+    if (!ports.has(port)) return false
+    const u = toBytes(address)
+    // Linux connects to 0.0.0.0 / :: as to this host itself.
+    if (u !== undefined && u.bytes.every(b => b === 0)) return true
     if (!loopbackPorts.has(port)) return false
     const b = toBytes(address)
     return b !== undefined && ((b.v4 && b.bytes[0] === 127) || address === '::1')

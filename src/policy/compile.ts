@@ -14,6 +14,13 @@ export interface CompiledRule {
   readonly listeners?: ReadonlySet<string>
   /** A deny by this rule is only reported. */
   readonly report: boolean
+  /** Route (or parent, or `direct`) for what this rule allows. */
+  readonly via?: string
+  /**
+   * `via` sends targets to a parent first, so Sluice never resolves a name
+   * for this rule: its `ips` can only match IP-literal targets.
+   */
+  readonly viaParent: boolean
 }
 
 export interface CompiledPolicy {
@@ -23,7 +30,13 @@ export interface CompiledPolicy {
   readonly report: boolean
 }
 
-export function compilePolicy (rules: readonly RuleSpec[], defaultAction: 'allow' | 'deny', mode: 'enforce' | 'report' = 'enforce'): CompiledPolicy {
+export function compilePolicy (
+  rules: readonly RuleSpec[],
+  defaultAction: 'allow' | 'deny',
+  mode: 'enforce' | 'report' = 'enforce',
+  /** Does this route name start with a parent (rather than direct)? */
+  parentFirst: (via: string) => boolean = () => false
+): CompiledPolicy {
   return Object.freeze({
     defaultAllow: defaultAction === 'allow',
     report: mode === 'report',
@@ -42,7 +55,9 @@ export function compilePolicy (rules: readonly RuleSpec[], defaultAction: 'allow
             groups: new Set(r.users.filter(u => u.startsWith('@')).map(g => g.slice(1)))
           }),
       ...(r.listeners === undefined ? {} : { listeners: new Set(r.listeners) }),
-      report: r.mode === 'report' || mode === 'report'
+      report: r.mode === 'report' || mode === 'report',
+      ...(r.via === undefined ? {} : { via: r.via }),
+      viaParent: r.via !== undefined && parentFirst(r.via)
     })))
   })
 }

@@ -51,6 +51,8 @@ export interface Verdict {
   readonly wouldDeny?: boolean
   /** Denied for want of credentials: answer 407, not 403. */
   readonly challenge?: boolean
+  /** The allowing rule's `via`: how to reach the target. */
+  readonly via?: string
 }
 
 function matchesRequest (r: CompiledRule, f: RequestFacts, ignoreUsers = false): boolean {
@@ -70,7 +72,7 @@ function matchesPrincipal (users: ReadonlySet<string>, groups: ReadonlySet<strin
 }
 
 function ruleVerdict (r: CompiledRule, stage: Stage): Verdict {
-  if (r.allow) return { allow: true, rule: r.name, stage, reason: 'allowed by rule' }
+  if (r.allow) return { allow: true, rule: r.name, stage, reason: 'allowed by rule', ...(r.via === undefined ? {} : { via: r.via }) }
   if (r.report) return { allow: true, wouldDeny: true, rule: r.name, stage, reason: 'denied by rule (report mode: not enforced)' }
   return { allow: false, rule: r.name, stage, reason: 'denied by rule' }
 }
@@ -81,8 +83,8 @@ function defaultVerdict (p: CompiledPolicy, stage: Stage): Verdict {
   return { allow: false, rule: 'default', stage, reason: 'no rule allows this target' }
 }
 
-function challengeVerdict (rule: string): Verdict {
-  return { allow: false, challenge: true, rule, stage: 'request', reason: 'credentials required' }
+function challengeVerdict (rule: string, stage: Stage): Verdict {
+  return { allow: false, challenge: true, rule, stage, reason: 'credentials required' }
 }
 
 /** Would `r` match if the anonymous request had the right user? */
@@ -93,13 +95,18 @@ function wantsUser (r: CompiledRule, f: RequestFacts): boolean {
 /** Stage 1. `undefined` means the answer depends on the resolved address. */
 export function decideRequest (p: CompiledPolicy, f: RequestFacts): Verdict | undefined {
   for (const r of p.rules) {
-    if (wantsUser(r, f)) return challengeVerdict(r.name)
+    // A users rule whose ips are still unknown is judged with the address.
+    if (wantsUser(r, f)) return r.ips !== undefined && !(f.isName && r.viaParent) ? undefined : challengeVerdict(r.name, 'request')
     if (!matchesRequest(r, f)) continue
-    if (r.ips !== undefined) return undefined
+    if (r.ips !== undefined) {
+      // A name sent to a parent is never resolved here: such a rule cannot match it.
+      if (f.isName && r.viaParent) continue
+      return undefined
+    }
     // An allow here is provisional: the address guard still runs in stage 2.
     return ruleVerdict(r, 'request')
   }
-  if (f.challenge === 'always' && f.user === undefined) return challengeVerdict('default')
+  if (f.challenge === 'always' && f.user === undefined) return challengeVerdict('default', 'request')
   return defaultVerdict(p, 'request')
 }
 
@@ -108,12 +115,14 @@ export function decideAddress (p: CompiledPolicy, f: RequestFacts, address: stri
   let decided: Verdict | undefined
   let unlocked = false
   for (const r of p.rules) {
-    if (!matchesRequest(r, f)) continue
-    if (r.ips !== undefined && !r.ips.match(address)) continue
+    const ipsMatch = r.ips === undefined || (!(f.isName && r.viaParent) && r.ips.match(address))
+    if (wantsUser(r, f) && ipsMatch) return challengeVerdict(r.name, 'address')
+    if (!ipsMatch || !matchesRequest(r, f)) continue
     decided = ruleVerdict(r, 'address')
     unlocked = r.ips !== undefined && r.allow
     break
   }
+  if (decided === undefined && f.challenge === 'always' && f.user === undefined) return challengeVerdict('default', 'address')
   decided ??= defaultVerdict(p, 'address')
   if (!decided.allow || unlocked) return decided
   const cls = classifyAddress(address)

@@ -45,6 +45,8 @@ export function normaliseHostPattern (v: string): string | undefined {
   // eslint-disable-next-line no-control-regex
   name = /[^\x00-\x7f]/.test(name) ? domainToASCII(name) : name.toLowerCase()
   if (name === '' || name.length > 253 || name.includes('*')) return undefined
+  // WHATWG: a name ending in a number is an IPv4 address (or invalid), never a host name.
+  if (/(?:^|\.)(?:\d+|0x[0-9a-f]*)$/.test(name)) return undefined
   for (const label of name.split('.')) {
     if (!/^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/.test(label)) return undefined
   }
@@ -54,7 +56,7 @@ export function normaliseHostPattern (v: string): string | undefined {
 export const hostPattern = z.string().transform((v, ctx) => {
   const n = normaliseHostPattern(v)
   if (n === undefined) {
-    ctx.addIssue({ code: 'custom', message: `expected a host name or *.suffix, got '${v}' (wildcards only as a leading '*.')` })
+    ctx.addIssue({ code: 'custom', message: `expected a host name or *.suffix, got '${v}' (wildcards only as a leading '*.'; IP addresses go under ips)` })
     return z.NEVER
   }
   return n
@@ -82,8 +84,8 @@ export const ruleSchema = z.strictObject({
   listeners: z.array(z.string().min(1)).min(1).optional(),
   /** `report`: a deny by this rule is logged as "would deny" and the tunnel allowed. */
   mode: modeSchema.optional(),
-  /** How to reach what this rule allows; only `direct` until parent routes exist. */
-  via: z.literal('direct', { message: "expected 'direct' (parent routes are not available yet)" }).optional()
+  /** How to reach what this rule allows: a route name, a parent name, or `direct`. */
+  via: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'expected a route name, a parent name or direct' }).optional()
 })
 
 export const policySchema = {

@@ -9,7 +9,8 @@ import { once } from 'node:events'
 import type { Logger } from 'pino'
 import type { Config } from '../config/load.js'
 import { createResolver, type Resolver } from '../net/resolver.js'
-import { directDialer, type Dialer } from '../upstream/dialer.js'
+import { ParentHealth } from '../upstream/health.js'
+import { dialRoute, type RouteDialOptions } from '../upstream/route.js'
 import { TunnelRegistry } from './registry.js'
 import { createConnectServer } from './http-connect.js'
 import type { AuthState, ConnectContext } from '../connect/handle.js'
@@ -17,17 +18,17 @@ import { Authenticator } from '../auth/authenticator.js'
 import { BcryptPool } from '../auth/bcrypt-pool.js'
 import { Lockout } from '../auth/lockout.js'
 import { selfMatcher } from '../net/self.js'
-import { decideAddress, decideRequest } from '../policy/decide.js'
-import type { Tunnel } from '../tunnel/tunnel.js'
+import { stillAllowed } from '../policy/recheck.js'
 
 export interface ProxyOptions {
   readonly config: Config
   readonly logger: Logger
   /** Override where to listen (the CLI's --listen). */
   readonly listen?: ReadonlyArray<{ host: string, port: number, name?: string }>
-  /** Injected for tests and future listeners; defaults are built from config. */
+  /** Injected for tests and future listeners; the default is built from config. */
   readonly resolver?: Resolver
-  readonly dialer?: Dialer
+  /** How a route is dialed; tests inject one to reach "public" targets on loopback. */
+  readonly dial?: typeof dialRoute
 }
 
 export interface Proxy {
@@ -46,15 +47,6 @@ export interface Proxy {
   close (drainMs?: number): Promise<void>
 }
 
-/** Would `config` still allow this open tunnel, on the address it dialed? */
-function stillAllowed (config: Config, t: Tunnel): boolean {
-  if (t.facts === undefined || t.dialedAddress === undefined) return true
-  const early = decideRequest(config.policy, t.facts)
-  if (early !== undefined && !early.allow) return false
-  const m = /^\[?([^\]]*?)\]?:\d+$/.exec(t.dialedAddress)
-  return m?.[1] === undefined ? true : decideAddress(config.policy, t.facts, m[1]).allow
-}
-
 export function createProxy (opts: ProxyOptions): Proxy {
   let config = opts.config
   let draining = false
@@ -67,7 +59,17 @@ export function createProxy (opts: ProxyOptions): Proxy {
     maxTtlMs: config.dns.max_ttl,
     negativeTtlMs: config.dns.negative_ttl
   })
-  const dialer = opts.dialer ?? directDialer({ connectTimeoutMs: t.connect, attemptDelayMs: t.happy_eyeballs, keepAliveMs: 60_000 })
+  // Parent health outlives reloads: a parent that is down stays down.
+  const health = new ParentHealth(log, config.parentBackoffMs)
+  const dialOptions: RouteDialOptions = Object.freeze({
+    resolver,
+    health,
+    log,
+    connectTimeoutMs: t.connect,
+    attemptDelayMs: t.happy_eyeballs,
+    keepAliveMs: 60_000
+  })
+  const routeOptions = (): RouteDialOptions => dialOptions
   let isSelf: (address: string, port: number) => boolean = () => false
   // Lock-outs survive reloads; the bcrypt workers are shared by every authenticator.
   const lockout = new Lockout(config.auth?.lockout ?? { failures: 0, windowMs: 0, durationMs: 0 })
@@ -80,7 +82,8 @@ export function createProxy (opts: ProxyOptions): Proxy {
     log,
     config: () => config,
     resolver,
-    dialer,
+    routeOptions,
+    dial: opts.dial ?? dialRoute,
     registry,
     draining: () => draining,
     isSelf: (a, p) => isSelf(a, p),
@@ -129,7 +132,8 @@ export function createProxy (opts: ProxyOptions): Proxy {
       log.info({ config: next.file, hash: next.hash, previous_hash: previous.hash }, 'configuration reloaded')
       if (next.revokeOnReload) {
         // Open tunnels keep the decision they were given, unless asked otherwise.
-        const revoked = registry.filter(t => t.state === 'established' && !stillAllowed(next, t))
+        const revoked = registry.filter(t => t.state === 'established' && t.facts !== undefined &&
+          !stillAllowed(next.policy, t.facts, t.dialedAddress, t.hops.length > 0))
         for (const t of revoked) {
           log.info({ tunnel: t.id, target: t.target?.authority, dialed: t.dialedAddress }, 'revoking tunnel denied by the new policy')
           t.destroy('revoked')

@@ -31,6 +31,9 @@ export interface TunnelHost {
 const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1')
 
 let nextId = 0
+/** Pre-built abort reasons: no allocation when a client leaves mid-dial. */
+const CLIENT_GONE = new Error('client went away')
+const REFUSED = new Error('tunnel refused')
 
 export class Tunnel {
   readonly id: string
@@ -45,6 +48,9 @@ export class Tunnel {
   upstream: Socket | undefined
   dialedAddress: string | undefined
   rule: string | undefined
+  /** Route taken and its parents in order (empty for direct). */
+  route: string | undefined
+  hops: readonly string[] = []
   /** Authenticated user, when there is one (never the password). */
   user: string | undefined
   /** What the policy was asked, kept so a reload can re-judge open tunnels. */
@@ -80,7 +86,7 @@ export class Tunnel {
     this.error = err
     this.status = err.status
     this.mark('proxy', 'rejected')
-    this.abort.abort()
+    this.abort.abort(REFUSED)
     respondAndClose(this.downstream, errorResponse(err, extraHeaders))
   }
 
@@ -93,7 +99,7 @@ export class Tunnel {
     this.error = err
     this.status = err.status
     this.mark('proxy', 'challenged')
-    this.abort.abort()
+    this.abort.abort(REFUSED)
     const socket = this.downstream
     socket.removeListener('error', this.onDownstreamError)
     socket.removeListener('close', this.onDownstreamClose)
@@ -131,6 +137,8 @@ export class Tunnel {
   destroy (how: CloseHow): void {
     if (this.state === 'closed') return
     if (this.state !== 'established') {
+      // Already answered and lingering: close it now.
+      if (this.error !== undefined) { this.downstream.destroy(); return }
       this.fail(new ProxyError(how === 'shutdown' ? 'ERR_SHUTTING_DOWN' : 'ERR_INTERNAL', { detail: how }))
       return
     }
@@ -158,11 +166,13 @@ export class Tunnel {
       if (reset && this.state === 'established') other.resetAndDestroy()
       else other.destroy()
     }
-    if (side === 'client') this.abort.abort()
+    if (side === 'client' && this.state !== 'established') this.abort.abort(CLIENT_GONE)
   }
 
   private onSocketClose (side: 'client' | 'upstream'): void {
-    if (side === 'client') this.abort.abort()
+    // Only a dial in progress listens; an aborted signal with no reason
+    // builds a DOMException with a stack (~10 µs): skip it when established.
+    if (side === 'client' && this.state !== 'established') this.abort.abort(CLIENT_GONE)
     const other = side === 'client' ? this.upstream : this.downstream
     // If the other side still has bytes to send, nobody is left to read them.
     if (other !== undefined && !other.destroyed && !other.readableEnded) other.destroy()
@@ -183,6 +193,8 @@ export class Tunnel {
       target: this.target?.authority,
       user: this.user,
       dialed: this.dialedAddress,
+      route: this.route,
+      hops: this.hops.length === 0 ? undefined : this.hops,
       rule: this.rule,
       stage: this.stage,
       status: this.status,

@@ -4,7 +4,7 @@
  * own tests) so tests can wait on them instead of sleeping.
  */
 import { Writable } from 'node:stream'
-import { createLogger, createProxy, parseConfig, type Proxy } from '../../src/index.js'
+import { createLogger, createProxy, parseConfig, type Proxy, type ProxyOptions } from '../../src/index.js'
 
 export interface LogRecord {
   readonly msg: string
@@ -32,7 +32,7 @@ rules:
     ips: [127.0.0.0/8, "::1/128"]
 `
 
-export async function startSluice (yaml: string = LOOPBACK_ALLOWED, opts: { listenHost?: string } = {}): Promise<Sluice> {
+export async function startSluice (yaml: string = LOOPBACK_ALLOWED, opts: { listenHost?: string, dial?: ProxyOptions['dial'] } = {}): Promise<Sluice> {
   const text = /^\s*version:/m.test(yaml) ? yaml : `version: 1\n${yaml}`
   const config = parseConfig(text, 'test.yaml')
   const logs: LogRecord[] = []
@@ -45,7 +45,9 @@ export async function startSluice (yaml: string = LOOPBACK_ALLOWED, opts: { list
     }
   })
   const logger = createLogger({ level: 'debug', destination: sink })
-  const proxy = createProxy({ config, logger, listen: [{ host: opts.listenHost ?? '127.0.0.1', port: 0 }] })
+  // The config's listeners (and their names, for `listeners:` rules), each on a free port.
+  const listen = config.listen.map(l => ({ host: opts.listenHost ?? l.host, port: 0, name: l.name }))
+  const proxy = createProxy({ config, logger, listen, ...(opts.dial === undefined ? {} : { dial: opts.dial }) })
   const [addr] = await proxy.listen()
   if (addr === undefined) throw new Error('sluice did not listen')
 

@@ -1,0 +1,90 @@
+/**
+ * Parent proxies from config: URL, credentials (URL userinfo, an environment
+ * variable or a file, so the YAML need not hold secrets) and TLS settings.
+ * The Proxy-Authorization value is computed once here (NODE-NOTES D5), and
+ * a parent is only ever shown by name and host:port, never with credentials.
+ */
+import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { isIPv6 } from 'node:net'
+
+export interface ParentSpec {
+  readonly url: string
+  readonly username?: string | undefined
+  readonly password_env?: string | undefined
+  readonly password_file?: string | undefined
+  readonly ca_file?: string | undefined
+  readonly servername?: string | undefined
+  readonly cert_file?: string | undefined
+  readonly key_file?: string | undefined
+}
+
+export interface Parent {
+  readonly name: string
+  readonly tls: boolean
+  /** Host name or IP (no brackets). */
+  readonly host: string
+  readonly port: number
+  /** `host:port` / `[v6]:port`, for logs and Proxy-Status next-hop. */
+  readonly authority: string
+  /** Precomputed `Basic …` value, when the parent wants credentials. */
+  readonly authorization?: string
+  readonly tlsOptions?: {
+    readonly ca?: string
+    readonly cert?: string
+    readonly key?: string
+    readonly servername?: string
+  }
+}
+
+function decode (part: string, what: string): string {
+  try {
+    return decodeURIComponent(part)
+  } catch {
+    throw new Error(`${what} in the URL is not valid percent-encoding`)
+  }
+}
+
+/** Build a Parent; throws Error with a message fit for a config problem. */
+export function loadParent (name: string, spec: ParentSpec, configFile: string, env: NodeJS.ProcessEnv = process.env): Parent {
+  let url: URL
+  try {
+    url = new URL(spec.url)
+  } catch {
+    throw new Error('url: expected http://[user:pass@]host:port or https://…')
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`url: scheme must be http or https, got ${url.protocol}`)
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '') throw new Error('url: a parent URL has no path, query or fragment')
+  const tls = url.protocol === 'https:'
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
+  const port = url.port === '' ? (tls ? 443 : 3128) : Number(url.port)
+  const readRel = (file: string): string => readFileSync(resolve(dirname(configFile), file), 'utf8')
+
+  let user = url.username === '' ? spec.username : decode(url.username, 'user name')
+  let password = url.password === '' ? undefined : decode(url.password, 'password')
+  if (spec.password_env !== undefined) {
+    password = env[spec.password_env]
+    if (password === undefined) throw new Error(`password_env: environment variable ${spec.password_env} is not set`)
+  }
+  if (spec.password_file !== undefined) password = readRel(spec.password_file).replace(/\r?\n$/, '')
+  if (password !== undefined && user === undefined) user = ''
+  const authorization = user === undefined ? undefined : 'Basic ' + Buffer.from(`${user}:${password ?? ''}`, 'utf8').toString('base64')
+
+  const tlsOptions = tls
+    ? {
+        ...(spec.ca_file === undefined ? {} : { ca: readRel(spec.ca_file) }),
+        ...(spec.cert_file === undefined ? {} : { cert: readRel(spec.cert_file) }),
+        ...(spec.key_file === undefined ? {} : { key: readRel(spec.key_file) }),
+        ...(spec.servername === undefined ? {} : { servername: spec.servername })
+      }
+    : undefined
+  return {
+    name,
+    tls,
+    host,
+    port,
+    authority: isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`,
+    ...(authorization === undefined ? {} : { authorization }),
+    ...(tlsOptions === undefined ? {} : { tlsOptions })
+  }
+}

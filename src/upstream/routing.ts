@@ -1,0 +1,123 @@
+/**
+ * Parents and routes from config, checked and resolved once per load.
+ * Every parent is also a one-choice route of its own name, and `direct`
+ * is always defined, so `via:` and `default_route` take any of them.
+ */
+import type { SluiceFile } from '../config/schema.js'
+import { DIRECT, type Choice, type Route } from './route.js'
+import { loadParent, type Parent } from './parent.js'
+
+export interface Routing {
+  readonly routes: ReadonlyMap<string, Route>
+  readonly defaultRoute: Route
+  /** From NO_PROXY when the default route comes from the environment: targets that go direct. */
+  readonly noProxy?: (host: string, port: number) => boolean
+  readonly parents: ReadonlyMap<string, Parent>
+}
+
+export interface RoutingOverrides {
+  /** `--parent URL`: a parent named `cli` that becomes the default route. */
+  readonly parentUrl?: string
+  readonly env?: NodeJS.ProcessEnv
+}
+
+/**
+ * NO_PROXY as undici's EnvHttpProxyAgent reads it: entries split on commas
+ * and spaces, `*` matches all, `host[:port]` matches exactly, `.suffix` or
+ * `*.suffix` matches by suffix.
+ */
+export function noProxyMatcher (value: string): (host: string, port: number) => boolean {
+  if (value.trim() === '*') return () => true
+  const entries = value.split(/[,\s]/).filter(e => e !== '').map(e => {
+    const m = /^(.+):(\d+)$/.exec(e)
+    return { host: (m?.[1] ?? e).toLowerCase(), port: m?.[2] === undefined ? 0 : Number(m[2]) }
+  })
+  return (host, port) => entries.some(e => {
+    if (e.port !== 0 && e.port !== port) return false
+    return /^[.*]/.test(e.host) ? host.endsWith(e.host.replace(/^\*/, '')) : host === e.host
+  })
+}
+
+export function loadRouting (f: SluiceFile, file: string, o: RoutingOverrides = {}): { routing: Routing, problems: string[] } {
+  const problems: string[] = []
+  const env = o.env ?? process.env
+  const parents = new Map<string, Parent>()
+  const add = (name: string, spec: Parameters<typeof loadParent>[1], where: string): void => {
+    try {
+      parents.set(name, loadParent(name, spec, file, env))
+    } catch (err) {
+      problems.push(`${file}: ${where}: ${(err as Error).message}`)
+    }
+  }
+  for (const [name, spec] of Object.entries(f.parents)) {
+    if (name === 'direct') { problems.push(`${file}: parents.direct: 'direct' is reserved`); continue }
+    add(name, spec, `parents.${name}`)
+  }
+  let envDefault = false
+  if (f.parents_from_env) {
+    const url = env['HTTPS_PROXY'] ?? env['https_proxy'] ?? env['HTTP_PROXY'] ?? env['http_proxy']
+    if (url !== undefined && url !== '') {
+      add('env', { url }, 'parents_from_env (HTTPS_PROXY)')
+      envDefault = true
+    }
+  }
+  if (o.parentUrl !== undefined) add('cli', { url: o.parentUrl }, '--parent')
+
+  const routes = new Map<string, Route>([['direct', DIRECT]])
+  for (const p of parents.values()) routes.set(p.name, Object.freeze({ name: p.name, choices: Object.freeze([{ kind: 'chain' as const, hops: Object.freeze([p]) }]) }))
+  for (const [name, choices] of Object.entries(f.routes)) {
+    if (routes.has(name)) { problems.push(`${file}: routes.${name}: a parent or 'direct' already has this name`); continue }
+    const compiled: Choice[] = []
+    choices.forEach((c, i) => {
+      const names = typeof c === 'string' ? [c] : c
+      if (typeof c === 'string' && c === 'direct') { compiled.push({ kind: 'direct' }); return }
+      const hops: Parent[] = []
+      names.forEach((n, j) => {
+        const p = parents.get(n)
+        if (p === undefined) problems.push(`${file}: routes.${name}[${i}]${typeof c === 'string' ? '' : `[${j}]`}: unknown parent '${n}'${n === 'direct' ? " ('direct' cannot be part of a chain)" : ''}`)
+        else hops.push(p)
+      })
+      compiled.push({ kind: 'chain', hops: Object.freeze(hops) })
+    })
+    routes.set(name, Object.freeze({ name, choices: Object.freeze(compiled) }))
+  }
+  const defaultName = o.parentUrl !== undefined ? 'cli' : envDefault ? 'env' : f.default_route
+  const defaultRoute = routes.get(defaultName)
+  if (defaultRoute === undefined) problems.push(`${file}: default_route: unknown route or parent '${f.default_route}'`)
+  f.rules.forEach((r, i) => {
+    if (r.via !== undefined && !routes.has(r.via)) problems.push(`${file}: rules[${i}].via: unknown route or parent '${r.via}'`)
+  })
+  const noProxyValue = env['NO_PROXY'] ?? env['no_proxy']
+  return {
+    problems,
+    routing: Object.freeze({
+      routes,
+      parents,
+      defaultRoute: defaultRoute ?? DIRECT,
+      ...(envDefault && o.parentUrl === undefined && noProxyValue !== undefined && noProxyValue !== '' ? { noProxy: noProxyMatcher(noProxyValue) } : {})
+    })
+  }
+}
+
+/**
+ * Reference checks on a document that failed schema validation, so that
+ * `via:` and route typos are listed together with every other problem.
+ */
+export function referenceProblems (raw: unknown, file: string): string[] {
+  if (typeof raw !== 'object' || raw === null) return []
+  const doc = raw as Record<string, unknown>
+  const keys = (v: unknown): string[] => typeof v === 'object' && v !== null && !Array.isArray(v) ? Object.keys(v) : []
+  const known = new Set(['direct', ...keys(doc['parents']), ...keys(doc['routes'])])
+  if (doc['parents_from_env'] === true) known.add('env')
+  const problems: string[] = []
+  if (typeof doc['default_route'] === 'string' && !known.has(doc['default_route'])) {
+    problems.push(`${file}: default_route: unknown route or parent '${doc['default_route']}'`)
+  }
+  if (Array.isArray(doc['rules'])) {
+    doc['rules'].forEach((r: unknown, i) => {
+      const via = typeof r === 'object' && r !== null ? (r as Record<string, unknown>)['via'] : undefined
+      if (typeof via === 'string' && !known.has(via)) problems.push(`${file}: rules[${i}].via: unknown route or parent '${via}'`)
+    })
+  }
+  return problems
+}

@@ -1,0 +1,431 @@
+/**
+ * The policy from the command line, against the built binary (node dist/cli.js):
+ * `sluice validate` (exit 0 all valid, else 2 with every problem and its path),
+ * `sluice check` (exit 0 allowed, 1 denied or DNS failure, 2 bad input; names
+ * resolved only by a stub DNS server named in a temp config), and hot reload
+ * of a running `sluice serve` on SIGHUP and on a file change.
+ *
+ * Runs against dist/, so `npm run test:cli` builds first.
+ */
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { once } from 'node:events'
+import { existsSync } from 'node:fs'
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises'
+import type { Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { after, before, describe, it } from 'node:test'
+import { startDnsStub, type DnsStub, type StubRecord } from '../helpers/dns-stub.js'
+import { startEchoServer } from '../helpers/origin.js'
+import { rawConnect, readAll, readHead } from '../helpers/raw.js'
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url))
+const FIX = 'test/fixtures/policy'
+
+/** Bound on waiting for one log line or an exit; a failure bound, not synchronisation. */
+const WAIT_MS = 5000
+
+interface Finished { readonly code: number | null, readonly signal: NodeJS.Signals | null, readonly stdout: string, readonly stderr: string }
+
+const children = new Set<ChildProcessWithoutNullStreams>()
+
+/** Run the CLI to completion (bounded) and collect its output. */
+async function run (args: readonly string[]): Promise<Finished> {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] })
+  children.add(child)
+  child.stdin.end()
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s })
+  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
+  const timer = setTimeout(() => child.kill('SIGKILL'), WAIT_MS)
+  try {
+    const [code, signal] = await once(child, 'close') as [number | null, NodeJS.Signals | null]
+    return { code, signal, stdout, stderr }
+  } finally {
+    clearTimeout(timer)
+    children.delete(child)
+  }
+}
+
+async function startStub (records: Record<string, StubRecord>): Promise<DnsStub> {
+  // UDP port 0, then TCP on the same number: that TCP port may be taken; retry a few times.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startDnsStub(records)
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'EADDRINUSE' || attempt >= 5) throw err
+    }
+  }
+}
+
+let dir: string
+let stub: DnsStub
+
+before(async () => {
+  assert.ok(existsSync(CLI), `${CLI} is missing: build first (npm run build; npm run test:cli does it)`)
+  dir = await mkdtemp(join(tmpdir(), 'sluice-policy-cli-'))
+  stub = await startStub({
+    'loopback.test': { A: ['127.0.0.1'], AAAA: ['::1'] },
+    'public.test': { A: ['93.184.216.34'] },
+    'mixed.test': { A: ['10.1.2.3', '93.184.216.34'] },
+    'a.tracker.example': { A: ['93.184.216.34'] }
+  })
+})
+
+after(async () => {
+  for (const c of children) c.kill('SIGKILL')
+  await stub.close()
+  await rm(dir, { recursive: true, force: true })
+})
+
+// ---------------------------------------------------------------- validate
+
+describe('sluice validate', () => {
+  it('valid files: exit 0, one "ok" line per file', async () => {
+    const r = await run(['validate', `${FIX}/web.yaml`, `${FIX}/features.yaml`])
+    assert.equal(r.code, 0, r.stdout + r.stderr)
+    assert.equal(r.stderr, '')
+    const lines = r.stdout.trimEnd().split('\n')
+    assert.equal(lines.length, 2, r.stdout)
+    assert.match(lines[0] ?? '', /^test\/fixtures\/policy\/web\.yaml: ok \(2 rules, default deny, hash [0-9a-f]{16}\)$/)
+    assert.match(lines[1] ?? '', /^test\/fixtures\/policy\/features\.yaml: ok \(5 rules, default deny, hash [0-9a-f]{16}\)$/)
+  })
+
+  it('a file-level report policy says so', async () => {
+    const file = join(dir, 'report.yaml')
+    await writeFile(file, 'version: 1\nmode: report\nrules: [{ action: deny, ports: [23] }]\n')
+    const r = await run(['validate', file])
+    assert.equal(r.code, 0, r.stdout + r.stderr)
+    assert.match(r.stdout, /: ok \(1 rules, default deny, report mode, hash [0-9a-f]{16}\)\n$/)
+  })
+
+  const BROKEN = [
+    'mode: Invalid option: expected one of "enforce"|"report"',
+    'revoke_on_reload: Invalid input: expected boolean, received string',
+    'rules[0].ports[1]: expected a port 1-65535 or a range like 8000-8080',
+    'rules[1].action: Invalid option: expected one of "allow"|"deny"',
+    "rules[1].hosts[0]: expected a host name or *.suffix, got '*.*.example' (wildcards only as a leading '*.'; IP addresses go under ips)",
+    'rules[2].clients[0]: expected an IP address or CIDR like 10.0.0.0/8 or 2001:db8::/32',
+    'rules[2].users[0]: expected a user name or @group',
+    'rules[2].listeners: Too small: expected array to have >=1 items',
+    "rules[2]: unknown key 'host'"
+  ].map(p => `${FIX}/broken.yaml: ${p}`)
+  const VIA = /^test\/fixtures\/policy\/broken\.yaml: rules\[0\]\.via: .*('direct'|'corp')/
+
+  /** Every problem line of broken.yaml, in any order; the via one by pattern (its wording may change with parent routes). */
+  function assertBroken (lines: readonly string[]): void {
+    const via = lines.filter(l => VIA.test(l))
+    assert.equal(via.length, 1, JSON.stringify(lines))
+    assert.deepEqual(lines.filter(l => !VIA.test(l)).sort(), [...BROKEN].sort())
+  }
+
+  it('a broken file: exit 2, every problem on its own line with file and path', async () => {
+    const r = await run(['validate', `${FIX}/broken.yaml`])
+    assert.equal(r.code, 2, r.stdout + r.stderr)
+    assertBroken(r.stdout.trimEnd().split('\n'))
+  })
+
+  it('several files, one broken: exit 2; the good ones are still reported ok', async () => {
+    const r = await run(['validate', `${FIX}/web.yaml`, `${FIX}/broken.yaml`, `${FIX}/loopback.yaml`])
+    assert.equal(r.code, 2, r.stdout + r.stderr)
+    const lines = r.stdout.trimEnd().split('\n')
+    assert.match(lines[0] ?? '', /^test\/fixtures\/policy\/web\.yaml: ok /)
+    assert.match(lines.at(-1) ?? '', /^test\/fixtures\/policy\/loopback\.yaml: ok /)
+    assertBroken(lines.slice(1, -1))
+  })
+
+  it('a missing file: exit 2 naming it', async () => {
+    const r = await run(['validate', `${FIX}/web.yaml`, `${FIX}/does-not-exist.yaml`])
+    assert.equal(r.code, 2)
+    assert.match(r.stdout, /^test\/fixtures\/policy\/does-not-exist\.yaml: cannot read: ENOENT/m)
+  })
+})
+
+// ---------------------------------------------------------------- check
+
+describe('sluice check', () => {
+  /** A copy of web.yaml whose names are resolved by the stub. */
+  let stubbed: string
+  before(async () => {
+    stubbed = join(dir, 'web-stub-dns.yaml')
+    const web = await readFile(join(ROOT, FIX, 'web.yaml'), 'utf8')
+    await writeFile(stubbed, `${web}\ndns:\n  servers: ["${stub.address}"]\n`)
+  })
+
+  it('a public IP literal on 443 with the default policy: exit 0, verdict allow', async () => {
+    const r = await run(['check', '93.184.216.34:443'])
+    assert.equal(r.code, 0, r.stdout + r.stderr)
+    assert.equal(r.stdout, [
+      'target:   93.184.216.34:443',
+      'verdict:  allow',
+      'rule:     https (stage: address, after DNS)',
+      'reason:   allowed by rule',
+      'route:    direct: direct',
+      'addresses:',
+      '  93.184.216.34  allow  https: allowed by rule',
+      ''
+    ].join('\n'))
+  })
+
+  it('a denied port: exit 1, denied at the request stage, nothing resolved', async () => {
+    const r = await run(['check', '--config', `${FIX}/web.yaml`, '93.184.216.34:8080'])
+    assert.equal(r.code, 1, r.stdout + r.stderr)
+    assert.match(r.stdout, /^verdict: {2}deny$/m)
+    assert.match(r.stdout, /^rule: {5}default \(stage: request, before DNS\)$/m)
+    assert.match(r.stdout, /^addresses: not resolved \(denied before DNS\)$/m)
+  })
+
+  it('a denied name: the deny rule is named and the name is never looked up', async () => {
+    const r = await run(['check', '--config', stubbed, 'X.Ads.Example.:443'])
+    assert.equal(r.code, 1, r.stdout + r.stderr)
+    assert.match(r.stdout, /^target: {3}x\.ads\.example:443$/m)
+    assert.match(r.stdout, /^rule: {5}no-ads \(stage: request, before DNS\)$/m)
+    assert.equal(stub.queries.some(q => q.name === 'x.ads.example'), false)
+  })
+
+  it('a name resolving to loopback: exit 1, each address refused by the special-purpose guard', async () => {
+    const r = await run(['check', '--config', stubbed, 'loopback.test:443'])
+    assert.equal(r.code, 1, r.stdout + r.stderr)
+    assert.match(r.stdout, /^verdict: {2}deny$/m)
+    assert.match(r.stdout, /^rule: {5}special-purpose-guard \(stage: address, after DNS\)$/m)
+    assert.match(r.stdout, /^ {2}127\.0\.0\.1 {2}deny {3}special-purpose-guard: 127\.0\.0\.1 is special-purpose \(loopback 127\.0\.0\.0\/8\)/m)
+    assert.match(r.stdout, /^ {2}::1 {8}deny {3}special-purpose-guard: ::1 is special-purpose \(loopback/m)
+    assert.ok(stub.queries.some(q => q.name === 'loopback.test'), 'the stub was asked')
+  })
+
+  it('a name resolving to a private and a public address: allowed, and the private one listed as refused', async () => {
+    const r = await run(['check', '--config', stubbed, 'mixed.test:443'])
+    assert.equal(r.code, 0, r.stdout + r.stderr)
+    assert.match(r.stdout, /^verdict: {2}allow$/m)
+    assert.match(r.stdout, /^ {2}10\.1\.2\.3 {7}deny {3}special-purpose-guard: /m)
+    assert.match(r.stdout, /^ {2}93\.184\.216\.34 {2}allow {2}https: allowed by rule$/m)
+  })
+
+  it('a name that does not exist: exit 1 with the DNS error', async () => {
+    const r = await run(['check', '--config', stubbed, 'nope.test:443'])
+    assert.equal(r.code, 1, r.stdout + r.stderr)
+    assert.match(r.stdout, /^error: {4}ERR_DNS_NXDOMAIN: name does not exist: nope\.test$/m)
+  })
+
+  it('--json prints one parseable object with every address', async () => {
+    const r = await run(['check', '--config', stubbed, '--json', 'loopback.test:443'])
+    assert.equal(r.code, 1, r.stdout + r.stderr)
+    assert.equal(r.stdout.trimEnd().split('\n').length, 1)
+    const j = JSON.parse(r.stdout) as Record<string, unknown>
+    assert.equal(j['target'], 'loopback.test:443')
+    assert.equal(j['allowed'], false)
+    assert.equal(j['rule'], 'special-purpose-guard')
+    assert.equal(j['stage'], 'address')
+    assert.equal(j['wouldDeny'], false)
+    const addrs = j['addresses'] as Array<Record<string, unknown>>
+    assert.deepEqual(addrs.map(a => [a['address'], a['allowed'], a['rule']]).sort(), [
+      ['127.0.0.1', false, 'special-purpose-guard'],
+      ['::1', false, 'special-purpose-guard']
+    ])
+  })
+
+  it('--json for an allowed IP literal', async () => {
+    const r = await run(['check', '--json', '--config', `${FIX}/web.yaml`, '[::ffff:93.184.216.34]:443'])
+    assert.equal(r.code, 0, r.stdout + r.stderr)
+    const j = JSON.parse(r.stdout) as Record<string, unknown>
+    assert.deepEqual({ target: j['target'], allowed: j['allowed'], rule: j['rule'] }, { target: '[::ffff:5db8:d822]:443', allowed: true, rule: 'https' })
+  })
+
+  it('--user, --listener and --client feed the users, listeners and clients matchers', async () => {
+    const cfg = `${FIX}/features.yaml`
+    const cases: ReadonlyArray<readonly [string[], number, string]> = [
+      [['--user', 'bob', '93.184.216.34:22'], 1, 'default'],
+      [['--user', 'alice', '93.184.216.34:22'], 0, 'ssh-for-alice'],
+      [['--listener', 'internal', '93.184.216.34:8080'], 0, 'internal-alt-http'],
+      [['--client', '::ffff:192.0.2.9', '93.184.216.34:9000'], 0, 'ci-clients'],
+      [['--client', '198.51.100.1', '93.184.216.34:9000'], 1, 'default']
+    ]
+    for (const [args, code, rule] of cases) {
+      const r = await run(['check', '--config', cfg, '--json', ...args])
+      assert.equal(r.code, code, `${args.join(' ')}: ${r.stdout}${r.stderr}`)
+      assert.equal((JSON.parse(r.stdout) as { rule: string }).rule, rule, args.join(' '))
+    }
+  })
+
+  it('report mode: allowed (exit 0) and says enforce would deny', async () => {
+    // A reported deny goes on to DNS like an allow: names come from the stub.
+    const features = join(dir, 'features-stub-dns.yaml')
+    await writeFile(features, `${await readFile(join(ROOT, FIX, 'features.yaml'), 'utf8')}\ndns:\n  servers: ["${stub.address}"]\n`)
+    const r = await run(['check', '--config', features, 'a.tracker.example:443'])
+    assert.equal(r.code, 0, r.stdout + r.stderr)
+    assert.match(r.stdout, /^verdict: {2}allow \(report mode: enforce would deny\)$/m)
+    assert.match(r.stdout, /^rule: {5}watch-trackers \(stage: address, after DNS\)$/m)
+    assert.match(r.stdout, /^ {2}93\.184\.216\.34 {2}allow {2}watch-trackers: denied by rule \(report mode: not enforced\)$/m)
+  })
+
+  for (const target of ['example.com', 'a@b:443', '[fe80::1%25eth0]:443']) {
+    it(`a bad target (${target}): exit 2 with ERR_BAD_TARGET on stderr`, async () => {
+      const r = await run(['check', '--config', `${FIX}/web.yaml`, target])
+      assert.equal(r.code, 2, r.stdout + r.stderr)
+      assert.equal(r.stdout, '')
+      assert.match(r.stderr, /^sluice: ERR_BAD_TARGET: /)
+    })
+  }
+
+  it('bad input: --client not an IP, two targets, an invalid config: exit 2', async () => {
+    const notIp = await run(['check', '--client', 'localhost', '93.184.216.34:443'])
+    assert.equal(notIp.code, 2)
+    assert.match(notIp.stderr, /^sluice: --client must be an IP address, got 'localhost'/)
+    const two = await run(['check', 'a.example:443', 'b.example:443'])
+    assert.equal(two.code, 2)
+    assert.match(two.stderr, /^sluice: check needs exactly one HOST:PORT/)
+    const broken = await run(['check', '--config', `${FIX}/broken.yaml`, '93.184.216.34:443'])
+    assert.equal(broken.code, 2)
+    assert.match(broken.stderr, /^sluice: test\/fixtures\/policy\/broken\.yaml: invalid configuration\n/)
+    assert.match(broken.stderr, /rules\[0\]\.via: /)
+  })
+})
+
+// ---------------------------------------------------------------- serve + reload
+
+interface LogLine { readonly msg: string, readonly [key: string]: unknown }
+
+interface Served {
+  readonly child: ChildProcessWithoutNullStreams
+  readonly logs: LogLine[]
+  readonly port: number
+  waitForLog (pred: (l: LogLine) => boolean): Promise<LogLine>
+}
+
+async function serve (config: string): Promise<Served> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', config, '--listen', '127.0.0.1:0'], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] })
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+  const logs: LogLine[] = []
+  const waiters = new Set<() => void>()
+  let stderr = ''
+  let exited = false
+  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
+  child.once('exit', () => { exited = true; for (const w of [...waiters]) w() })
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    let rec: LogLine
+    try {
+      rec = JSON.parse(line) as LogLine
+    } catch {
+      rec = { msg: `(not JSON) ${line}` }
+    }
+    logs.push(rec)
+    for (const w of [...waiters]) w()
+  })
+  async function waitForLog (pred: (l: LogLine) => boolean): Promise<LogLine> {
+    return await new Promise((resolve, reject) => {
+      const check = (): void => {
+        const found = logs.find(pred)
+        if (found !== undefined) { done(); resolve(found); return }
+        if (exited) { done(); reject(new Error(`sluice exited; stdout:\n${logs.map(l => JSON.stringify(l)).join('\n')}\nstderr:\n${stderr}`)) }
+      }
+      const timer = setTimeout(() => {
+        done()
+        reject(new Error(`timed out waiting for a log line; stdout:\n${logs.map(l => JSON.stringify(l)).join('\n')}\nstderr:\n${stderr}`))
+      }, WAIT_MS)
+      function done (): void { clearTimeout(timer); waiters.delete(check) }
+      waiters.add(check)
+      check()
+    })
+  }
+  const listening = await waitForLog(l => l.msg === 'sluice listening')
+  const m = /^127\.0\.0\.1:(\d+)$/.exec(String((listening['listen'] as unknown[])[0]))
+  assert.ok(m !== null, `listen: ${JSON.stringify(listening['listen'])}`)
+  return { child, logs, port: Number(m[1]), waitForLog }
+}
+
+/** CONNECT through the served proxy; returns the status line (the connection is closed after). */
+async function connectStatus (port: number, authority: string, sockets: Set<Socket>): Promise<string> {
+  const socket = await rawConnect(port)
+  sockets.add(socket)
+  socket.on('error', () => {})
+  socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`)
+  const res = await readHead(socket)
+  if (res.status !== 200) {
+    socket.end()
+    await readAll(socket)
+  }
+  socket.destroy()
+  return `${res.statusLine} ${res.headers['proxy-status'] ?? ''}`.trim()
+}
+
+describe('sluice serve: reload', () => {
+  let echo: Awaited<ReturnType<typeof startEchoServer>>
+  const sockets = new Set<Socket>()
+  before(async () => { echo = await startEchoServer() })
+  after(async () => {
+    for (const s of sockets) s.destroy()
+    for (const c of children) c.kill('SIGKILL')
+    await echo.close()
+  })
+
+  const allowed = (): string => 'HTTP/1.1 200 Connection Established'
+  const deniedByMaintenance = (): string =>
+    `HTTP/1.1 403 Forbidden sluice; error=http_request_denied; details="ERR_POLICY_DENIED: denied by policy: 127.0.0.1:${echo.port} (rule closed-for-maintenance: denied by rule)"`
+
+  it('SIGHUP: a broken rewrite is rejected (old policy serves), a deny rewrite is applied', async () => {
+    // The served path is a symlink in a watched directory to a file elsewhere:
+    // rewriting the target is invisible to the watcher, so only SIGHUP reloads.
+    const real = join(dir, 'sighup-real')
+    const watched = join(dir, 'sighup-watched')
+    await mkdir(real)
+    await mkdir(watched)
+    const target = join(real, 'sluice.yaml')
+    const served = join(watched, 'sluice.yaml')
+    await copyFile(join(ROOT, FIX, 'loopback.yaml'), target)
+    await symlink(target, served)
+    const s = await serve(served)
+    assert.equal(await connectStatus(s.port, `127.0.0.1:${echo.port}`, sockets), allowed())
+
+    // Broken: rejected with every problem and its path; the old policy keeps serving.
+    await copyFile(join(ROOT, FIX, 'broken.yaml'), target)
+    s.child.kill('SIGHUP')
+    const rejected = await s.waitForLog(l => l.msg === 'reload rejected: keeping the running configuration')
+    assert.equal(rejected['level'], 'error')
+    assert.equal(rejected['why'], 'SIGHUP')
+    assert.equal(rejected['config'], served)
+    const problems = rejected['problems'] as string[]
+    assert.equal(problems.length, 10, JSON.stringify(problems))
+    assert.ok(problems.some(p => p.startsWith(`${served}: rules[0].via: `)), JSON.stringify(problems))
+    assert.ok(problems.includes(`${served}: rules[2]: unknown key 'host'`))
+    assert.equal(await connectStatus(s.port, `127.0.0.1:${echo.port}`, sockets), allowed())
+    assert.equal(s.logs.some(l => l.msg === 'configuration reloaded'), false)
+
+    // Deny: applied on SIGHUP; new CONNECTs are refused by the new rule.
+    await copyFile(join(ROOT, FIX, 'deny-loopback.yaml'), target)
+    s.child.kill('SIGHUP')
+    const reloaded = await s.waitForLog(l => l.msg === 'configuration reloaded')
+    assert.equal(reloaded['config'], served)
+    assert.match(String(reloaded['hash']), /^[0-9a-f]{16}$/)
+    assert.notEqual(reloaded['hash'], reloaded['previous_hash'])
+    assert.equal(await connectStatus(s.port, `127.0.0.1:${echo.port}`, sockets), deniedByMaintenance())
+
+    s.child.kill('SIGTERM')
+    const [code] = await once(s.child, 'exit') as [number | null]
+    assert.equal(code, 0)
+  })
+
+  it('a file change (replaced by rename) is reloaded without a signal', async () => {
+    const sub = join(dir, 'watch')
+    await mkdir(sub)
+    const file = join(sub, 'sluice.yaml')
+    await copyFile(join(ROOT, FIX, 'loopback.yaml'), file)
+    const s = await serve(file)
+    assert.equal(await connectStatus(s.port, `127.0.0.1:${echo.port}`, sockets), allowed())
+
+    await copyFile(join(ROOT, FIX, 'deny-loopback.yaml'), `${file}.new`)
+    await rename(`${file}.new`, file)
+    const reloaded = await s.waitForLog(l => l.msg === 'configuration reloaded')
+    assert.equal(reloaded['config'], file)
+    assert.equal(await connectStatus(s.port, `127.0.0.1:${echo.port}`, sockets), deniedByMaintenance())
+
+    s.child.kill('SIGTERM')
+    const [code] = await once(s.child, 'exit') as [number | null]
+    assert.equal(code, 0)
+  })
+})
