@@ -5,7 +5,9 @@
 import { readFileSync } from 'node:fs'
 import { parseCli, UsageError, USAGE, type Command } from './cli/args.js'
 import { check, formatCheck } from './cli/check.js'
+import cluster from 'node:cluster'
 import { serve } from './cli/serve.js'
+import { runPrimary } from './cli/cluster.js'
 import { passwd } from './cli/passwd.js'
 import { ConfigError, loadConfig } from './config/load.js'
 import { isProxyError } from './errors.js'
@@ -35,7 +37,10 @@ async function run (cmd: Command): Promise<number> {
     case 'help': process.stdout.write(USAGE + '\n'); return 0
     case 'version': process.stdout.write(version() + '\n'); return 0
     case 'validate': return await validate(cmd.files)
-    case 'serve': return await serve(cmd)
+    case 'serve':
+      // The primary of a cluster only supervises; workers (and a single process) serve.
+      if (cmd.workers > 1 && cluster.isPrimary) return await runPrimary(cmd)
+      return await serve(cmd)
     case 'passwd': return await passwd(cmd.name, cmd.scheme)
     case 'check': {
       const result = await check(await loadConfig(cmd.config, cmd.parent === undefined ? {} : { parentUrl: cmd.parent }), cmd)

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util'
 import { isIP } from 'node:net'
 import { LOG_LEVELS, type LogLevel } from '../observability/log.js'
 import { parseListen } from '../config/schema.js'
+import { resolveWorkers } from './cluster.js'
 
 export const USAGE = `Usage:
   sluice [serve] [options]          run the proxy
@@ -18,6 +19,9 @@ Options (serve):
                            policies/default.yaml)
   -p, --parent URL         send every tunnel through this parent proxy
                            (http://[user:pass@]host:port or https://…)
+  -w, --workers N|auto     run N worker processes sharing the listeners (default 1)
+      --scheduling rr|os   with workers: the primary hands out connections
+                           round-robin (rr, default) or workers accept (os)
       --log-level LEVEL    fatal|error|warn|info|debug|trace|silent (default info)
       --log-format FORMAT  json|pretty (default json)
   -h, --help               show this help
@@ -41,7 +45,7 @@ Exit codes: 0 ok / allowed, 1 runtime failure / denied, 2 bad usage or invalid c
 export type Command =
   | { readonly command: 'help' }
   | { readonly command: 'version' }
-  | { readonly command: 'serve', readonly config?: string, readonly parent?: string, readonly listen?: { host: string, port: number }, readonly logLevel: LogLevel, readonly pretty: boolean }
+  | { readonly command: 'serve', readonly config?: string, readonly parent?: string, readonly listen?: { host: string, port: number }, readonly logLevel: LogLevel, readonly pretty: boolean, readonly workers: number, readonly scheduling: 'rr' | 'os' }
   | { readonly command: 'check', readonly config?: string, readonly parent?: string, readonly target: string, readonly client: string, readonly user?: string, readonly listener?: string, readonly json: boolean }
   | { readonly command: 'validate', readonly files: readonly string[] }
   | { readonly command: 'passwd', readonly name: string, readonly scheme: 'bcrypt' | 'scrypt' }
@@ -61,13 +65,15 @@ const OPTIONS = {
   listener: { type: 'string' },
   json: { type: 'boolean' },
   scheme: { type: 'string' },
+  workers: { type: 'string', short: 'w' },
+  scheduling: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' }
 } as const
 
 /** Options each command accepts; anything else is a usage error. */
 const ALLOWED: Readonly<Record<string, readonly string[]>> = {
-  serve: ['listen', 'config', 'parent', 'log-level', 'log-format'],
+  serve: ['listen', 'config', 'parent', 'log-level', 'log-format', 'workers', 'scheduling'],
   check: ['config', 'parent', 'client', 'user', 'listener', 'json'],
   validate: [],
   passwd: ['scheme']
@@ -127,10 +133,16 @@ export function parseCli (argv: readonly string[]): Command {
     listen = parseListen(values.listen)
     if (listen === undefined) throw new UsageError(`--listen must be HOST:PORT, got '${values.listen}'`)
   }
+  const workers = resolveWorkers(values.workers ?? '1')
+  if (workers === undefined) throw new UsageError(`--workers must be a number 1-999 or auto, got '${values.workers ?? ''}'`)
+  const scheduling = values.scheduling ?? 'rr'
+  if (scheduling !== 'rr' && scheduling !== 'os') throw new UsageError(`--scheduling must be rr or os, got '${scheduling}'`)
   return {
     command: 'serve',
     logLevel: level as LogLevel,
     pretty: format === 'pretty',
+    workers,
+    scheduling,
     ...(listen === undefined ? {} : { listen }),
     ...(values.config === undefined ? {} : { config: values.config }),
     ...(values.parent === undefined ? {} : { parent: values.parent })

@@ -1,4 +1,5 @@
 /** `sluice serve`: load, listen, reload on SIGHUP / file change, drain on SIGTERM/SIGINT. */
+import cluster from 'node:cluster'
 import type { LogLevel } from '../observability/log.js'
 import { createLogger } from '../observability/log.js'
 import { loadConfig } from '../config/load.js'
@@ -16,7 +17,9 @@ export interface ServeOptions {
 export async function serve (opts: ServeOptions): Promise<number> {
   const loadOptions = opts.parent === undefined ? {} : { parentUrl: opts.parent }
   const config = await loadConfig(opts.config, loadOptions)
-  const logger = createLogger({ level: opts.logLevel, pretty: opts.pretty })
+  const base = createLogger({ level: opts.logLevel, pretty: opts.pretty })
+  // Under --workers, every line names its worker.
+  const logger = cluster.isWorker ? base.child({ worker: cluster.worker?.id }) : base
   const proxy = createProxy({ config, logger, ...(opts.listen === undefined ? {} : { listen: [opts.listen] }) })
   let current = config
   let reloader: Reloader | undefined
@@ -35,13 +38,25 @@ export async function serve (opts: ServeOptions): Promise<number> {
       logger.info({ signal }, 'signal received: graceful shutdown')
       reloader?.close()
       process.off('SIGHUP', onHup)
-      proxy.close().then(() => resolve(0), (err: unknown) => { logger.error({ err }, 'shutdown failed'); resolve(1) })
+      const done = (code: number): void => {
+        // The IPC channel to the primary would keep a worker alive.
+        if (cluster.isWorker) process.disconnect()
+        resolve(code)
+      }
+      proxy.close().then(() => done(0), (err: unknown) => { logger.error({ err }, 'shutdown failed'); done(1) })
     }
     // Handlers go in before listening: a supervisor may signal as soon as
     // the port is open, and Node's default action would kill us mid-start.
     process.on('SIGTERM', onSignal)
     process.on('SIGINT', onSignal)
     process.on('SIGHUP', onHup)
+    if (cluster.isWorker) {
+      // From the primary (cli/cluster.ts): a shutdown request never counts as a second signal.
+      process.on('message', (m: unknown) => {
+        if (m === 'sluice:reload') onHup()
+        else if (m === 'sluice:shutdown' && !stopping) onSignal('SIGTERM')
+      })
+    }
 
     proxy.listen().then(() => {
       if (stopping) return

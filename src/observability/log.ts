@@ -2,8 +2,8 @@
  * pino JSON to stdout (or pretty, when asked). Credentials must never
  * reach a log: nothing logs headers today, and redact is the backstop.
  */
+import { createRequire } from 'node:module'
 import { pino, type Logger, type DestinationStream } from 'pino'
-import pretty from 'pino-pretty'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = typeof LOG_LEVELS[number]
@@ -26,6 +26,13 @@ export function createLogger (opts: LogOptions): Logger {
     }
   }
   if (opts.destination !== undefined) return pino(options, opts.destination)
-  if (opts.pretty === true) return pino(options, pretty({ colorize: process.stdout.isTTY, sync: true }))
-  return pino(options)
+  if (opts.pretty === true) {
+    // Loaded only when asked for: it is a development aid and slow to import.
+    const pretty = createRequire(import.meta.url)('pino-pretty') as (o: object) => DestinationStream
+    return pino(options, pretty({ colorize: process.stdout.isTTY, sync: true }))
+  }
+  // Asynchronous writes: under load, lines logged while a write is in flight
+  // go out together in the next one (one syscall, not one per tunnel), and
+  // nothing waits for a buffer to fill. pino flushes what is left at exit.
+  return pino(options, pino.destination({ dest: 1, sync: false, minLength: 0 }))
 }
