@@ -1,0 +1,70 @@
+/**
+ * Build steps: the C origin and load generator (cc -O2 into bench/.build/),
+ * and Sluice itself (`npm run build`) when dist/ is missing or older than src/.
+ */
+import { mkdirSync, readdirSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { runCaptured } from './children.js'
+
+function mtimeMs (path: string): number | undefined {
+  try {
+    return statSync(path).mtimeMs
+  } catch {
+    return undefined
+  }
+}
+
+/** Newest mtime of any file under `dir` (bounded walk). */
+function newestUnder (dir: string): number {
+  let newest = 0
+  const todo = [dir]
+  for (let n = 0; todo.length > 0 && n < 10_000; n++) {
+    const d = todo.pop() as string
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name)
+      if (e.isDirectory()) todo.push(p)
+      else newest = Math.max(newest, mtimeMs(p) ?? 0)
+    }
+  }
+  return newest
+}
+
+export interface CBinaries { readonly loadgen: string, readonly origin: string }
+
+/** Compile bench/c/NAME.c → bench/.build/NAME when missing or older than its source. */
+export async function buildC (benchDir: string, log: (s: string) => void): Promise<CBinaries> {
+  const out = join(benchDir, '.build')
+  mkdirSync(out, { recursive: true })
+  const bins: Record<string, string> = {}
+  for (const name of ['loadgen', 'origin']) {
+    const src = join(benchDir, 'c', `${name}.c`)
+    const bin = join(out, name)
+    const srcTime = mtimeMs(src)
+    if (srcTime === undefined) throw new Error(`missing ${src}`)
+    const binTime = mtimeMs(bin)
+    if (binTime === undefined || binTime < srcTime) {
+      log(`compiling ${name}: cc -O2 -Wall -o ${bin} ${src} -lm`)
+      const r = await runCaptured(['cc', '-O2', '-Wall', '-o', bin, src, '-lm'], 120_000)
+      if (r.code !== 0) throw new Error(`cc failed for ${src} (exit ${String(r.code)}):\n${r.stderr}`)
+      if (r.stderr.trim() !== '') log(r.stderr.trim())
+    }
+    bins[name] = bin
+  }
+  return { loadgen: bins['loadgen'] ?? '', origin: bins['origin'] ?? '' }
+}
+
+/**
+ * `npm run build` when dist/cli.js is missing or older than any file in src/.
+ * A failed build is fatal: measuring a stale dist/ would mislead.
+ */
+export async function buildSluice (root: string, log: (s: string) => void): Promise<void> {
+  const cli = join(root, 'dist', 'cli.js')
+  const built = mtimeMs(cli)
+  const newestSrc = newestUnder(join(root, 'src'))
+  if (built !== undefined && built >= newestSrc) return
+  log(built === undefined ? 'dist/cli.js missing: npm run build' : 'src/ is newer than dist/cli.js: npm run build')
+  const r = await runCaptured(['npm', 'run', 'build', '--silent'], 300_000, { cwd: root })
+  if (r.code !== 0) {
+    throw new Error(`npm run build failed (exit ${String(r.code)}); fix the build or pass --no-build to measure the existing dist/:\n${r.stdout}${r.stderr}`)
+  }
+}

@@ -1,0 +1,119 @@
+/** The results file (bench/results/<stamp>.md) and docs/benchmarks.md. */
+import { release } from 'node:os'
+import type { Options } from './options.js'
+
+export interface RunInfo {
+  readonly command: string
+  readonly date: string
+  readonly node: string
+  readonly cpu: string
+  readonly cpus: number
+  readonly pinning: string
+  readonly sluice: string
+  /** e.g. squid 5.7 */
+  readonly others: readonly string[]
+  readonly wallS: number
+  readonly nofile: number
+  readonly skippedPeers: readonly string[]
+}
+
+const MiB = 1024 ** 2
+
+function settings (o: Options): string {
+  const parts = [`${o.reps} repetition${o.reps === 1 ? '' : 's'}, peers interleaved (A B A B …), each proxy started fresh per repetition`]
+  if (o.scenarios.has('bulk')) parts.push(`bulk: ${(o.bulkBytes / MiB).toLocaleString('en-US')} MiB up, then down, through one tunnel`)
+  if (o.scenarios.has('rate')) parts.push(`rate: ${o.rateClients} clients × ${o.rateSeconds} s (after ${o.rateWarmupS} s warm-up), CONNECT → 64-byte echo → close`)
+  if (o.scenarios.has('hold')) parts.push(`hold: ${o.hold.toLocaleString('en-US')} idle tunnels, memory read ${o.holdSettleMs / 1000} s after the last was established`)
+  return parts.map(p => `  - ${p}`).join('\n')
+}
+
+/** Header + table + notes: the body of both files. */
+export function resultsMarkdown (info: RunInfo, o: Options, tableText: string, notes: readonly string[]): string {
+  return [
+    `- Command: \`${info.command}\``,
+    `- Date: ${info.date}`,
+    `- Node: ${info.node}; Sluice ${info.sluice}${info.others.map(v => `; ${v}`).join('')}`,
+    `- CPU: ${info.cpu} (${info.cpus} CPUs); Linux ${release()}; fd limit ${info.nofile}`,
+    `- Pinning: ${info.pinning}`,
+    `- Settings:\n${settings(o)}`,
+    ...(info.skippedPeers.length > 0 ? [`- Not installed, skipped: ${info.skippedPeers.join(', ')}`] : []),
+    `- Wall time: ${Math.round(info.wallS)} s`,
+    '',
+    'Each cell: median (min–max) over the repetitions. "÷ direct" is the median divided by direct\'s median.',
+    '',
+    tableText,
+    '',
+    ...(notes.length > 0 ? ['Notes:', '', ...notes.map(n => `- ${n}`), ''] : [])
+  ].join('\n')
+}
+
+export function resultsFile (info: RunInfo, o: Options, tableText: string, notes: readonly string[]): string {
+  return `# Sluice benchmark ${info.date}\n\n${resultsMarkdown(info, o, tableText, notes)}`
+}
+
+export function docsFile (info: RunInfo, o: Options, tableText: string, notes: readonly string[]): string {
+  return `<!-- Written by \`node --import tsx bench/run.ts --update-docs\`; rerun it rather than editing by hand. -->
+# Benchmarks
+
+How fast Sluice relays, how quickly it sets tunnels up and how much memory an
+idle tunnel costs, measured side by side with a no-proxy "direct" baseline on
+one machine over loopback only.
+
+## Latest results
+
+${resultsMarkdown(info, o, tableText, notes)}
+## What is measured
+
+- **bulk**: one tunnel; the C load generator uploads N bytes to the origin's
+  sink, then (a separate run) downloads N bytes from its source. MB/s is
+  10^6 bytes per second over the data phase, byte counts verified. Proxy CPU
+  is utime+stime of the proxy's process tree from \`/proc/PID/stat\`, before
+  and after, per GiB relayed (both directions together).
+- **rate**: C concurrent clients each loop connect → \`CONNECT\` → \`200\` →
+  64-byte echo → close. Tunnels/s over the measured seconds (after a
+  warm-up); CONNECT→200 latency from the \`connect()\` call to the end of the
+  response head; cycle latency for the whole loop; errors by kind in the
+  notes; proxy CPU µs per tunnel over warm-up and measurement.
+- **hold**: after a 100-tunnel warm-up, K tunnels are opened (100 setups in
+  flight) and left idle; proxy memory per tunnel is the PSS (and RSS) delta
+  of the process tree from \`/proc/PID/smaps_rollup\` divided by K. Kernel
+  socket buffers are not in PSS. Then every tunnel is pinged again: "alive
+  after hold" must be K/K.
+
+## Method and caveats
+
+- The proxy is pinned to one CPU and the load generator, the origin and the
+  driver to another with \`taskset\`, so the client is not the bottleneck of
+  a single-threaded proxy. \`direct\` runs loadgen and origin on the same
+  single CPU: it is the floor for latency and the single-core loopback limit
+  for throughput, not a two-CPU figure.
+- Sluice runs as \`node dist/cli.js --config bench/policy.yaml --listen
+  127.0.0.1:PORT --log-level warn\`: one rule allowing 127.0.0.0/8, no
+  per-tunnel log lines at that level.
+- squid and tinyproxy, when installed and named in \`--peers\`, run with
+  private configs (no cache, no access log, one process / MaxClients above
+  the hold count).
+- The machine may be shared. Around every bulk and rate measurement the
+  driver adds up the CPU time of processes that are not its own (the
+  "other processes' CPU %" rows, in % of one CPU; a lower bound). Above
+  \`--noise-threshold\` (20 %) it measures again, at most \`--noise-retries\`
+  times (2; 1 with \`--quick\`), and keeps the least disturbed attempt. A
+  high figure left in that row means the neighbouring numbers are suspect.
+- Compare ratios from one run rather than
+  absolute numbers across runs. Raw loadgen output, peer logs and
+  \`raw.jsonl\` are in \`bench/results/<timestamp>/\`.
+
+## Running
+
+\`\`\`
+npm run bench                      # full: ${'3 reps, 2 GiB bulk, 50 clients × 10 s, 9000 held tunnels'}
+npm run bench -- --quick           # about a minute
+npm run bench -- --peers direct,sluice,squid,tinyproxy --skip hold
+node --import tsx bench/run.ts --help
+node --import tsx bench/micro/run.ts   # micro-benchmarks (mitata): parseTarget, decideRequest/decideAddress
+\`\`\`
+
+Needs a C compiler (\`cc\`), Linux \`/proc\`, and \`taskset\` for pinning
+(without it the run goes on unpinned, with a warning).
+`
+}

@@ -1,0 +1,122 @@
+/**
+ * Results → one markdown table: a row per metric, a column per peer with
+ * "median (min–max)" over the repetitions, and for each proxy its ratio to
+ * `direct` where direct has the same metric.
+ */
+import type { BulkResult, HoldResult, RateResult } from './scenarios.js'
+
+export type Scenario = 'bulk' | 'rate' | 'hold'
+
+export interface RepResult {
+  readonly rep: number
+  bulk?: BulkResult
+  rate?: RateResult
+  hold?: HoldResult
+  error?: string
+  seconds?: number
+}
+
+interface Metric {
+  readonly scenario: Scenario
+  readonly label: string
+  readonly get: (r: RepResult) => number | undefined
+  /** Compare with direct (only for metrics direct also has). */
+  readonly ratio: boolean
+}
+
+const METRICS: readonly Metric[] = [
+  { scenario: 'bulk', label: 'upload MB/s', get: r => r.bulk?.upMBps, ratio: true },
+  { scenario: 'bulk', label: 'download MB/s', get: r => r.bulk?.downMBps, ratio: true },
+  { scenario: 'bulk', label: 'proxy CPU s/GiB', get: r => r.bulk?.cpuSPerGiB, ratio: false },
+  { scenario: 'bulk', label: 'other processes\' CPU %', get: r => r.bulk?.otherCpuPct, ratio: false },
+  { scenario: 'rate', label: 'tunnels/s', get: r => r.rate?.tunnelsPerS, ratio: true },
+  { scenario: 'rate', label: 'CONNECT→200 p50 ms', get: r => r.rate?.connectP50Ms, ratio: true },
+  { scenario: 'rate', label: 'CONNECT→200 p99 ms', get: r => r.rate?.connectP99Ms, ratio: true },
+  { scenario: 'rate', label: 'cycle p99 ms', get: r => r.rate?.cycleP99Ms, ratio: true },
+  { scenario: 'rate', label: 'errors', get: r => r.rate?.errors, ratio: false },
+  { scenario: 'rate', label: 'proxy CPU µs/tunnel', get: r => r.rate?.cpuUsPerTunnel, ratio: false },
+  { scenario: 'rate', label: 'other processes\' CPU %', get: r => r.rate?.otherCpuPct, ratio: false },
+  { scenario: 'hold', label: 'PSS KiB/tunnel', get: r => r.hold?.pssKiBPerTunnel, ratio: false },
+  { scenario: 'hold', label: 'RSS KiB/tunnel', get: r => r.hold?.rssKiBPerTunnel, ratio: false },
+  { scenario: 'hold', label: 'setup s (all tunnels)', get: r => r.hold?.setupS, ratio: false }
+]
+
+export function median (values: readonly number[]): number | undefined {
+  const v = [...values].sort((a, b) => a - b)
+  const n = v.length
+  if (n === 0) return undefined
+  const mid = Math.floor(n / 2)
+  return n % 2 === 1 ? v[mid] : ((v[mid - 1] ?? 0) + (v[mid] ?? 0)) / 2
+}
+
+/** 3 significant digits-ish: 12,345 · 123 · 12.3 · 1.23 · 0.123 */
+export function fmt (v: number | undefined): string {
+  if (v === undefined || !Number.isFinite(v)) return '—'
+  const a = Math.abs(v)
+  const digits = a >= 100 || Number.isInteger(v) ? 0 : a >= 10 ? 1 : a >= 1 ? 2 : 3
+  return v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+}
+
+function cell (values: readonly number[]): string {
+  const m = median(values)
+  if (m === undefined) return '—'
+  if (values.length === 1) return fmt(m)
+  return `${fmt(m)} (${fmt(Math.min(...values))}–${fmt(Math.max(...values))})`
+}
+
+function values (reps: readonly RepResult[], m: Metric): number[] {
+  return reps.map(r => m.get(r)).filter((v): v is number => v !== undefined && Number.isFinite(v))
+}
+
+/** "2000/2000 in every rep" or the worst rep. */
+function aliveCell (reps: readonly RepResult[], k: number): string {
+  const held = reps.map(r => r.hold).filter((h): h is HoldResult => h?.established !== undefined)
+  if (held.length === 0) return '—'
+  const worst = Math.min(...held.map(h => Math.min(h.aliveAfter ?? 0, h.established ?? 0)))
+  const n = (v: number): string => v.toLocaleString('en-US')
+  return worst === k && held.every(h => h.ok) ? `${n(k)}/${n(k)} every rep` : `worst ${n(worst)}/${n(k)}`
+}
+
+export function table (peers: readonly string[], results: ReadonlyMap<string, readonly RepResult[]>, scenarios: ReadonlySet<Scenario>, holdK: number): string {
+  const proxies = peers.filter(p => p !== 'direct')
+  const hasDirect = peers.includes('direct')
+  const head = ['scenario', 'metric', ...peers.flatMap(p => p === 'direct' || !hasDirect ? [p] : [p, `${p} ÷ direct`])]
+  const rows: string[][] = []
+  for (const m of METRICS) {
+    if (!scenarios.has(m.scenario)) continue
+    const base = hasDirect ? median(values(results.get('direct') ?? [], m)) : undefined
+    const row = [m.scenario, m.label]
+    for (const p of peers) {
+      const vs = values(results.get(p) ?? [], m)
+      row.push(cell(vs))
+      if (p === 'direct' || !hasDirect) continue
+      const med = median(vs)
+      row.push(m.ratio && base !== undefined && base !== 0 && med !== undefined ? `${(med / base).toFixed(2)}×` : '—')
+    }
+    rows.push(row)
+  }
+  if (scenarios.has('hold') && proxies.length > 0) {
+    const row = ['hold', `alive after hold (${holdK.toLocaleString('en-US')} tunnels)`]
+    for (const p of peers) {
+      row.push(p === 'direct' ? '—' : aliveCell(results.get(p) ?? [], holdK))
+      if (p !== 'direct' && hasDirect) row.push('—')
+    }
+    rows.push(row)
+  }
+  const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`
+  return [line(head), line(head.map((_, i) => i < 2 ? '---' : '---:')), ...rows.map(line)].join('\n')
+}
+
+/** Every failure or oddity, one bullet each (empty when all went well). */
+export function notes (results: ReadonlyMap<string, readonly RepResult[]>): string[] {
+  const out: string[] = []
+  for (const [peer, reps] of results) {
+    for (const r of reps) {
+      if (r.error !== undefined) out.push(`${peer} rep ${r.rep}: ERROR ${r.error}`)
+      for (const [name, res] of [['bulk', r.bulk], ['rate', r.rate], ['hold', r.hold]] as const) {
+        if (res?.note !== undefined && res.note !== 'no proxy') out.push(`${peer} rep ${r.rep} ${name}: ${res.note}`)
+      }
+    }
+  }
+  return out
+}

@@ -1,0 +1,13 @@
+/**
+ * Micro-benchmarks (mitata) of Sluice's per-CONNECT pure functions.
+ *   node --import tsx bench/micro/run.ts [REGEX]   (REGEX filters benchmark names)
+ */
+import { run } from 'mitata'
+import './target.bench.js'
+import './decide.bench.js'
+
+const pattern = process.argv[2]
+await run({
+  ...(pattern === undefined ? {} : { filter: new RegExp(pattern, 'i') }),
+  colors: process.stdout.isTTY === true
+})

@@ -1,0 +1,183 @@
+/**
+ * Sluice vs a no-proxy baseline (and squid/tinyproxy when installed), with
+ * the C load generator and origin of bench/c/. `--help` lists the options;
+ * docs/benchmarks.md explains the method.
+ */
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus } from 'node:os'
+import { dirname, join, relative } from 'node:path'
+import { execFileSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { installCleanup, runCaptured, stopAll } from './lib/children.js'
+import { buildC, buildSluice } from './lib/build.js'
+import { allowedCpus, cpuModel, nofileLimit, nofileRaise, which } from './lib/proc.js'
+import { HELP, parseOptions, UsageError, type Options } from './lib/options.js'
+import { externalVersion, selectPeers, type Peer, type PeerContext, type RunningPeer } from './lib/peers.js'
+import { startOrigin } from './lib/origin.js'
+import type { LoadgenEnv } from './lib/loadgen.js'
+import { bulk, hold, leastDisturbed, rate } from './lib/scenarios.js'
+import { fmt, notes as collectNotes, table, type RepResult } from './lib/table.js'
+import { docsFile, resultsFile, type RunInfo } from './lib/report.js'
+
+const benchDir = dirname(fileURLToPath(import.meta.url))
+const root = dirname(benchDir)
+const t0 = Date.now()
+
+function log (msg: string): void {
+  const s = ((Date.now() - t0) / 1000).toFixed(1).padStart(6)
+  process.stderr.write(`[${s}s] ${msg}\n`)
+}
+
+function stamp (d: Date): string {
+  const p = (n: number): string => String(n).padStart(2, '0')
+  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`
+}
+
+function command (argv: readonly string[]): string {
+  const q = (a: string): string => /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`
+  const script = relative(process.cwd(), process.argv[1] ?? 'bench/run.ts') || 'bench/run.ts'
+  return ['node', ...process.execArgv, script, ...argv].map(q).join(' ')
+}
+
+function sluiceVersion (): string {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version?: string }
+  let rev = 'no git commit'
+  try {
+    rev = 'git ' + execFileSync('git', ['describe', '--always', '--dirty'], { cwd: root, encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+  } catch { /* no commits yet */ }
+  return `${pkg.version ?? '?'} (${rev})`
+}
+
+/** Pin decision: both CPUs must exist, differ, and taskset must be on PATH. */
+async function pinning (o: Options): Promise<{ proxy: string[], load: string[], text: string }> {
+  const none = { proxy: [], load: [] }
+  if (!o.pin) return { ...none, text: 'none (--no-pin)' }
+  const why = which('taskset') === undefined
+    ? 'taskset not found'
+    : o.proxyCpu === o.loadCpu
+      ? '--proxy-cpu equals --load-cpu'
+      : !(allowedCpus().has(o.proxyCpu) && allowedCpus().has(o.loadCpu)) ? `CPU ${o.proxyCpu} or ${o.loadCpu} not available (allowed: ${[...allowedCpus()].join(',')})` : undefined
+  if (why !== undefined) {
+    log(`warning: not pinning: ${why}; proxy and load generator share the CPUs`)
+    return { ...none, text: `none (${why})` }
+  }
+  // Keep this driver (and its /proc reads) off the proxy's CPU too.
+  const self = await runCaptured(['taskset', '-a', '-pc', String(o.loadCpu), String(process.pid)], 10_000)
+  if (self.code !== 0) log(`warning: could not pin the driver: ${self.stderr.trim()}`)
+  return {
+    proxy: ['taskset', '-c', String(o.proxyCpu)],
+    load: ['taskset', '-c', String(o.loadCpu)],
+    text: `proxy on CPU ${o.proxyCpu}; loadgen, origin and driver on CPU ${o.loadCpu} (taskset)`
+  }
+}
+
+async function runPeer (peer: Peer, rep: number, ctx: PeerContext, lg: LoadgenEnv, o: Options): Promise<RepResult> {
+  const r: RepResult = { rep }
+  const label = `${peer.name}-r${rep}`
+  const started = Date.now()
+  let running: RunningPeer | undefined
+  try {
+    running = await peer.start(ctx)
+    if (!peer.direct && o.scenarios.has('hold')) r.hold = await hold(lg, running, label, o.hold, o.holdSettleMs)
+    const quiet = async <T extends { otherCpuPct?: number }>(what: string, fn: () => Promise<T>): Promise<T> =>
+      await leastDisturbed(fn, o.noiseThresholdPct, o.noiseRetries, log, `${label} ${what}`)
+    const peerNow = running
+    if (o.scenarios.has('bulk')) r.bulk = await quiet('bulk', async () => await bulk(lg, peerNow, label, o.bulkBytes))
+    if (o.scenarios.has('rate')) r.rate = await quiet('rate', async () => await rate(lg, peerNow, label, o.rateClients, o.rateSeconds, o.rateWarmupS))
+    if (!running.alive()) r.error = 'the proxy exited during the run (see its log)'
+  } catch (err) {
+    r.error = err instanceof Error ? err.message : String(err)
+  } finally {
+    await running?.stop()
+  }
+  r.seconds = (Date.now() - started) / 1000
+  return r
+}
+
+function progress (peer: string, r: RepResult): string {
+  const parts = [`rep ${r.rep} ${peer.padEnd(10)}`]
+  if (r.bulk !== undefined) parts.push(`up ${fmt(r.bulk.upMBps)} down ${fmt(r.bulk.downMBps)} MB/s`)
+  if (r.rate !== undefined) parts.push(`${fmt(r.rate.tunnelsPerS)} tunnels/s (errors ${fmt(r.rate.errors)})`)
+  if (r.hold?.pssKiBPerTunnel !== undefined) parts.push(`${fmt(r.hold.pssKiBPerTunnel)} KiB/tunnel, alive ${fmt(r.hold.aliveAfter)}/${fmt(r.hold.established)}`)
+  if (r.error !== undefined) parts.push(`ERROR ${r.error}`)
+  return `${parts.join('  ')}  (${fmt(r.seconds)} s)`
+}
+
+async function main (argv: readonly string[]): Promise<number> {
+  let o = parseOptions(argv)
+  if (o.help) { process.stdout.write(HELP + '\n'); return 0 }
+  const { peers, skipped } = selectPeers(o.peers)
+  if (peers.length === 0) throw new UsageError('no peers to run')
+  const started = new Date()
+  const resultsDir = join(benchDir, 'results')
+  const runDir = join(resultsDir, stamp(started))
+  mkdirSync(runDir, { recursive: true })
+  log(`logs and raw data → ${relative(root, runDir)}/`)
+  const nofile = nofileLimit()
+  const fdCap = Number.isFinite(nofile.hard) ? nofile.hard : 1_048_576
+  if (o.scenarios.has('hold') && 2 * o.hold + 200 > fdCap) {
+    const k = Math.max(1, Math.floor((fdCap - 200) / 2))
+    log(`warning: fd limit ${fdCap} is too low for ${o.hold} tunnels (2 fds each in the proxy); holding ${k}`)
+    o = { ...o, hold: k }
+  }
+  const pin = await pinning(o)
+  const bins = await buildC(benchDir, log)
+  if (o.build && peers.some(p => p.name === 'sluice')) await buildSluice(root, log)
+
+  const raise = nofileRaise()
+  const origin = await startOrigin(bins.origin, [...raise, ...pin.load], runDir)
+  log(`origin: echo ${origin.ports.echo}, sink ${origin.ports.sink}, source ${origin.ports.source}`)
+  const lg: LoadgenEnv = { bin: bins.loadgen, ports: origin.ports, prefix: [...raise, ...pin.load], logFile: join(runDir, 'loadgen.log') }
+  const ctx: PeerContext = { root, prefix: [...raise, ...pin.proxy], logDir: runDir, origin: origin.ports, maxTunnels: o.hold }
+  const results = new Map<string, RepResult[]>(peers.map(p => [p.name, []]))
+  try {
+    for (let rep = 1; rep <= o.reps; rep++) {
+      for (const peer of peers) {
+        const r = await runPeer(peer, rep, ctx, lg, o)
+        results.get(peer.name)?.push(r)
+        appendFileSync(join(runDir, 'raw.jsonl'), JSON.stringify({ peer: peer.name, ...r }) + '\n')
+        log(progress(peer.name, r))
+      }
+    }
+  } finally {
+    await origin.stop()
+  }
+
+  const info: RunInfo = {
+    command: command(argv),
+    date: started.toISOString().replace(/\.\d+Z$/, 'Z'),
+    node: process.version,
+    cpu: cpuModel(),
+    cpus: cpus().length,
+    pinning: pin.text,
+    sluice: sluiceVersion(),
+    others: peers.map(p => externalVersion(p.name)).filter((v): v is string => v !== undefined),
+    wallS: (Date.now() - t0) / 1000,
+    nofile: nofile.soft,
+    skippedPeers: skipped
+  }
+  const tableText = table(peers.map(p => p.name), results, o.scenarios, o.hold)
+  const notes = collectNotes(results)
+  const resultsPath = join(resultsDir, `${stamp(started)}.md`)
+  writeFileSync(resultsPath, resultsFile(info, o, tableText, notes))
+  process.stdout.write(`\n${tableText}\n\n${notes.map(n => `- ${n}\n`).join('')}`)
+  log(`wrote ${relative(root, resultsPath)}`)
+  if (o.updateDocs) {
+    mkdirSync(join(root, 'docs'), { recursive: true })
+    writeFileSync(join(root, 'docs', 'benchmarks.md'), docsFile(info, o, tableText, notes))
+    log('wrote docs/benchmarks.md')
+  }
+  const failed = [...results.values()].flat().some(r => r.error !== undefined)
+  return failed ? 1 : 0
+}
+
+installCleanup()
+try {
+  process.exitCode = await main(process.argv.slice(2))
+} catch (err) {
+  const usage = err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true
+  process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}${usage ? ' (see --help)' : ''}\n`)
+  process.exitCode = usage ? 2 : 1
+} finally {
+  await stopAll()
+}
