@@ -73,8 +73,8 @@ export type ErrorCode = keyof typeof ERRORS
 export interface ProxyErrorOptions {
   /** Human detail appended to the default message (goes to client and log). */
   readonly detail?: string
-  /** Extra Proxy-Status parameters, e.g. `rcode` for dns_error (RFC 9209 §2.3.2). */
-  readonly params?: Readonly<Record<string, string>>
+  /** Extra Proxy-Status parameters, e.g. `rcode` for dns_error (RFC 9209 §2.3.2); numbers are sf-integers. */
+  readonly params?: Readonly<Record<string, string | number>>
   /** Extra response headers, e.g. Retry-After. */
   readonly headers?: Readonly<Record<string, string>>
   readonly cause?: unknown
@@ -86,7 +86,7 @@ export class ProxyError extends Error {
   readonly status: number
   readonly type: ProxyStatusType
   readonly detail: string | undefined
-  readonly params: Readonly<Record<string, string>>
+  readonly params: Readonly<Record<string, string | number>>
   readonly headers: Readonly<Record<string, string>>
 
   constructor (code: ErrorCode, opts: ProxyErrorOptions = {}) {

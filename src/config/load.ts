@@ -95,7 +95,11 @@ export function parseConfig (text: string, file: string, options: LoadOptions = 
     timeouts: Object.freeze(f.timeouts),
     limits: Object.freeze(f.limits),
     dns: Object.freeze({ ...f.dns, servers: Object.freeze([...f.dns.servers]) }),
-    policy: compilePolicy(f.rules, f.default, f.mode, (via) => routing.routes.get(via)?.choices[0]?.kind === 'chain'),
+    policy: compilePolicy(f.rules, f.default, f.mode, (via) => {
+      // A rule without `via` takes the default route (unless NO_PROXY may send it direct).
+      const route = via === undefined ? (routing.noProxy === undefined ? routing.defaultRoute : undefined) : routing.routes.get(via)
+      return route?.choices[0]?.kind === 'chain'
+    }),
     routing,
     parentBackoffMs: f.parent_backoff,
     revokeOnReload: f.revoke_on_reload

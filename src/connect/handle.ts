@@ -136,6 +136,7 @@ export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: I
     }
     ctx.registry.add(tunnel)
     tunnel.state = 'dialing'
+    tunnel.watchClient()
 
     const client = clientIp(tunnel.clientAddress)
     tunnel.rule = undefined

@@ -34,8 +34,8 @@ export function compilePolicy (
   rules: readonly RuleSpec[],
   defaultAction: 'allow' | 'deny',
   mode: 'enforce' | 'report' = 'enforce',
-  /** Does this route name start with a parent (rather than direct)? */
-  parentFirst: (via: string) => boolean = () => false
+  /** Does this route (undefined: the default route) start with a parent rather than direct? */
+  parentFirst: (via: string | undefined) => boolean = () => false
 ): CompiledPolicy {
   return Object.freeze({
     defaultAllow: defaultAction === 'allow',
@@ -57,7 +57,7 @@ export function compilePolicy (
       ...(r.listeners === undefined ? {} : { listeners: new Set(r.listeners) }),
       report: r.mode === 'report' || mode === 'report',
       ...(r.via === undefined ? {} : { via: r.via }),
-      viaParent: r.via !== undefined && parentFirst(r.via)
+      viaParent: parentFirst(r.via)
     })))
   })
 }

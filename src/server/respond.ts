@@ -20,7 +20,7 @@ function sfString (value: string): string {
 /** The Proxy-Status field value for an error: `sluice; error=…; details="CODE: …"`. */
 export function proxyStatus (err: ProxyError): string {
   let value = `${PROXY_STATUS_NAME}; error=${err.type}`
-  for (const [k, v] of Object.entries(err.params)) value += `; ${k}=${sfString(v)}`
+  for (const [k, v] of Object.entries(err.params)) value += `; ${k}=${typeof v === 'number' ? String(v) : sfString(v)}`
   return value + `; details=${sfString(`${err.code}: ${err.message}`)}`
 }
 

@@ -65,6 +65,9 @@ export class Tunnel {
   /** Idle bookkeeping for the registry's shared sweep: no per-chunk work (NODE-NOTES B3). */
   lastBytes = 0
   lastActive = 0
+  /** Upstream byte counters at establishment: a parent's CONNECT exchange is not tunnel traffic. */
+  private upBase = 0
+  private downBase = 0
   private readonly host: TunnelHost
   private finalized = false
 
@@ -103,6 +106,7 @@ export class Tunnel {
     const socket = this.downstream
     socket.removeListener('error', this.onDownstreamError)
     socket.removeListener('close', this.onDownstreamClose)
+    socket.removeListener('readable', this.onDialReadable)
     if (socket.destroyed || !socket.writable) {
       socket.destroy()
       this.finalize(true)
@@ -111,6 +115,22 @@ export class Tunnel {
     socket.write(errorResponse(err, { ...extraHeaders, Connection: 'keep-alive' }))
     this.finalize(true)
     return socket
+  }
+
+  /**
+   * While dialing, notice a client that gives up (FIN) without consuming
+   * its bytes: a 'readable' event with nothing buffered is the end of the
+   * stream. A client that sent data first and then FIN is noticed at
+   * establishment instead.
+   */
+  watchClient (): void {
+    this.downstream.on('readable', this.onDialReadable)
+  }
+
+  private readonly onDialReadable = (): void => {
+    if (this.downstream.readableLength !== 0 || this.state === 'established') return
+    this.mark('client', 'fin')
+    this.abort.abort(CLIENT_GONE)
   }
 
   /** Take over a connected upstream: forward `head`, answer 200, splice. */
@@ -125,6 +145,10 @@ export class Tunnel {
     this.status = 200
     this.connectMs = performance.now() - this.startedAt
     this.lastActive = Date.now()
+    this.downstream.off('readable', this.onDialReadable)
+    this.upBase = upstream.bytesWritten
+    // Bytes a parent sent after its 200 are unshifted, still unread: they are tunnel data.
+    this.downBase = upstream.bytesRead - upstream.readableLength
     upstream.on('error', (err) => this.onSocketError('upstream', err))
     upstream.once('close', () => this.onSocketClose('upstream'))
     // Bytes the client sent with its CONNECT (NODE-NOTES A1) go first.
@@ -199,8 +223,8 @@ export class Tunnel {
       stage: this.stage,
       status: this.status,
       code: this.error?.code,
-      bytes_up: up?.bytesWritten ?? 0,
-      bytes_down: up?.bytesRead ?? 0,
+      bytes_up: up === undefined ? 0 : up.bytesWritten - this.upBase,
+      bytes_down: up === undefined ? 0 : up.bytesRead - this.downBase,
       connect_ms: this.connectMs === undefined ? undefined : Math.round(this.connectMs * 100) / 100,
       duration_ms: Math.round((performance.now() - this.startedAt) * 100) / 100,
       closed_by: this.closedBy,

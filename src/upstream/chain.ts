@@ -32,7 +32,8 @@ export interface ChainOptions {
 function hopError (code: ErrorCode, parent: Parent, detail: string, cause?: unknown, status?: number): ProxyError {
   return new ProxyError(code, {
     detail: `parent ${parent.name} (${parent.authority}): ${detail}`,
-    params: { 'next-hop': parent.name, ...(status === undefined ? {} : { 'received-status': String(status) }) },
+    // RFC 9209 §2.1.4: received-status is an sf-integer.
+    params: { 'next-hop': parent.name, ...(status === undefined ? {} : { 'received-status': status }) },
     ...(cause === undefined ? {} : { cause })
   })
 }

@@ -72,7 +72,16 @@ export async function readConnectReply (socket: Socket, timeoutMs: number): Prom
       size += chunk.length
       const buf = chunks.length === 1 ? chunk : Buffer.concat(chunks, size)
       if (chunks.length > 1) { chunks.length = 0; chunks.push(buf) }
+      // Fail fast on a peer that is not speaking HTTP (an SSH banner, TLS…)
+      // or ends lines with bare LF, instead of waiting for the timeout.
+      const probe = buf.subarray(0, 5).toString('latin1')
+      if (!'HTTP/'.startsWith(probe)) { done(new ReplyError('malformed', `not an HTTP reply (starts with ${JSON.stringify(probe)})`)); return }
       const end = buf.indexOf('\r\n\r\n', Math.max(0, scanFrom - 3), 'latin1')
+      const headEnd = end < 0 ? buf.length : end + 2
+      for (let lf = buf.indexOf(10, Math.max(0, scanFrom - 1)); lf >= 0 && lf < headEnd; lf = buf.indexOf(10, lf + 1)) {
+        if (lf === 0 || buf[lf - 1] !== 13) { done(new ReplyError('malformed', 'bare LF in the reply head')); return }
+      }
+      if (end > MAX_HEAD) { done(new ReplyError('too_large', `reply head over ${MAX_HEAD} bytes`)); return }
       if (end < 0) {
         scanFrom = buf.length
         if (size > MAX_HEAD) done(new ReplyError('too_large', `reply head over ${MAX_HEAD} bytes`))

@@ -27,6 +27,9 @@ export class ParentHealth {
 
   failed (name: string, reason: string, now = Date.now()): void {
     const s = this.states.get(name) ?? { failures: 0, downUntil: 0 }
+    // Failures of tunnels that were already in flight when it went down are
+    // the same outage: they must not stretch the backoff.
+    if (s.downUntil > now) return
     s.failures++
     const backoff = Math.min(this.maxMs, this.baseMs * 2 ** Math.min(20, s.failures - 1))
     const wasDown = s.downUntil > now

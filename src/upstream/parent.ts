@@ -57,7 +57,10 @@ export function loadParent (name: string, spec: ParentSpec, configFile: string, 
   if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '') throw new Error('url: a parent URL has no path, query or fragment')
   const tls = url.protocol === 'https:'
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
-  const port = url.port === '' ? (tls ? 443 : 3128) : Number(url.port)
+  // URL drops a port equal to the scheme's default (`:80` for http), so read it from the text.
+  const explicit = /^[a-z]+:\/\/(?:[^@/]*@)?(?:\[[^\]]*\]|[^:/]*):(\d+)/i.exec(spec.url)
+  const port = explicit?.[1] !== undefined ? Number(explicit[1]) : (tls ? 443 : 3128)
+  if (port < 1 || port > 65535) throw new Error('url: port must be 1-65535')
   const readRel = (file: string): string => readFileSync(resolve(dirname(configFile), file), 'utf8')
 
   let user = url.username === '' ? spec.username : decode(url.username, 'user name')
@@ -68,6 +71,8 @@ export function loadParent (name: string, spec: ParentSpec, configFile: string, 
   }
   if (spec.password_file !== undefined) password = readRel(spec.password_file).replace(/\r?\n$/, '')
   if (password !== undefined && user === undefined) user = ''
+  // RFC 7617 §2: the user-id cannot contain a colon (the parent would split there).
+  if (user?.includes(':') === true) throw new Error('the user name for a parent cannot contain ":"')
   const authorization = user === undefined ? undefined : 'Basic ' + Buffer.from(`${user}:${password ?? ''}`, 'utf8').toString('base64')
 
   const tlsOptions = tls

@@ -100,7 +100,7 @@ export async function dialRoute (req: RouteDialRequest, opts: RouteDialOptions):
       const e = toProxyError(err)
       if (req.signal.aborted || !retryable(e)) throw e
       const hop = e.params['next-hop']
-      if (choice.kind === 'chain' && hop !== undefined && UNHEALTHY.has(e.code)) opts.health.failed(hop, e.code)
+      if (choice.kind === 'chain' && typeof hop === 'string' && UNHEALTHY.has(e.code)) opts.health.failed(hop, e.code)
       opts.log.info({ tunnel: req.tunnel, route: req.route.name, choice: label(choice), code: e.code, detail: e.detail }, 'route choice failed')
       last = e
     }

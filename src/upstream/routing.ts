@@ -22,30 +22,35 @@ export interface RoutingOverrides {
 }
 
 /**
- * NO_PROXY as undici's EnvHttpProxyAgent reads it: entries split on commas
- * and spaces, `*` matches all, `host[:port]` matches exactly, `.suffix` or
- * `*.suffix` matches by suffix.
+ * NO_PROXY exactly as undici 7's EnvHttpProxyAgent reads it
+ * (lib/dispatcher/env-http-proxy-agent.js): entries split on commas and
+ * white space; a value of exactly `*` matches everything; an entry may end
+ * in `:port`; a leading `.` or `*.` is dropped; an entry matches the host
+ * itself and its sub-domains. IPv6 targets are compared in brackets.
  */
 export function noProxyMatcher (value: string): (host: string, port: number) => boolean {
-  if (value.trim() === '*') return () => true
+  if (value === '*') return () => true
   const entries = value.split(/[,\s]/).filter(e => e !== '').map(e => {
     const m = /^(.+):(\d+)$/.exec(e)
-    return { host: (m?.[1] ?? e).toLowerCase(), port: m?.[2] === undefined ? 0 : Number(m[2]) }
+    return { host: (m?.[1] ?? e).replace(/^\*?\./, '').toLowerCase(), port: m?.[2] === undefined ? 0 : Number(m[2]) }
   })
-  return (host, port) => entries.some(e => {
-    if (e.port !== 0 && e.port !== port) return false
-    return /^[.*]/.test(e.host) ? host.endsWith(e.host.replace(/^\*/, '')) : host === e.host
-  })
+  return (target, port) => {
+    const host = target.includes(':') ? `[${target}]` : target
+    return entries.some(e => (e.port === 0 || e.port === port) && (host === e.host || host.endsWith(`.${e.host}`)))
+  }
 }
 
 export function loadRouting (f: SluiceFile, file: string, o: RoutingOverrides = {}): { routing: Routing, problems: string[] } {
   const problems: string[] = []
   const env = o.env ?? process.env
   const parents = new Map<string, Parent>()
+  // Parents that exist but failed to load: reported once, not again as "unknown".
+  const broken = new Set<string>()
   const add = (name: string, spec: Parameters<typeof loadParent>[1], where: string): void => {
     try {
       parents.set(name, loadParent(name, spec, file, env))
     } catch (err) {
+      broken.add(name)
       problems.push(`${file}: ${where}: ${(err as Error).message}`)
     }
   }
@@ -55,7 +60,8 @@ export function loadRouting (f: SluiceFile, file: string, o: RoutingOverrides = 
   }
   let envDefault = false
   if (f.parents_from_env) {
-    const url = env['HTTPS_PROXY'] ?? env['https_proxy'] ?? env['HTTP_PROXY'] ?? env['http_proxy']
+    // undici's order: lower case first; an https target falls back to the http proxy.
+    const url = env['https_proxy'] ?? env['HTTPS_PROXY'] ?? env['http_proxy'] ?? env['HTTP_PROXY']
     if (url !== undefined && url !== '') {
       add('env', { url }, 'parents_from_env (HTTPS_PROXY)')
       envDefault = true
@@ -74,6 +80,7 @@ export function loadRouting (f: SluiceFile, file: string, o: RoutingOverrides = 
       const hops: Parent[] = []
       names.forEach((n, j) => {
         const p = parents.get(n)
+        if (p === undefined && broken.has(n)) return
         if (p === undefined) problems.push(`${file}: routes.${name}[${i}]${typeof c === 'string' ? '' : `[${j}]`}: unknown parent '${n}'${n === 'direct' ? " ('direct' cannot be part of a chain)" : ''}`)
         else hops.push(p)
       })
@@ -83,11 +90,11 @@ export function loadRouting (f: SluiceFile, file: string, o: RoutingOverrides = 
   }
   const defaultName = o.parentUrl !== undefined ? 'cli' : envDefault ? 'env' : f.default_route
   const defaultRoute = routes.get(defaultName)
-  if (defaultRoute === undefined) problems.push(`${file}: default_route: unknown route or parent '${f.default_route}'`)
+  if (defaultRoute === undefined && !broken.has(defaultName)) problems.push(`${file}: default_route: unknown route or parent '${defaultName}'`)
   f.rules.forEach((r, i) => {
-    if (r.via !== undefined && !routes.has(r.via)) problems.push(`${file}: rules[${i}].via: unknown route or parent '${r.via}'`)
+    if (r.via !== undefined && !routes.has(r.via) && !broken.has(r.via)) problems.push(`${file}: rules[${i}].via: unknown route or parent '${r.via}'`)
   })
-  const noProxyValue = env['NO_PROXY'] ?? env['no_proxy']
+  const noProxyValue = env['no_proxy'] ?? env['NO_PROXY']
   return {
     problems,
     routing: Object.freeze({
