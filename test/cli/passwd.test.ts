@@ -7,52 +7,24 @@
  * Runs against dist/, so `npm run test:cli` builds first.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { before, describe, it } from 'node:test'
 import bcrypt from 'bcryptjs'
 import { parseHash, scryptVerify } from '../../src/auth/hash.js'
 import { parseUsersFile } from '../../src/auth/users-file.js'
+import { assertBuilt, runCli, type Finished } from '../helpers/cli.js'
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url))
 const FIXTURES = fileURLToPath(new URL('../fixtures/auth/', import.meta.url))
 
 /** Bound on one run; a failure bound, not synchronisation. */
 const WAIT_MS = 10_000
 
-interface Finished {
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-  readonly stdout: string
-  readonly stderr: string
-  readonly argv: readonly string[]
-}
-
 /** Run the CLI to completion with `stdin` piped in (then closed). */
 async function run (args: readonly string[], stdin: string | Buffer = ''): Promise<Finished> {
-  const argv = [CLI, ...args]
-  const child = spawn(process.execPath, argv, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s })
-  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
-  child.stdin.on('error', () => {}) // the child may exit before reading (usage errors)
-  child.stdin.end(stdin)
-  const timer = setTimeout(() => child.kill('SIGKILL'), WAIT_MS)
-  try {
-    const [code, signal] = await once(child, 'close') as [number | null, NodeJS.Signals | null]
-    return { code, signal, stdout, stderr, argv }
-  } finally {
-    clearTimeout(timer)
-  }
+  return await runCli(args, { stdin, timeoutMs: WAIT_MS })
 }
 
-before(() => {
-  assert.ok(existsSync(CLI), `${CLI} is missing: run \`npm run build\` first`)
-})
+before(assertBuilt)
 
 /** The single `NAME:HASH` line printed, split. */
 function line (r: Finished, name: string): string {

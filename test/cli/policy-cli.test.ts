@@ -8,68 +8,30 @@
  * Runs against dist/, so `npm run test:cli` builds first.
  */
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
-import { once } from 'node:events'
-import { existsSync } from 'node:fs'
 import { copyFile, mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import type { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
-import { startDnsStub, type DnsStub, type StubRecord } from '../helpers/dns-stub.js'
+import { assertBuilt, killCliChildren, ROOT, runCli, serveCli, type Finished, type Served } from '../helpers/cli.js'
+import { startDnsStubRetrying, type DnsStub } from '../helpers/dns-stub.js'
 import { startEchoServer } from '../helpers/origin.js'
-import { rawConnect, readAll, readHead } from '../helpers/raw.js'
+import { connectVia, rawConnect, readAll } from '../helpers/raw.js'
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url))
 const FIX = 'test/fixtures/policy'
 
-/** Bound on waiting for one log line or an exit; a failure bound, not synchronisation. */
-const WAIT_MS = 5000
-
-interface Finished { readonly code: number | null, readonly signal: NodeJS.Signals | null, readonly stdout: string, readonly stderr: string }
-
-const children = new Set<ChildProcessWithoutNullStreams>()
-
-/** Run the CLI to completion (bounded) and collect its output. */
+/** Run the CLI to completion (bounded, stdin closed at once) and collect its output. */
 async function run (args: readonly string[]): Promise<Finished> {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] })
-  children.add(child)
-  child.stdin.end()
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s })
-  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
-  const timer = setTimeout(() => child.kill('SIGKILL'), WAIT_MS)
-  try {
-    const [code, signal] = await once(child, 'close') as [number | null, NodeJS.Signals | null]
-    return { code, signal, stdout, stderr }
-  } finally {
-    clearTimeout(timer)
-    children.delete(child)
-  }
-}
-
-async function startStub (records: Record<string, StubRecord>): Promise<DnsStub> {
-  // UDP port 0, then TCP on the same number: that TCP port may be taken; retry a few times.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startDnsStub(records)
-    } catch (err) {
-      if ((err as { code?: unknown }).code !== 'EADDRINUSE' || attempt >= 5) throw err
-    }
-  }
+  return await runCli(args, { stdin: '' })
 }
 
 let dir: string
 let stub: DnsStub
 
 before(async () => {
-  assert.ok(existsSync(CLI), `${CLI} is missing: build first (npm run build; npm run test:cli does it)`)
+  assertBuilt()
   dir = await mkdtemp(join(tmpdir(), 'sluice-policy-cli-'))
-  stub = await startStub({
+  stub = await startDnsStubRetrying({
     'loopback.test': { A: ['127.0.0.1'], AAAA: ['::1'] },
     'public.test': { A: ['93.184.216.34'] },
     'mixed.test': { A: ['10.1.2.3', '93.184.216.34'] },
@@ -78,7 +40,7 @@ before(async () => {
 })
 
 after(async () => {
-  for (const c of children) c.kill('SIGKILL')
+  killCliChildren()
   await stub.close()
   await rm(dir, { recursive: true, force: true })
 })
@@ -288,64 +250,16 @@ describe('sluice check', () => {
 
 // ---------------------------------------------------------------- serve + reload
 
-interface LogLine { readonly msg: string, readonly [key: string]: unknown }
-
-interface Served {
-  readonly child: ChildProcessWithoutNullStreams
-  readonly logs: LogLine[]
-  readonly port: number
-  waitForLog (pred: (l: LogLine) => boolean): Promise<LogLine>
-}
-
+/** `sluice serve --config CONFIG` on 127.0.0.1, port 0. */
 async function serve (config: string): Promise<Served> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', config, '--listen', '127.0.0.1:0'], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] })
-  children.add(child)
-  child.once('exit', () => children.delete(child))
-  const logs: LogLine[] = []
-  const waiters = new Set<() => void>()
-  let stderr = ''
-  let exited = false
-  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
-  child.once('exit', () => { exited = true; for (const w of [...waiters]) w() })
-  createInterface({ input: child.stdout }).on('line', (line) => {
-    let rec: LogLine
-    try {
-      rec = JSON.parse(line) as LogLine
-    } catch {
-      rec = { msg: `(not JSON) ${line}` }
-    }
-    logs.push(rec)
-    for (const w of [...waiters]) w()
-  })
-  async function waitForLog (pred: (l: LogLine) => boolean): Promise<LogLine> {
-    return await new Promise((resolve, reject) => {
-      const check = (): void => {
-        const found = logs.find(pred)
-        if (found !== undefined) { done(); resolve(found); return }
-        if (exited) { done(); reject(new Error(`sluice exited; stdout:\n${logs.map(l => JSON.stringify(l)).join('\n')}\nstderr:\n${stderr}`)) }
-      }
-      const timer = setTimeout(() => {
-        done()
-        reject(new Error(`timed out waiting for a log line; stdout:\n${logs.map(l => JSON.stringify(l)).join('\n')}\nstderr:\n${stderr}`))
-      }, WAIT_MS)
-      function done (): void { clearTimeout(timer); waiters.delete(check) }
-      waiters.add(check)
-      check()
-    })
-  }
-  const listening = await waitForLog(l => l.msg === 'sluice listening')
-  const m = /^127\.0\.0\.1:(\d+)$/.exec(String((listening['listen'] as unknown[])[0]))
-  assert.ok(m !== null, `listen: ${JSON.stringify(listening['listen'])}`)
-  return { child, logs, port: Number(m[1]), waitForLog }
+  return await serveCli(['serve', '--config', config, '--listen', '127.0.0.1:0'])
 }
 
 /** CONNECT through the served proxy; returns the status line (the connection is closed after). */
 async function connectStatus (port: number, authority: string, sockets: Set<Socket>): Promise<string> {
   const socket = await rawConnect(port)
   sockets.add(socket)
-  socket.on('error', () => {})
-  socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`)
-  const res = await readHead(socket)
+  const res = await connectVia(port, authority, { socket })
   if (res.status !== 200) {
     socket.end()
     await readAll(socket)
@@ -360,7 +274,7 @@ describe('sluice serve: reload', () => {
   before(async () => { echo = await startEchoServer() })
   after(async () => {
     for (const s of sockets) s.destroy()
-    for (const c of children) c.kill('SIGKILL')
+    killCliChildren()
     await echo.close()
   })
 
@@ -406,7 +320,7 @@ describe('sluice serve: reload', () => {
     assert.equal(await connectStatus(s.port, `127.0.0.1:${echo.port}`, sockets), deniedByMaintenance())
 
     s.child.kill('SIGTERM')
-    const [code] = await once(s.child, 'exit') as [number | null]
+    const { code } = await s.exited()
     assert.equal(code, 0)
   })
 
@@ -425,7 +339,7 @@ describe('sluice serve: reload', () => {
     assert.equal(await connectStatus(s.port, `127.0.0.1:${echo.port}`, sockets), deniedByMaintenance())
 
     s.child.kill('SIGTERM')
-    const [code] = await once(s.child, 'exit') as [number | null]
+    const { code } = await s.exited()
     assert.equal(code, 0)
   })
 })

@@ -186,3 +186,19 @@ export async function startDnsStub (records?: Record<string, StubRecord>): Promi
     }
   }
 }
+
+/**
+ * {@link startDnsStub}, tried again (bounded) when it fails with
+ * EADDRINUSE: it binds UDP port 0 and then TCP on the same number, which
+ * another socket on the machine may hold; it cleans up before throwing, so
+ * a fresh try is safe.
+ */
+export async function startDnsStubRetrying (records?: Record<string, StubRecord>, attempts = 10): Promise<DnsStub> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startDnsStub(records)
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'EADDRINUSE' || attempt >= attempts) throw err
+    }
+  }
+}

@@ -1,11 +1,14 @@
 /**
- * Servers that act as the far end of a tunnel: an HTTPS origin, a TCP echo
- * server that honours half-close, and a server-first (greeting) server.
+ * Servers that act as the far end of a tunnel: an HTTPS origin, a plain-HTTP
+ * origin, a TCP echo server that honours half-close, and a server-first
+ * (greeting) server.
  * All listen on loopback, port 0; close() destroys every open socket.
  */
 import { once } from 'node:events'
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import { createServer as createNetServer, isIPv6, type Server, type Socket } from 'node:net'
+import { listenOn } from './net.js'
 import { makeCert } from './tls.js'
 
 /** A running server. */
@@ -43,15 +46,8 @@ function track (server: Server): Set<Socket> {
   return sockets
 }
 
-async function listen (server: Server, host: string): Promise<number> {
-  server.listen(0, host)
-  await once(server, 'listening')
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error('server has no TCP address')
-  return address.port
-}
-
-function closer (server: Server, sockets: Set<Socket>): () => Promise<void> {
+/** close() for `server`: stop listening, destroy `sockets`, resolve once closed (memoised). */
+export function closer (server: Server, sockets: Set<Socket>): () => Promise<void> {
   let closed: Promise<void> | undefined
   return () => {
     closed ??= (async () => {
@@ -70,6 +66,14 @@ function echo (socket: Socket): void {
   socket.pipe(socket)
 }
 
+/** Answer 200 with the text/plain body `hello from origin ${method} ${url}`. */
+function hello (req: IncomingMessage, res: ServerResponse): void {
+  const body = `hello from origin ${req.method ?? ''} ${req.url ?? ''}`
+  req.resume()
+  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) })
+  res.end(body)
+}
+
 /**
  * HTTPS server (node:https) on `host` (default `'127.0.0.1'`), port 0,
  * answering every request with 200 and the text/plain body
@@ -81,17 +85,29 @@ function echo (socket: Socket): void {
 export async function startHttpsOrigin (opts?: OriginOptions): Promise<Origin & { ca: string }> {
   const host = opts?.host ?? '127.0.0.1'
   const { key, cert, ca } = await makeCert()
-  const server = createHttpsServer({ key, cert }, (req, res) => {
-    const body = `hello from origin ${req.method ?? ''} ${req.url ?? ''}`
-    req.resume()
-    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) })
-    res.end(body)
-  })
+  const server = createHttpsServer({ key, cert }, hello)
   server.on('tlsClientError', () => {}) // e.g. a client rejecting our cert
   const sockets = track(server)
-  const port = await listen(server, host)
+  const port = await listenOn(server, host)
   const urlHost = host === '127.0.0.1' ? 'localhost' : authorityHost(host)
   return { port, host, url: `https://${urlHost}:${port}/`, ca, close: closer(server, sockets) }
+}
+
+/**
+ * Plain-HTTP server (node:http) on `host` (default `'127.0.0.1'`), port 0,
+ * answering like {@link startHttpsOrigin}; `requests()` counts the requests
+ * it answered. `url` is `http://host:port/`.
+ */
+export async function startHttpOrigin (opts?: OriginOptions): Promise<Origin & { requests: () => number }> {
+  const host = opts?.host ?? '127.0.0.1'
+  let requests = 0
+  const server = createHttpServer((req, res) => {
+    requests++
+    hello(req, res)
+  })
+  const sockets = track(server)
+  const port = await listenOn(server, host)
+  return { port, host, url: `http://${authorityHost(host)}:${port}/`, requests: () => requests, close: closer(server, sockets) }
 }
 
 /**
@@ -108,7 +124,7 @@ export async function startEchoServer (opts?: OriginOptions): Promise<Origin & {
     echo(socket)
   })
   const sockets = track(server)
-  const port = await listen(server, host)
+  const port = await listenOn(server, host)
   return {
     port,
     host,
@@ -131,6 +147,6 @@ export async function startGreetingServer (greeting: string, opts?: OriginOption
     echo(socket)
   })
   const sockets = track(server)
-  const port = await listen(server, host)
+  const port = await listenOn(server, host)
   return { port, host, url: `tcp://${authorityHost(host)}:${port}`, close: closer(server, sockets) }
 }

@@ -15,6 +15,8 @@ import { once } from 'node:events'
 import { STATUS_CODES } from 'node:http'
 import { connect as netConnect, createServer as createNetServer, isIP, isIPv6, type Server, type Socket } from 'node:net'
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
+import { listenOn } from './net.js'
+import { closer } from './origin.js'
 import { makeCert } from './tls.js'
 
 /** How the parent answers a CONNECT. */
@@ -278,14 +280,9 @@ export async function startParent (behaviour: Behaviour | BehaviourKind = 'ok', 
   } else {
     server = createNetServer({ allowHalfOpen: true }, (s) => { accepted++; handle(s) })
   }
-  server.listen(0, host)
-  await once(server, 'listening')
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error('parent has no TCP address')
-  const port = address.port
+  const port = await listenOn(server, host)
   const authority = isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`
 
-  let closing: Promise<void> | undefined
   return {
     port,
     host,
@@ -309,14 +306,6 @@ export async function startParent (behaviour: Behaviour | BehaviourKind = 'ok', 
         check()
       })
     },
-    close () {
-      closing ??= (async () => {
-        const done = once(server, 'close')
-        server.close()
-        for (const s of sockets) s.destroy()
-        await done
-      })()
-      return closing
-    }
+    close: closer(server, sockets)
   }
 }

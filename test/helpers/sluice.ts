@@ -4,23 +4,30 @@
  * own tests) so tests can wait on them instead of sleeping.
  */
 import { Writable } from 'node:stream'
+import type { TestContext } from 'node:test'
 import { createLogger, createProxy, parseConfig, type Proxy, type ProxyOptions } from '../../src/index.js'
+
+type Logger = ReturnType<typeof createLogger>
 
 export interface LogRecord {
   readonly msg: string
   readonly [key: string]: unknown
 }
 
-export interface Sluice {
-  readonly proxy: Proxy
-  readonly port: number
-  /** `http://127.0.0.1:PORT` */
-  readonly url: string
+/** Captured log records and waiters on them. */
+export interface LogWaiters {
   readonly logs: LogRecord[]
   /** Resolves with the first record (past or future) matching `pred`. */
   waitForLog (pred: (r: LogRecord) => boolean, timeoutMs?: number): Promise<LogRecord>
   /** Resolves once `n` records match `pred`. */
   waitForLogs (pred: (r: LogRecord) => boolean, n: number, timeoutMs?: number): Promise<LogRecord[]>
+}
+
+export interface Sluice extends LogWaiters {
+  readonly proxy: Proxy
+  readonly port: number
+  /** `http://127.0.0.1:PORT` */
+  readonly url: string
   close (drainMs?: number): Promise<void>
 }
 
@@ -32,24 +39,27 @@ rules:
     ips: [127.0.0.0/8, "::1/128"]
 `
 
-export async function startSluice (yaml: string = LOOPBACK_ALLOWED, opts: { listenHost?: string, dial?: ProxyOptions['dial'] } = {}): Promise<Sluice> {
-  const text = /^\s*version:/m.test(yaml) ? yaml : `version: 1\n${yaml}`
-  const config = parseConfig(text, 'test.yaml')
-  const logs: LogRecord[] = []
-  const waiters = new Set<() => void>()
-  const sink = new Writable({
+/** A Writable that parses each JSON line written to it into `logs`, then calls `onWrite`. */
+export function recordSink<R = LogRecord> (logs: R[], onWrite: () => void = () => {}): Writable {
+  return new Writable({
     write (chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(JSON.parse(line) as LogRecord)
-      for (const w of [...waiters]) w()
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(JSON.parse(line) as R)
+      onWrite()
       cb()
     }
   })
-  const logger = createLogger({ level: 'debug', destination: sink })
-  // The config's listeners (and their names, for `listeners:` rules), each on a free port.
-  const listen = config.listen.map(l => ({ host: opts.listenHost ?? l.host, port: 0, name: l.name }))
-  const proxy = createProxy({ config, logger, listen, ...(opts.dial === undefined ? {} : { dial: opts.dial }) })
-  const [addr] = await proxy.listen()
-  if (addr === undefined) throw new Error('sluice did not listen')
+}
+
+/** A debug-level Sluice logger whose records land in `logs`, with waiters on them. */
+export interface LogCapture extends LogWaiters {
+  readonly logger: Logger
+}
+
+/** Capture a logger's records (pino sink, as in pino's own tests) so tests can wait on them instead of sleeping. */
+export function captureLogs (): LogCapture {
+  const logs: LogRecord[] = []
+  const waiters = new Set<() => void>()
+  const logger = createLogger({ level: 'debug', destination: recordSink(logs, () => { for (const w of [...waiters]) w() }) })
 
   async function waitForLogs (pred: (r: LogRecord) => boolean, n: number, timeoutMs = 5000): Promise<LogRecord[]> {
     return await new Promise((resolve, reject) => {
@@ -67,16 +77,51 @@ export async function startSluice (yaml: string = LOOPBACK_ALLOWED, opts: { list
   }
 
   return {
-    proxy,
-    port: addr.port,
-    url: `http://127.0.0.1:${addr.port}`,
+    logger,
     logs,
     waitForLogs,
     async waitForLog (pred, timeoutMs) {
       const [first] = await waitForLogs(pred, 1, timeoutMs)
       if (first === undefined) throw new Error('unreachable')
       return first
-    },
+    }
+  }
+}
+
+export interface SluiceOptions {
+  /** Bind every listener to this host instead of the config's. */
+  readonly listenHost?: string
+  readonly dial?: ProxyOptions['dial']
+  /** The file name the config is parsed as (default `test.yaml`). */
+  readonly file?: string
+  /** parseConfig's overrides (`--parent`, the environment for `parents_from_env`). */
+  readonly overrides?: Parameters<typeof parseConfig>[2]
+}
+
+export async function startSluice (yaml: string = LOOPBACK_ALLOWED, opts: SluiceOptions = {}): Promise<Sluice> {
+  const text = /^\s*version:/m.test(yaml) ? yaml : `version: 1\n${yaml}`
+  const config = parseConfig(text, opts.file ?? 'test.yaml', opts.overrides)
+  const { logger, logs, waitForLog, waitForLogs } = captureLogs()
+  // The config's listeners (and their names, for `listeners:` rules), each on a free port.
+  const listen = config.listen.map(l => ({ host: opts.listenHost ?? l.host, port: 0, name: l.name }))
+  const proxy = createProxy({ config, logger, listen, ...(opts.dial === undefined ? {} : { dial: opts.dial }) })
+  const [addr] = await proxy.listen()
+  if (addr === undefined) throw new Error('sluice did not listen')
+
+  return {
+    proxy,
+    port: addr.port,
+    url: `http://127.0.0.1:${addr.port}`,
+    logs,
+    waitForLogs,
+    waitForLog,
     async close (drainMs = 0) { await proxy.close(drainMs) }
   }
+}
+
+/** {@link startSluice} for one test: closed after it. */
+export async function sluiceFor (t: Pick<TestContext, 'after'>, yaml?: string, opts?: SluiceOptions): Promise<Sluice> {
+  const s = await startSluice(yaml, opts)
+  t.after(async () => { await s.close() })
+  return s
 }

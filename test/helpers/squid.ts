@@ -11,10 +11,11 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { connect, createServer } from 'node:net'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import bcrypt from 'bcryptjs'
+import { closedPort } from './net.js'
 
 export const SQUID = '/usr/sbin/squid'
 export const NCSA_AUTH = '/usr/lib/squid/basic_ncsa_auth'
@@ -42,18 +43,6 @@ export interface Squid {
 export interface SquidOptions {
   /** user → password for squid's Basic auth. */
   readonly users: Readonly<Record<string, string>>
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const address = server.address()
-  const closed = once(server, 'close')
-  server.close()
-  await closed
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return address.port
 }
 
 async function accepts (port: number): Promise<boolean> {
@@ -137,7 +126,7 @@ export async function startSquid (opts: SquidOptions): Promise<Squid> {
     const ids = root ? proxyIds() : undefined
 
     for (let attempt = 1; attempt <= 5; attempt++) {
-      const port = await freePort()
+      const port = await closedPort()
       writeFileSync(join(dir, 'squid.conf'), config(dir, port))
       if (ids !== undefined) {
         for (const f of ['', 'passwd', 'access.log', 'cache.log', 'squid.conf']) chownSync(join(dir, f), ids.uid, ids.gid)

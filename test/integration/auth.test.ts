@@ -15,24 +15,20 @@
  * scrypt hash. `localhost` resolves through the stub DNS server only.
  */
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { createServer, type Server } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { after, before, describe, it, type TestContext } from 'node:test'
-import { promisify } from 'node:util'
+import { after, before, describe, it } from 'node:test'
 import bcrypt from 'bcryptjs'
 import { ProxyAgent, request as undiciRequest, type Dispatcher } from 'undici'
 import { parseConfig } from '../../src/index.js'
 import { hashPassword } from '../../src/auth/hash.js'
-import { startDnsStub, type DnsStub } from '../helpers/dns-stub.js'
-import { startEchoServer, startHttpsOrigin } from '../helpers/origin.js'
+import { curl, needCurl } from '../helpers/curl.js'
+import { startDnsStubRetrying as startStub, type DnsStub } from '../helpers/dns-stub.js'
+import { startEchoServer, startHttpOrigin, startHttpsOrigin } from '../helpers/origin.js'
 import { startSluice, type LogRecord, type Sluice } from '../helpers/sluice.js'
-
-const execFileP = promisify(execFile)
 
 /** Bound on one client run or one wait; a failure bound, not synchronisation. */
 const WAIT_MS = 5000
@@ -84,6 +80,16 @@ async function usersFile (name: string, lines: readonly string[]): Promise<strin
   const path = join(dir, name)
   await writeFile(path, ['# test users', ...lines, ''].join('\n'))
   return path
+}
+
+/** auth with the users file `users` and `lockout`, and one rule letting `allowed` (YAML list items) reach loopback. */
+function usersRule (users: string, lockout = '{ failures: 0 }', allowed = 'alice'): string {
+  return `auth:
+  users_file: ${JSON.stringify(users)}
+  lockout: ${lockout}
+rules:
+  - { name: users, action: allow, users: [${allowed}], ips: [127.0.0.0/8] }
+`
 }
 
 async function start (yaml: string): Promise<Sluice> {
@@ -244,86 +250,6 @@ function assertAuthError (r: Response, code: 'ERR_AUTH_REQUIRED' | 'ERR_AUTH_FAI
   assert.equal(r.headers['content-type'], 'text/plain; charset=utf-8')
   assert.equal(r.headers['content-length'], String(Buffer.byteLength(r.body)))
   assert.match(r.body, /^407 Proxy Authentication Required\n/)
-}
-
-// ------------------------------------------------------------------ other clients
-
-async function curlVersion (): Promise<string | undefined> {
-  try {
-    const { stdout } = await execFileP('curl', ['--version'], { timeout: WAIT_MS })
-    return stdout.split('\n')[0]
-  } catch (err) {
-    if ((err as { code?: unknown }).code === 'ENOENT') return undefined
-    throw err
-  }
-}
-const CURL = await curlVersion()
-
-function needCurl (t: TestContext): boolean {
-  if (CURL !== undefined) return true
-  if (process.env['CI'] !== undefined && process.env['CI'] !== '') assert.fail('curl is not installed, and CI requires it')
-  t.skip('curl is not installed')
-  return false
-}
-
-/** Our environment without proxy variables. */
-function childEnv (): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {}
-  for (const [k, v] of Object.entries(process.env)) {
-    if (!/^(?:https?|all|no|ftp)_proxy$/i.test(k) && v !== undefined) env[k] = v
-  }
-  return env
-}
-
-/** curl (no ~/.curlrc) → body, `%{http_code} %{http_connect}`, exit code. */
-async function curl (args: readonly string[]): Promise<{ body: string, codes: string, exit: number }> {
-  let stdout: string
-  let exit = 0
-  try {
-    stdout = (await execFileP('curl', ['-q', '-sS', '--max-time', '5', ...args, '-w', '\n%{http_code} %{http_connect}'], { env: childEnv(), timeout: WAIT_MS * 2 })).stdout
-  } catch (err) {
-    const e = err as { stdout?: string, code?: unknown }
-    if (typeof e.code !== 'number') throw err
-    stdout = e.stdout ?? ''
-    exit = e.code
-  }
-  const nl = stdout.lastIndexOf('\n')
-  return { body: stdout.slice(0, nl), codes: stdout.slice(nl + 1), exit }
-}
-
-async function startStub (records: Parameters<typeof startDnsStub>[0]): Promise<DnsStub> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startDnsStub(records)
-    } catch (err) {
-      if ((err as { code?: unknown }).code !== 'EADDRINUSE' || attempt >= 10) throw err
-    }
-  }
-}
-
-/** A plain-HTTP origin on 127.0.0.1, reached with curl -p (CONNECT forced). */
-async function startHttpOrigin (): Promise<{ port: number, close: () => Promise<void> }> {
-  const sockets = new Set<Socket>()
-  const server: Server = createServer((req, res) => {
-    const body = `hello from origin ${req.method ?? ''} ${req.url ?? ''}`
-    req.resume()
-    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) })
-    res.end(body)
-  })
-  server.on('connection', (s: Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)) })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const addr = server.address()
-  if (addr === null || typeof addr === 'string') throw new Error('no TCP address')
-  return {
-    port: addr.port,
-    async close () {
-      const closed = once(server, 'close')
-      server.close()
-      for (const s of sockets) s.destroy()
-      await closed
-    }
-  }
 }
 
 const isClosed = (r: LogRecord): boolean => r.msg === 'tunnel closed'
@@ -733,12 +659,7 @@ describe('a connection kept open after a 407', () => {
     const users = await usersFile('timed.htpasswd', [bcryptLine('alice', PW.alice)])
     sluice = await start(`
 timeouts: { header: 300ms }
-auth:
-  users_file: ${JSON.stringify(users)}
-  lockout: { failures: 0 }
-rules:
-  - { name: users, action: allow, users: [alice], ips: [127.0.0.0/8] }
-`)
+${usersRule(users)}`)
   })
 
   after(async () => {
@@ -773,13 +694,7 @@ describe('lock-out', () => {
     echo = await startEchoServer()
     TARGET = `127.0.0.1:${echo.port}`
     const users = await usersFile('lockout.htpasswd', [bcryptLine('alice', PW.alice)])
-    sluice = await start(`
-auth:
-  users_file: ${JSON.stringify(users)}
-  lockout: { failures: 3, window: 1m, duration: 300ms }
-rules:
-  - { name: users, action: allow, users: [alice], ips: [127.0.0.0/8] }
-`)
+    sluice = await start(usersRule(users, '{ failures: 3, window: 1m, duration: 300ms }'))
   })
 
   after(async () => {
@@ -849,13 +764,7 @@ describe('lock-out and attempts in flight', () => {
     echo = await startEchoServer()
     TARGET = `127.0.0.1:${echo.port}`
     const users = await usersFile('inflight.htpasswd', [bcryptLine('alice', PW.alice), `slowpoke:${SLOW_HASH}`])
-    sluice = await start(`
-auth:
-  users_file: ${JSON.stringify(users)}
-  lockout: { failures: 3, window: 100ms, duration: 1m }
-rules:
-  - { name: users, action: allow, users: [alice, slowpoke], ips: [127.0.0.0/8] }
-`)
+    sluice = await start(usersRule(users, '{ failures: 3, window: 100ms, duration: 1m }', 'alice, slowpoke'))
   })
 
   after(async () => {
@@ -891,13 +800,7 @@ describe('users file reload', () => {
   let echo: Awaited<ReturnType<typeof startEchoServer>>
   let sluice: Sluice
   let TARGET: string
-  const yaml = (users: string): string => `version: 1
-auth:
-  users_file: ${JSON.stringify(users)}
-  lockout: { failures: 0 }
-rules:
-  - { name: users, action: allow, users: [alice], ips: [127.0.0.0/8] }
-`
+  const yaml = (users: string): string => `version: 1\n${usersRule(users)}`
 
   before(async () => {
     echo = await startEchoServer()

@@ -7,109 +7,23 @@
  * the machine's resolver; every tunnel ends in a local origin.
  */
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
-import { once } from 'node:events'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { createServer, get, type IncomingMessage, type Server } from 'node:http'
-import type { Socket } from 'node:net'
+import { get, type IncomingMessage } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { after, before, describe, it, type TestContext } from 'node:test'
-import { promisify } from 'node:util'
+import { after, before, describe, it } from 'node:test'
 import { HttpProxyAgent } from 'http-proxy-agent'
 import { EnvHttpProxyAgent, ProxyAgent, request, type Dispatcher } from 'undici'
-import { startDnsStub, type DnsStub } from '../helpers/dns-stub.js'
-import { startHttpsOrigin } from '../helpers/origin.js'
+import { CURL_TIMEOUT_MS as CLIENT_TIMEOUT_MS, curlEnv as childEnv, curl as runCurl, needCurl } from '../helpers/curl.js'
+import { startDnsStubRetrying as startStub, type DnsStub } from '../helpers/dns-stub.js'
+import { startHttpOrigin, startHttpsOrigin } from '../helpers/origin.js'
 import { LOOPBACK_ALLOWED, startSluice, type LogRecord, type Sluice } from '../helpers/sluice.js'
 
-const execFileP = promisify(execFile)
-
-/** Bound on one client run; a failure bound, not synchronisation. */
-const CLIENT_TIMEOUT_MS = 10_000
-
-/** curl's version line, or undefined when curl is not installed. */
-async function curlVersion (): Promise<string | undefined> {
-  try {
-    const { stdout } = await execFileP('curl', ['--version'], { timeout: CLIENT_TIMEOUT_MS })
-    return stdout.split('\n')[0]
-  } catch (err) {
-    if ((err as { code?: unknown }).code === 'ENOENT') return undefined
-    throw err
-  }
-}
-
-const CURL = await curlVersion()
-
-/** True when curl can run; otherwise fails the test in CI and skips it elsewhere. */
-function needCurl (t: TestContext): boolean {
-  if (CURL !== undefined) return true
-  if (process.env['CI'] !== undefined && process.env['CI'] !== '') assert.fail('curl is not installed, and CI requires it')
-  t.skip('curl is not installed')
-  return false
-}
-
-/** A copy of our environment without any proxy variable, plus `extra`. */
-function childEnv (extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {}
-  for (const [k, v] of Object.entries(process.env)) {
-    if (!/^(?:https?|all|no|ftp)_proxy$/i.test(k) && v !== undefined) env[k] = v
-  }
-  return { ...env, ...extra }
-}
-
-/** Run curl (ignoring any ~/.curlrc) with `env` as its whole environment. */
+/** curl with `env` as its whole environment; any failure (--fail-with-body) fails the test. */
 async function curl (args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ body: string, codes: string }> {
-  const { stdout } = await execFileP('curl', ['-q', '-sS', '--fail-with-body', '--max-time', '5', ...args, '-w', '\n%{http_code} %{http_connect}'], {
-    env,
-    timeout: CLIENT_TIMEOUT_MS
-  })
-  const nl = stdout.lastIndexOf('\n')
-  return { body: stdout.slice(0, nl), codes: stdout.slice(nl + 1) }
-}
-
-/**
- * startDnsStub binds UDP on port 0, then TCP on the same number, which another
- * socket may hold (EADDRINUSE); a fresh port is the fix, so retry (bounded).
- */
-async function startStub (records: Parameters<typeof startDnsStub>[0]): Promise<DnsStub> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startDnsStub(records)
-    } catch (err) {
-      if ((err as { code?: unknown }).code !== 'EADDRINUSE' || attempt >= 10) throw err
-    }
-  }
-}
-
-/** A plain-HTTP origin answering like the HTTPS one, counting requests. */
-async function startHttpOrigin (): Promise<{ port: number, requests: () => number, close: () => Promise<void> }> {
-  let requests = 0
-  const sockets = new Set<Socket>()
-  const server: Server = createServer((req, res) => {
-    requests++
-    const body = `hello from origin ${req.method ?? ''} ${req.url ?? ''}`
-    req.resume()
-    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) })
-    res.end(body)
-  })
-  server.on('connection', (s: Socket) => {
-    sockets.add(s)
-    s.on('close', () => sockets.delete(s))
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const addr = server.address()
-  if (addr === null || typeof addr === 'string') throw new Error('no TCP address')
-  return {
-    port: addr.port,
-    requests: () => requests,
-    async close () {
-      const closed = once(server, 'close')
-      server.close()
-      for (const s of sockets) s.destroy()
-      await closed
-    }
-  }
+  const r = await runCurl(['--fail-with-body', ...args], { env })
+  if (r.exit !== 0) throw new Error(`curl exited ${r.exit}: ${r.stderr}\n${r.stdout}`)
+  return { body: r.body, codes: r.codes }
 }
 
 describe('real clients through sluice', () => {
@@ -204,8 +118,8 @@ describe('real clients through sluice', () => {
     assert.equal(httpOrigin.requests(), requestsBefore + 1)
   })
 
-  it('undici ProxyAgent', async () => {
-    const dispatcher = new ProxyAgent({ uri: sluice.url, requestTls: { ca: origin.ca } })
+  /** GET https://localhost:PORT/hello with `dispatcher`, in exactly one tunnel. */
+  async function viaUndici (dispatcher: Dispatcher): Promise<void> {
     dispatchers.push(dispatcher)
     await oneTunnel(origin.port, async () => {
       const res = await request(`https://localhost:${origin.port}/hello`, { dispatcher, headersTimeout: CLIENT_TIMEOUT_MS, bodyTimeout: CLIENT_TIMEOUT_MS })
@@ -214,17 +128,14 @@ describe('real clients through sluice', () => {
       // The pooled connection keeps the tunnel open until the agent closes.
       await dispatcher.close()
     })
+  }
+
+  it('undici ProxyAgent', async () => {
+    await viaUndici(new ProxyAgent({ uri: sluice.url, requestTls: { ca: origin.ca } }))
   })
 
   it('undici EnvHttpProxyAgent', async () => {
-    const dispatcher = new EnvHttpProxyAgent({ httpsProxy: sluice.url, noProxy: '', requestTls: { ca: origin.ca } })
-    dispatchers.push(dispatcher)
-    await oneTunnel(origin.port, async () => {
-      const res = await request(`https://localhost:${origin.port}/hello`, { dispatcher, headersTimeout: CLIENT_TIMEOUT_MS, bodyTimeout: CLIENT_TIMEOUT_MS })
-      assert.equal(res.statusCode, 200)
-      assert.equal(await res.body.text(), 'hello from origin GET /hello')
-      await dispatcher.close()
-    })
+    await viaUndici(new EnvHttpProxyAgent({ httpsProxy: sluice.url, noProxy: '', requestTls: { ca: origin.ca } }))
   })
 
   it('http-proxy-agent (plain-HTTP proxying) gets 405 with Allow: CONNECT', async () => {

@@ -9,105 +9,33 @@
  * awaited (log lines, socket events), never slept for.
  */
 import assert from 'node:assert/strict'
-import { once } from 'node:events'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import { after, before, describe, it, type TestContext } from 'node:test'
-import { createLogger, createProxy, parseConfig, type Proxy } from '../../src/index.js'
 import { startDnsStub, type DnsStub } from '../helpers/dns-stub.js'
+import { closedPort } from '../helpers/net.js'
 import { startEchoServer } from '../helpers/origin.js'
 import { startParent, type Behaviour, type BehaviourKind, type Parent, type ParentOptions } from '../helpers/parent.js'
-import { rawConnect, readAll, readHead, type RawResponse } from '../helpers/raw.js'
-import { startSluice, type LogRecord } from '../helpers/sluice.js'
+import type { ProxyStatus } from '../helpers/proxy-status.js'
+import { connectVia as rawConnectVia, finish, rawConnect, readAll, readBytes as rawReadBytes, type Connected } from '../helpers/raw.js'
+import { expectErrorAnswer } from '../helpers/refusal.js'
+import { sluiceFor, type LogRecord, type Sluice, type SluiceOptions } from '../helpers/sluice.js'
 
 // ---------------------------------------------------------------- helpers
 
 const basic = (userPass: string): string => 'Basic ' + Buffer.from(userPass, 'utf8').toString('base64')
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established'
 
-/** What tests need from a running Sluice (startSluice's, or one built from a parsed config). */
-interface Running {
-  readonly port: number
-  readonly logs: LogRecord[]
-  waitForLog (pred: (r: LogRecord) => boolean, timeoutMs?: number): Promise<LogRecord>
-  waitForLogs (pred: (r: LogRecord) => boolean, n: number, timeoutMs?: number): Promise<LogRecord[]>
-  close (): Promise<void>
-}
-
-interface ProxyStatus {
-  readonly name: string
-  /** Parameter values, strings unquoted. */
-  readonly params: Readonly<Record<string, string>>
-  /** How each value was written: sf-string, sf-integer or sf-token. */
-  readonly kinds: Readonly<Record<string, 'string' | 'integer' | 'token'>>
-}
-
-/** A strict parser for one Proxy-Status member (RFC 8941 item with parameters). */
-function parseProxyStatus (value: string): ProxyStatus {
-  let i = 0
-  const take = (re: RegExp, what: string): string => {
-    re.lastIndex = i
-    const m = re.exec(value)
-    if (m === null) throw new Error(`Proxy-Status: expected ${what} at ${i} in ${JSON.stringify(value)}`)
-    i = re.lastIndex
-    return m[0]
-  }
-  const name = take(/[A-Za-z*][A-Za-z0-9:/!#$%&'*+\-.^_`|~]*/y, 'a token')
-  const params: Record<string, string> = {}
-  const kinds: Record<string, 'string' | 'integer' | 'token'> = {}
-  while (i < value.length) {
-    take(/;[ ]*/y, '";"')
-    const key = take(/[a-z*][a-z0-9_\-.*]*/y, 'a parameter key')
-    assert.ok(!(key in params), `Proxy-Status: duplicate parameter ${key}`)
-    take(/=/y, '"="')
-    if (value[i] === '"') {
-      const s = take(/"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*"/y, 'an sf-string')
-      params[key] = s.slice(1, -1).replace(/\\(["\\])/g, '$1')
-      kinds[key] = 'string'
-    } else if (/[-\d]/.test(value[i] ?? '')) {
-      params[key] = take(/-?\d{1,15}/y, 'an sf-integer')
-      kinds[key] = 'integer'
-    } else {
-      params[key] = take(/[A-Za-z*][A-Za-z0-9:/!#$%&'*+\-.^_`|~]*/y, 'an sf-token')
-      kinds[key] = 'token'
-    }
-  }
-  return { name, params, kinds }
-}
-
-interface Connected extends RawResponse {
-  /** `127.0.0.1:PORT` of our end, as the log's `client` field names it. */
-  readonly client: string
-}
-
 /** CONNECT through Sluice on a fresh connection; `early` goes in the same write as the head. */
 async function connectVia (port: number, target: string, early = ''): Promise<Connected> {
-  const socket = await rawConnect(port)
-  socket.on('error', () => {})
-  const client = `127.0.0.1:${socket.localPort ?? 0}`
-  socket.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n${early}`)
-  return { ...(await readHead(socket)), client }
+  return await rawConnectVia(port, target, { early })
 }
 
-/** Read until `n` bytes (counting `have`) arrived. */
-async function readBytes (socket: Socket, n: number, have: Buffer = Buffer.alloc(0), timeoutMs = 3000): Promise<Buffer> {
-  let buf = have
-  if (buf.length >= n) return buf
-  return await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { done(); reject(new Error(`wanted ${n} bytes, have ${JSON.stringify(buf.toString('latin1'))}`)) }, timeoutMs)
-    const onData = (c: Buffer): void => {
-      buf = Buffer.concat([buf, c])
-      if (buf.length >= n) { done(); resolve(buf) }
-    }
-    const onEnd = (): void => { done(); reject(new Error(`EOF after ${JSON.stringify(buf.toString('latin1'))}`)) }
-    function done (): void { clearTimeout(timer); socket.off('data', onData); socket.off('end', onEnd) }
-    socket.on('data', onData)
-    socket.once('end', onEnd)
-    socket.resume()
-  })
+/** Read until `n` bytes (counting `have`) arrived; resolves with all of them. */
+async function readBytes (socket: Socket, n: number, have: Buffer = Buffer.alloc(0)): Promise<Buffer> {
+  return await rawReadBytes(socket, n, { have, timeoutMs: 3000, mode: 'all' })
 }
 
 /** A 200 with nothing else in the head; `expect` (early bytes echoed, or server-first bytes) arrives next. */
@@ -118,17 +46,23 @@ async function expectTunnel (res: Connected, expect: string): Promise<void> {
   assert.equal(got.toString('latin1'), expect)
 }
 
+/**
+ * A tunnel through Sluice that works: CONNECT `target` with `early` in the
+ * same write; `early` comes back first (or `expect`: server-first bytes),
+ * then `ping` round-trips if given, then we close it.
+ */
+async function throughTunnel (port: number, target: string, early: string, opts: { expect?: string, ping?: string } = {}): Promise<Connected> {
+  const res = await connectVia(port, target, early)
+  await expectTunnel(res, opts.expect ?? early)
+  if (opts.ping !== undefined) await ping(res.socket, opts.ping)
+  await finish(res.socket)
+  return res
+}
+
 /** Round-trip some bytes through an established tunnel to the echo server. */
 async function ping (socket: Socket, text = 'ping'): Promise<void> {
   socket.write(text)
   assert.equal((await readBytes(socket, text.length)).toString('latin1'), text)
-}
-
-async function finish (socket: Socket): Promise<void> {
-  if (socket.closed) return
-  const closed = once(socket, 'close')
-  socket.end()
-  await closed
 }
 
 interface Refusal {
@@ -142,79 +76,24 @@ interface Refusal {
 /** A complete error answer: status, Proxy-Status, Connection: close, a body of Content-Length bytes, then EOF. */
 async function expectRefusal (res: Connected, r: Refusal): Promise<{ ps: ProxyStatus, body: string }> {
   assert.equal(res.status, r.status, `status line ${res.statusLine}; proxy-status ${res.headers['proxy-status'] ?? '-'}`)
-  const raw = res.headers['proxy-status']
-  assert.ok(raw !== undefined, 'no Proxy-Status')
-  const ps = parseProxyStatus(raw)
-  assert.equal(ps.name, 'sluice')
-  assert.equal(ps.params['error'], r.type)
+  // Our FIN lets Sluice close at once instead of lingering for more client bytes.
+  const { proxyStatus: ps, body } = await expectErrorAnswer(res, { type: r.type, code: r.code, halfClose: true })
+  // Every value an sf-string, sf-integer or sf-token, each with "=".
+  assert.ok(Object.values(ps.kinds).every(k => k === 'string' || k === 'integer' || k === 'token'), `Proxy-Status: ${res.headers['proxy-status'] ?? ''}`)
   assert.equal(ps.params['next-hop'], r.nextHop)
   assert.equal(ps.params['received-status'], r.receivedStatus === undefined ? undefined : String(r.receivedStatus))
-  assert.ok(ps.params['details']?.startsWith(`${r.code}: `), `details ${ps.params['details'] ?? '-'}`)
-  assert.equal(res.headers['connection'], 'close')
-  assert.equal(res.headers['content-type'], 'text/plain; charset=utf-8')
-  // Our FIN lets Sluice close at once instead of lingering for more client bytes.
-  res.socket.end()
-  const body = Buffer.concat([res.rest, await readAll(res.socket)]).toString('utf8')
-  assert.equal(Buffer.byteLength(body), Number(res.headers['content-length']))
   return { ps, body }
 }
 
-const closedLog = async (s: Running, client: string): Promise<LogRecord> =>
+const closedLog = async (s: Sluice, client: string): Promise<LogRecord> =>
   await s.waitForLog(r => r.msg === 'tunnel closed' && r['client'] === client)
 
-const count = (s: Running, msg: string, pred: (r: LogRecord) => boolean = () => true): number =>
+const count = (s: Sluice, msg: string, pred: (r: LogRecord) => boolean = () => true): number =>
   s.logs.filter(r => r.msg === msg && pred(r)).length
 
-/** A port with nothing listening (bound, then closed). */
-async function closedPort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  const closed = once(server, 'close')
-  server.close()
-  await closed
-  return address.port
-}
-
-/** Start Sluice from a config parsed with overrides (--parent, environment), logs captured as startSluice does. */
-async function startConfigured (text: string, overrides: Parameters<typeof parseConfig>[2]): Promise<Running> {
-  const config = parseConfig(text, 'configured.yaml', overrides)
-  const logs: LogRecord[] = []
-  const waiters = new Set<() => void>()
-  const sink = new Writable({
-    write (chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(JSON.parse(line) as LogRecord)
-      for (const w of [...waiters]) w()
-      cb()
-    }
-  })
-  const proxy: Proxy = createProxy({ config, logger: createLogger({ level: 'debug', destination: sink }), listen: [{ host: '127.0.0.1', port: 0 }] })
-  const [addr] = await proxy.listen()
-  if (addr === undefined) throw new Error('sluice did not listen')
-  async function waitForLogs (pred: (r: LogRecord) => boolean, n: number, timeoutMs = 5000): Promise<LogRecord[]> {
-    return await new Promise((resolve, reject) => {
-      const check = (): void => {
-        const found = logs.filter(pred)
-        if (found.length >= n) { clearTimeout(timer); waiters.delete(check); resolve(found) }
-      }
-      const timer = setTimeout(() => { waiters.delete(check); reject(new Error(`timed out waiting for ${n} log record(s); have:\n${logs.map(l => JSON.stringify(l)).join('\n')}`)) }, timeoutMs)
-      waiters.add(check)
-      check()
-    })
-  }
-  return {
-    port: addr.port,
-    logs,
-    waitForLogs,
-    async waitForLog (pred, timeoutMs) {
-      const [first] = await waitForLogs(pred, 1, timeoutMs)
-      if (first === undefined) throw new Error('unreachable')
-      return first
-    },
-    async close () { await proxy.close(0) }
-  }
+/** Sluice for this test from a config parsed with overrides (--parent, environment). */
+async function startConfigured (t: TestContext, text: string, overrides: SluiceOptions['overrides']): Promise<Sluice> {
+  return await sluiceFor(t, text, { file: 'configured.yaml', overrides })
 }
 
 // ---------------------------------------------------------------- fixtures
@@ -247,8 +126,8 @@ async function parent (t: TestContext, behaviour: Behaviour | BehaviourKind = 'o
  * `*.test` names and loopback IP literals. The hosts rule comes first: see
  * the test on `ips` rules and name targets for why the order matters.
  */
-async function sluice (t: TestContext, routing: string, extra = ''): Promise<Running> {
-  const s = await startSluice(`
+async function sluice (t: TestContext, routing: string, extra = ''): Promise<Sluice> {
+  return await sluiceFor(t, `
 dns: { servers: ["${dns.address}"] }
 ${routing}
 ${extra}
@@ -256,8 +135,6 @@ rules:
   - { name: names, action: allow, hosts: ["*.test"] }
   - { name: loopback, action: allow, ips: [127.0.0.0/8, "::1/128"] }
 `)
-  t.after(async () => { await s.close() })
-  return s
 }
 
 const echoName = (): string => `echo.test:${echo.port}`
@@ -280,10 +157,7 @@ parents:
   corp: { url: "http://svc%40corp:p%40ss%3Aw0rd@${corp.authority}" }
 default_route: corp
 `)
-    const res = await connectVia(s.port, echoName(), 'early-bytes')
-    await expectTunnel(res, 'early-bytes')
-    await ping(res.socket)
-    await finish(res.socket)
+    const res = await throughTunnel(s.port, echoName(), 'early-bytes', { ping: 'ping' })
 
     const [req] = corp.requests
     assert.ok(req !== undefined)
@@ -310,10 +184,7 @@ default_route: corp
   it('bytes_up / bytes_down count tunnel payload only, not our CONNECT to the parent and its 200', async (t) => {
     const corp = await parent(t)
     const s = await sluice(t, `parents:\n  corp: { url: "http://u:p@${corp.authority}" }\ndefault_route: corp`)
-    const res = await connectVia(s.port, echoName(), 'early-bytes')
-    await expectTunnel(res, 'early-bytes')
-    await ping(res.socket)
-    await finish(res.socket)
+    const res = await throughTunnel(s.port, echoName(), 'early-bytes', { ping: 'ping' })
     const rec = await closedLog(s, res.client)
     // As for a direct tunnel: 11 + 4 bytes each way.
     assert.deepEqual([rec['bytes_up'], rec['bytes_down']], ['early-bytes'.length + 4, 'early-bytes'.length + 4])
@@ -330,9 +201,7 @@ parents:
   corp: { url: "http://${corp.authority}", username: svc, password_env: ${name} }
 default_route: corp
 `)
-    const res = await connectVia(s.port, echoName(), 'x')
-    await expectTunnel(res, 'x')
-    await finish(res.socket)
+    await throughTunnel(s.port, echoName(), 'x')
     assert.equal(corp.requests[0]?.headers['proxy-authorization'], auth)
     assert.ok(!JSON.stringify(s.logs).includes('env:pw@1'))
   })
@@ -341,7 +210,7 @@ default_route: corp
     const noDns = watchDns()
     const p1 = await parent(t)
     const p2 = await parent(t)
-    const s = await startSluice(`
+    const s = await sluiceFor(t, `
 dns: { servers: ["${dns.address}"] }
 parents:
   p1: { url: "http://${p1.authority}" }
@@ -351,13 +220,8 @@ rules:
   - { name: special, action: allow, hosts: [special.test], via: p2 }
   - { name: names, action: allow, hosts: ["*.test"] }
 `)
-    t.after(async () => { await s.close() })
-    const a = await connectVia(s.port, `special.test:${echo.port}`, 'a')
-    await expectTunnel(a, 'a')
-    await finish(a.socket)
-    const b = await connectVia(s.port, `other.test:${echo.port}`, 'b')
-    await expectTunnel(b, 'b')
-    await finish(b.socket)
+    const a = await throughTunnel(s.port, `special.test:${echo.port}`, 'a')
+    const b = await throughTunnel(s.port, `other.test:${echo.port}`, 'b')
     assert.deepEqual(p2.requests.map(r => r.target), [`special.test:${echo.port}`])
     assert.deepEqual(p1.requests.map(r => r.target), [`other.test:${echo.port}`])
     assert.equal((await closedLog(s, a.client))['route'], 'p2')
@@ -368,10 +232,7 @@ rules:
   it('extra bytes after the parent\'s 200 reach the client first, right after our 200', async (t) => {
     const p = await parent(t, 'extra-bytes')
     const s = await sluice(t, `parents:\n  p: { url: "http://${p.authority}" }\ndefault_route: p`)
-    const res = await connectVia(s.port, echoName())
-    await expectTunnel(res, 'SERVER-FIRST')
-    await ping(res.socket, 'after')
-    await finish(res.socket)
+    const res = await throughTunnel(s.port, echoName(), '', { expect: 'SERVER-FIRST', ping: 'after' })
     assert.equal((await closedLog(s, res.client))['status'], 200)
   })
 
@@ -379,9 +240,7 @@ rules:
     const p = await parent(t)
     const s = await sluice(t, `parents:\n  p: { url: "http://${p.authority}" }\ndefault_route: p`)
     const target = `[::1]:${echo6.port}`
-    const res = await connectVia(s.port, target, 'v6')
-    await expectTunnel(res, 'v6')
-    await finish(res.socket)
+    const res = await throughTunnel(s.port, target, 'v6')
     assert.equal(p.requests[0]?.target, target)
     assert.equal(p.requests[0]?.headers['host'], target)
     const rec = await closedLog(s, res.client)
@@ -392,14 +251,13 @@ rules:
 
   it('the special-purpose guard still applies to IP-literal targets sent to a parent', async (t) => {
     const p = await parent(t)
-    const s = await startSluice(`
+    const s = await sluiceFor(t, `
 parents:
   p: { url: "http://${p.authority}" }
 default_route: p
 rules:
   - { name: any, action: allow, ports: [${echo.port}] }
 `)
-    t.after(async () => { await s.close() })
     const res = await connectVia(s.port, `127.0.0.1:${echo.port}`)
     assert.equal(res.status, 403)
     assert.match(res.headers['proxy-status'] ?? '', /error=destination_ip_prohibited/)
@@ -412,7 +270,7 @@ rules:
     // ips rules only match IP-literal targets." A name only the parent can resolve (NXDOMAIN
     // at the stub) must still reach the parent, and Sluice must not ask DNS about it.
     const p = await parent(t)
-    const s = await startSluice(`
+    const s = await sluiceFor(t, `
 dns: { servers: ["${dns.address}"] }
 parents:
   p: { url: "http://${p.authority}" }
@@ -421,7 +279,6 @@ rules:
   - { name: loopback, action: allow, ips: [127.0.0.0/8] }
   - { name: names, action: allow, hosts: ["*.test"] }
 `)
-    t.after(async () => { await s.close() })
     const target = `only-parent-knows.test:${echo.port}`
     const res = await connectVia(s.port, target, 'n')
     const asked = dns.queries.filter(q => q.name === 'only-parent-knows.test')
@@ -516,9 +373,7 @@ default_route: r
     const p1 = await parent(t, { kind: 'status', status: 503, body: 'overloaded' })
     const p2 = await parent(t)
     const s = await sluice(t, `parents:\n  p1: { url: "http://${p1.authority}" }\n  p2: { url: "http://${p2.authority}" }\nroutes:\n  r: [p1, p2]\ndefault_route: r`)
-    const res = await connectVia(s.port, echoName(), 'early')
-    await expectTunnel(res, 'early')
-    await finish(res.socket)
+    const res = await throughTunnel(s.port, echoName(), 'early')
     await p1.requests[0]?.closed
     assert.equal(p1.requests[0]?.afterReply.length, 0, 'client bytes reached the 503 parent')
     assert.equal(p2.requests[0]?.target, echoName())
@@ -552,9 +407,7 @@ default_route: r
     const mid = await parent(t, 'close-mid-head')
     const good = await parent(t)
     const s = await sluice(t, `parents:\n  mid: { url: "http://${mid.authority}" }\n  good: { url: "http://${good.authority}" }\nroutes:\n  r: [mid, good]\ndefault_route: r`)
-    const res = await connectVia(s.port, echoName(), 'e')
-    await expectTunnel(res, 'e')
-    await finish(res.socket)
+    const res = await throughTunnel(s.port, echoName(), 'e')
     const failed = await s.waitForLog(r => r.msg === 'route choice failed')
     assert.equal(failed['choice'], 'mid')
     assert.equal(failed['code'], 'ERR_PARENT_PROTOCOL')
@@ -611,9 +464,7 @@ default_route: r
     const port = await closedPort()
     const s = await sluice(t, `parents:\n  dead: { url: "http://127.0.0.1:${port}" }\nroutes:\n  r: [dead, direct]\ndefault_route: r`)
     const target = `127.0.0.1:${echo.port}`
-    const res = await connectVia(s.port, target, 'd')
-    await expectTunnel(res, 'd')
-    await finish(res.socket)
+    const res = await throughTunnel(s.port, target, 'd')
     const failed = await s.waitForLog(r => r.msg === 'route choice failed')
     assert.equal(failed['choice'], 'dead')
     assert.equal(failed['code'], 'ERR_PARENT_REFUSED')
@@ -633,10 +484,7 @@ describe('https parents', () => {
     writeFileSync(caFile, p.ca ?? '')
     const s = await sluice(t, `parents:\n  sec: { url: "${p.url}", ca_file: "${caFile}" }\ndefault_route: sec`)
     assert.match(p.url, /^https:\/\/127\.0\.0\.1:\d+$/)
-    const res = await connectVia(s.port, echoName(), 'tls')
-    await expectTunnel(res, 'tls')
-    await ping(res.socket)
-    await finish(res.socket)
+    const res = await throughTunnel(s.port, echoName(), 'tls', { ping: 'ping' })
     assert.equal(p.requests[0]?.target, echoName())
     assert.equal(p.requests[0]?.servername, undefined)
     assert.deepEqual((await closedLog(s, res.client))['hops'], ['sec'])
@@ -647,9 +495,7 @@ describe('https parents', () => {
     const caFile = join(tmp, 'parent-ca-sni.pem')
     writeFileSync(caFile, p.ca ?? '')
     const s = await sluice(t, `parents:\n  sec: { url: "${p.url}", ca_file: "${caFile}", servername: localhost }\ndefault_route: sec`)
-    const res = await connectVia(s.port, echoName(), 'sni')
-    await expectTunnel(res, 'sni')
-    await finish(res.socket)
+    await throughTunnel(s.port, echoName(), 'sni')
     assert.equal(p.requests[0]?.servername, 'localhost')
   })
 
@@ -685,24 +531,25 @@ describe('https parents', () => {
 // ---------------------------------------------------------------- chains
 
 describe('chains', () => {
+  /** Sluice whose default route is the chain [[edge, corp]], given each parent's YAML entry. */
+  const chained = async (t: TestContext, edge: string, corp: string): Promise<Sluice> =>
+    await sluice(t, `
+parents:
+  edge: ${edge}
+  corp: ${corp}
+routes:
+  chained: [[edge, corp]]
+default_route: chained
+`)
+
   it('[[edge, corp]]: edge sees CONNECT corp with its own credentials only, corp sees CONNECT target with its own', async (t) => {
     const noDns = watchDns()
     const edgeAuth = basic('edge-user:edge-pw')
     const corpAuth = basic('corp-user:corp-pw')
     const edge = await parent(t, { kind: 'ok', auth: edgeAuth })
     const corp = await parent(t, { kind: 'ok', auth: corpAuth })
-    const s = await sluice(t, `
-parents:
-  edge: { url: "http://edge-user:edge-pw@${edge.authority}" }
-  corp: { url: "http://corp-user:corp-pw@${corp.authority}" }
-routes:
-  chained: [[edge, corp]]
-default_route: chained
-`)
-    const res = await connectVia(s.port, echoName(), 'two-hops')
-    await expectTunnel(res, 'two-hops')
-    await ping(res.socket)
-    await finish(res.socket)
+    const s = await chained(t, `{ url: "http://edge-user:edge-pw@${edge.authority}" }`, `{ url: "http://corp-user:corp-pw@${corp.authority}" }`)
+    const res = await throughTunnel(s.port, echoName(), 'two-hops', { ping: 'ping' })
     assert.equal(edge.requests.length, 1)
     assert.equal(edge.requests[0]?.target, corp.authority)
     assert.deepEqual(edge.requests[0]?.rawHeaders, [['Host', corp.authority], ['Proxy-Authorization', edgeAuth]])
@@ -722,17 +569,8 @@ default_route: chained
     const corp = await parent(t, 'tls')
     const caFile = join(tmp, 'corp-ca.pem')
     writeFileSync(caFile, corp.ca ?? '')
-    const s = await sluice(t, `
-parents:
-  edge: { url: "http://${edge.authority}" }
-  corp: { url: "${corp.url}", ca_file: "${caFile}" }
-routes:
-  chained: [[edge, corp]]
-default_route: chained
-`)
-    const res = await connectVia(s.port, echoName(), 'tls-in-tunnel')
-    await expectTunnel(res, 'tls-in-tunnel')
-    await finish(res.socket)
+    const s = await chained(t, `{ url: "http://${edge.authority}" }`, `{ url: "${corp.url}", ca_file: "${caFile}" }`)
+    await throughTunnel(s.port, echoName(), 'tls-in-tunnel')
     assert.equal(edge.requests[0]?.target, corp.authority)
     assert.equal(corp.requests[0]?.target, echoName())
   })
@@ -740,14 +578,7 @@ default_route: chained
   it('the second hop refusing → the error names it as next-hop', async (t) => {
     const edge = await parent(t)
     const corp = await parent(t, { kind: 'status', status: 407 })
-    const s = await sluice(t, `
-parents:
-  edge: { url: "http://${edge.authority}" }
-  corp: { url: "http://${corp.authority}" }
-routes:
-  chained: [[edge, corp]]
-default_route: chained
-`)
+    const s = await chained(t, `{ url: "http://${edge.authority}" }`, `{ url: "http://${corp.authority}" }`)
     const res = await connectVia(s.port, echoName(), 'early')
     await expectRefusal(res, { status: 502, code: 'ERR_PARENT_AUTH', type: 'http_request_denied', nextHop: 'corp', receivedStatus: 407 })
     await corp.requests[0]?.closed
@@ -770,9 +601,7 @@ routes:
 default_route: r
 parent_backoff: 60s
 `)
-    const first = await connectVia(s.port, echoName(), '1')
-    await expectTunnel(first, '1')
-    await finish(first.socket)
+    await throughTunnel(s.port, echoName(), '1')
     const down = await s.waitForLog(r => r.msg === 'parent marked down')
     assert.equal(down['level'], 'warn')
     assert.equal(down['parent'], 'dead')
@@ -780,9 +609,7 @@ parent_backoff: 60s
     assert.equal(down['failures'], 1)
     assert.equal(down['backoff_ms'], 60_000)
 
-    const second = await connectVia(s.port, echoName(), '2')
-    await expectTunnel(second, '2')
-    await finish(second.socket)
+    const second = await throughTunnel(s.port, echoName(), '2')
     await closedLog(s, second.client)
     assert.equal(count(s, 'route choice failed'), 1)
     assert.equal(count(s, 'parent marked down'), 1)
@@ -805,7 +632,7 @@ parent_backoff: 60s
     const port = await closedPort()
     const alive = await parent(t)
     const slow = await parent(t, 'slow')
-    const s = await startSluice(`
+    const s = await sluiceFor(t, `
 dns: { servers: ["${dns.address}"] }
 timeouts: { connect: 300ms }
 parent_backoff: 200ms
@@ -819,10 +646,7 @@ rules:
   - { name: wait, action: allow, hosts: [wait.test], via: slow }
   - { name: flaky, action: allow, hosts: ["*.test"], via: flaky }
 `)
-    t.after(async () => { await s.close() })
-    const first = await connectVia(s.port, echoName(), '1')
-    await expectTunnel(first, '1')
-    await finish(first.socket)
+    await throughTunnel(s.port, echoName(), '1')
     assert.equal(count(s, 'route choice failed', r => r['choice'] === 'dead'), 1)
 
     // The clock: a CONNECT that can only end by the 300 ms connect timeout (> 200 ms backoff).
@@ -830,9 +654,7 @@ rules:
     assert.equal(clock.status, 504)
     await readAll(clock.socket)
 
-    const again = await connectVia(s.port, echoName(), '2')
-    await expectTunnel(again, '2')
-    await finish(again.socket)
+    const again = await throughTunnel(s.port, echoName(), '2')
     await closedLog(s, again.client)
     assert.equal(count(s, 'route choice failed', r => r['choice'] === 'dead'), 2)
     const downs = s.logs.filter(r => r.msg === 'parent marked down' && r['parent'] === 'dead')
@@ -849,9 +671,7 @@ rules:
     p.set('ok')
     // Down, but the only choice: tried anyway, and it works.
     for (const text of ['1', '2']) {
-      const res = await connectVia(s.port, echoName(), text)
-      await expectTunnel(res, text)
-      await finish(res.socket)
+      const res = await throughTunnel(s.port, echoName(), text)
       await closedLog(s, res.client)
     }
     const up = s.logs.filter(r => r.msg === 'parent back up')
@@ -875,14 +695,9 @@ rules:
   it('--parent sends every target through it, names and IP literals', async (t) => {
     const noDns = watchDns()
     const p = await parent(t, { kind: 'ok', auth: basic('cli@x:pw') })
-    const s = await startConfigured(rules(), { parentUrl: `http://cli%40x:pw@${p.authority}` })
-    t.after(async () => { await s.close() })
-    const a = await connectVia(s.port, echoName(), 'a')
-    await expectTunnel(a, 'a')
-    await finish(a.socket)
-    const b = await connectVia(s.port, `127.0.0.1:${echo.port}`, 'b')
-    await expectTunnel(b, 'b')
-    await finish(b.socket)
+    const s = await startConfigured(t, rules(), { parentUrl: `http://cli%40x:pw@${p.authority}` })
+    const a = await throughTunnel(s.port, echoName(), 'a')
+    const b = await throughTunnel(s.port, `127.0.0.1:${echo.port}`, 'b')
     assert.deepEqual(p.requests.map(r => r.target), [echoName(), `127.0.0.1:${echo.port}`])
     for (const c of [a.client, b.client]) {
       const rec = await closedLog(s, c)
@@ -894,14 +709,9 @@ rules:
 
   it('parents_from_env: HTTPS_PROXY from the given env is the default route, NO_PROXY targets go direct', async (t) => {
     const p = await parent(t)
-    const s = await startConfigured(`${rules()}parents_from_env: true\n`, { env: { HTTPS_PROXY: p.url, NO_PROXY: 'localhost, 127.0.0.1' } })
-    t.after(async () => { await s.close() })
-    const viaParent = await connectVia(s.port, echoName(), 'p')
-    await expectTunnel(viaParent, 'p')
-    await finish(viaParent.socket)
-    const direct = await connectVia(s.port, `127.0.0.1:${echo.port}`, 'd')
-    await expectTunnel(direct, 'd')
-    await finish(direct.socket)
+    const s = await startConfigured(t, `${rules()}parents_from_env: true\n`, { env: { HTTPS_PROXY: p.url, NO_PROXY: 'localhost, 127.0.0.1' } })
+    const viaParent = await throughTunnel(s.port, echoName(), 'p')
+    const direct = await throughTunnel(s.port, `127.0.0.1:${echo.port}`, 'd')
     assert.deepEqual(p.requests.map(r => r.target), [echoName()])
     const r1 = await closedLog(s, viaParent.client)
     assert.equal(r1['route'], 'env')
@@ -915,7 +725,7 @@ rules:
   it('parents_from_env: a NO_PROXY domain also covers its sub-domains (undici semantics)', async (t) => {
     const p = await parent(t)
     dns.set('svc.internal.test', { A: ['127.0.0.1'] })
-    const s = await startConfigured(`
+    const s = await startConfigured(t, `
 version: 1
 dns: { servers: ["${dns.address}"] }
 parents_from_env: true
@@ -923,10 +733,7 @@ rules:
   - { name: internal, action: allow, hosts: ["*.internal.test"], ips: [127.0.0.0/8] }
   - { name: names, action: allow, hosts: ["*.test"] }
 `, { env: { HTTPS_PROXY: p.url, NO_PROXY: 'internal.test' } })
-    t.after(async () => { await s.close() })
-    const res = await connectVia(s.port, `svc.internal.test:${echo.port}`, 'i')
-    await expectTunnel(res, 'i')
-    await finish(res.socket)
+    const res = await throughTunnel(s.port, `svc.internal.test:${echo.port}`, 'i')
     const rec = await closedLog(s, res.client)
     assert.equal(rec['route'], 'direct', `went ${String(rec['route'])}`)
     assert.equal(p.requests.length, 0)

@@ -12,70 +12,46 @@
  */
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { connect, type Socket } from 'node:net'
+import { connect } from 'node:net'
 import { after, before, describe, it, type TestContext } from 'node:test'
-import { startDnsStub, type DnsStub, type StubRecord } from '../helpers/dns-stub.js'
+import { startDnsStubRetrying as startStub, type DnsStub } from '../helpers/dns-stub.js'
 import { startEchoServer } from '../helpers/origin.js'
-import { rawConnect, readAll, readHead, type RawResponse } from '../helpers/raw.js'
-import { startSluice, type LogRecord, type Sluice } from '../helpers/sluice.js'
+import { connectVia as rawConnectVia, rawConnect, roundTrip, type RawResponse } from '../helpers/raw.js'
+import { expectErrorAnswer } from '../helpers/refusal.js'
+import { sluiceFor, startSluice, type LogRecord, type Sluice } from '../helpers/sluice.js'
 import { parseConfig, ConfigError } from '../../src/index.js'
 import type { dialRoute } from '../../src/upstream/route.js'
 
 // ---------------------------------------------------------------- helpers
 
-async function startStub (records: Record<string, StubRecord>): Promise<DnsStub> {
-  // UDP port 0, then TCP on the same number: that TCP port may be taken; retry a few times.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startDnsStub(records)
-    } catch (err) {
-      if ((err as { code?: unknown }).code !== 'EADDRINUSE' || attempt >= 5) throw err
-    }
-  }
-}
-
-/** CONNECT `authority` through `port` on a fresh connection; returns the parsed head. */
+/** CONNECT `authority` through `port` on a fresh connection (destroyed after the test); returns the parsed head. */
 async function connectVia (port: number, authority: string, t: TestContext): Promise<RawResponse> {
   const socket = await rawConnect(port)
   t.after(() => { socket.destroy() })
-  socket.on('error', () => {})
-  socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`)
-  return await readHead(socket)
+  return await rawConnectVia(port, authority, { socket })
 }
 
-/** Send `payload` into an open tunnel to the echo server and read it back. */
-async function roundTrip (socket: Socket, payload: string): Promise<string> {
-  return await new Promise<string>((resolve, reject) => {
-    let got = ''
-    const onData = (c: Buffer): void => {
-      got += c.toString('latin1')
-      if (got.length >= payload.length) { cleanup(); resolve(got) }
-    }
-    const onEnd = (): void => { cleanup(); reject(new Error(`tunnel ended after ${JSON.stringify(got)}`)) }
-    const onError = (err: Error): void => { cleanup(); reject(err) }
-    function cleanup (): void {
-      socket.off('data', onData)
-      socket.off('end', onEnd)
-      socket.off('error', onError)
-      socket.pause()
-    }
-    socket.on('data', onData)
-    socket.once('end', onEnd)
-    socket.once('error', onError)
-    socket.write(payload)
-    socket.resume()
-  })
+/** A tunnel through `port` to the echo server that carries `payload` both ways. */
+async function echoTunnel (port: number, payload: string, t: TestContext): Promise<RawResponse> {
+  const res = await connectVia(port, `127.0.0.1:${echo.port}`, t)
+  assert.equal(res.statusLine, 'HTTP/1.1 200 Connection Established')
+  assert.equal(await roundTrip(res.socket, payload), payload)
+  return res
+}
+
+/** The 'tunnel closed' record of an echo tunnel through `s` that carried `payload` and was closed by us. */
+async function closedEchoTunnel (s: Sluice, payload: string, t: TestContext): Promise<LogRecord> {
+  const res = await echoTunnel(s.port, payload, t)
+  res.socket.end()
+  return await s.waitForLog(isClosed)
 }
 
 /** A refused CONNECT: exact status line, Proxy-Status, and the connection closes after the body. */
 async function assertRefused (res: RawResponse, status: string, proxyStatus: string): Promise<void> {
   assert.equal(res.statusLine, status)
   assert.equal(res.headers['proxy-status'], proxyStatus)
-  assert.equal(res.headers['connection'], 'close')
   // Our FIN ends Sluice's lingering close at once (else it waits up to 2 s for it).
-  res.socket.end()
-  const body = Buffer.concat([res.rest, await readAll(res.socket)])
-  assert.equal(body.length, Number(res.headers['content-length']))
+  await expectErrorAnswer(res, { halfClose: true })
 }
 
 /** A dial request as the injected `dial` saw it once the address stage had passed. */
@@ -164,14 +140,13 @@ rules:
 
 describe('the special-purpose guard after DNS', () => {
   it('a name resolving to 127.0.0.1 under "allow port 443" is refused: 403 destination_ip_prohibited', async (t) => {
-    const s = await startSluice(`
+    const s = await sluiceFor(t, `
 ${dnsLine()}
 rules:
   - name: https
     action: allow
     ports: [443]
 `)
-    t.after(async () => { await s.close() })
     const res = await connectVia(s.port, 'loopback.test:443', t)
     // Had 127.0.0.1:443 been dialed, the answer would be a 502 (nothing listens there).
     await assertRefused(res, 'HTTP/1.1 403 Forbidden',
@@ -187,14 +162,13 @@ rules:
   })
 
   it('a name resolving to a private and an allowed loopback address dials only the allowed one', async (t) => {
-    const s = await startSluice(`
+    const s = await sluiceFor(t, `
 ${dnsLine()}
 rules:
   - name: only-127-0-0-1
     action: allow
     ips: [127.0.0.1/32]
 `)
-    t.after(async () => { await s.close() })
     const before = echo.accepted()
     const res = await connectVia(s.port, `mixed.test:${echo.port}`, t)
     assert.equal(res.statusLine, 'HTTP/1.1 200 Connection Established')
@@ -215,14 +189,13 @@ rules:
 describe('report mode', () => {
   it('file-level: a target the default denies goes through, logged once as "policy would deny (report mode)"', async (t) => {
     const seen: Dialed[] = []
-    const s = await startSluice(`
+    const s = await sluiceFor(t, `
 mode: report
 rules:
   - name: no-https
     action: deny
     ports: [443]
 `, { dial: redirectDial(() => echo.port, seen) })
-    t.after(async () => { await s.close() })
     const res = await connectVia(s.port, '93.184.216.34:443', t)
     assert.equal(res.statusLine, 'HTTP/1.1 200 Connection Established')
     assert.equal(await roundTrip(res.socket, 'reported, not enforced'), 'reported, not enforced')
@@ -242,7 +215,7 @@ rules:
 
   it('rule-level: a report rule lets its target through while an enforce rule still denies', async (t) => {
     const seen: Dialed[] = []
-    const s = await startSluice(`
+    const s = await sluiceFor(t, `
 ${dnsLine()}
 default: allow
 rules:
@@ -254,7 +227,6 @@ rules:
     action: deny
     ports: [8443]
 `, { dial: redirectDial(() => echo.port, seen) })
-    t.after(async () => { await s.close() })
     const port = s.port
     const ok = await connectVia(port, 'public.test:443', t)
     assert.equal(ok.statusLine, 'HTTP/1.1 200 Connection Established')
@@ -271,7 +243,7 @@ rules:
 
   it('address stage: a report deny on ips is logged with the address', async (t) => {
     const seen: Dialed[] = []
-    const s = await startSluice(`
+    const s = await sluiceFor(t, `
 ${dnsLine()}
 default: allow
 rules:
@@ -280,7 +252,6 @@ rules:
     mode: report
     ips: [93.184.216.0/24]
 `, { dial: redirectDial(() => echo.port, seen) })
-    t.after(async () => { await s.close() })
     const res = await connectVia(s.port, 'public.test:443', t)
     assert.equal(res.statusLine, 'HTTP/1.1 200 Connection Established')
     const would = await s.waitForLog(r => r.msg === 'policy would deny (report mode)')
@@ -292,11 +263,10 @@ rules:
 
   it('the guard is still enforced in report mode: a name resolving to loopback is refused', async (t) => {
     const seen: Dialed[] = []
-    const s = await startSluice(`
+    const s = await sluiceFor(t, `
 ${dnsLine()}
 mode: report
 `, { dial: redirectDial(() => echo.port, seen) })
-    t.after(async () => { await s.close() })
     const res = await connectVia(s.port, `loopback.test:${echo.port}`, t)
     assert.equal(res.statusLine, 'HTTP/1.1 403 Forbidden')
     assert.match(res.headers['proxy-status'] ?? '', /^sluice; error=destination_ip_prohibited; details="ERR_DESTINATION_PROHIBITED: .*rule special-purpose-guard/)
@@ -349,13 +319,12 @@ rules:
 
   it('… and for 0.0.0.0, which Linux connects to the loopback listener, when a rule unlocks 0.0.0.0/0', async (t) => {
     // An "internal proxy" policy that switches the guard off with ips: [0.0.0.0/0, ::/0].
-    const open = await startSluice(`
+    const open = await sluiceFor(t, `
 rules:
   - name: anything
     action: allow
     ips: ["0.0.0.0/0", "::/0"]
 `)
-    t.after(async () => { await open.close() })
     for (const spelling of ['0.0.0.0', '0', '[::ffff:0.0.0.0]']) {
       const res = await connectVia(open.port, `${spelling}:${open.port}`, t)
       res.socket.destroy()
@@ -365,9 +334,7 @@ rules:
   })
 
   it('a different port on the same address is not a loop', async (t) => {
-    const res = await connectVia(s.port, `127.0.0.1:${echo.port}`, t)
-    assert.equal(res.statusLine, 'HTTP/1.1 200 Connection Established')
-    assert.equal(await roundTrip(res.socket, 'not a loop'), 'not a loop')
+    await echoTunnel(s.port, 'not a loop', t)
   })
 })
 
@@ -376,7 +343,7 @@ describe('listeners', () => {
     `sluice; error=http_request_denied; details="ERR_POLICY_DENIED: denied by policy: 127.0.0.1:${echo.port} (rule default: no rule allows this target)"`
 
   it('a rule listing a named listen entry matches CONNECTs on that listener', async (t) => {
-    const s = await startSluice(`
+    const s = await sluiceFor(t, `
 listen: [{ address: "127.0.0.1:0", name: office }]
 rules:
   - name: office-loopback
@@ -384,35 +351,23 @@ rules:
     listeners: [office]
     ips: [127.0.0.0/8]
 `)
-    t.after(async () => { await s.close() })
-    const res = await connectVia(s.port, `127.0.0.1:${echo.port}`, t)
-    assert.equal(res.statusLine, 'HTTP/1.1 200 Connection Established')
-    assert.equal(await roundTrip(res.socket, 'named'), 'named')
-    res.socket.end()
-    const closed = await s.waitForLog(isClosed)
-    assert.equal(closed['rule'], 'office-loopback')
+    assert.equal((await closedEchoTunnel(s, 'named', t))['rule'], 'office-loopback')
   })
 
   it('without listen, the one listener is named "127.0.0.1:3128" (the default address), whatever port it is bound to', async (t) => {
-    const s = await startSluice(`
+    const s = await sluiceFor(t, `
 rules:
   - name: default-listener
     action: allow
     listeners: ["127.0.0.1:3128"]
     ips: [127.0.0.0/8]
 `)
-    t.after(async () => { await s.close() })
     assert.notEqual(s.port, 3128)
-    const res = await connectVia(s.port, `127.0.0.1:${echo.port}`, t)
-    assert.equal(res.statusLine, 'HTTP/1.1 200 Connection Established')
-    assert.equal(await roundTrip(res.socket, 'default name'), 'default name')
-    res.socket.end()
-    const closed = await s.waitForLog(isClosed)
-    assert.equal(closed['rule'], 'default-listener')
+    assert.equal((await closedEchoTunnel(s, 'default name', t))['rule'], 'default-listener')
   })
 
   it('a rule for another listener does not match', async (t) => {
-    const s = await startSluice(`
+    const s = await sluiceFor(t, `
 listen:
   - { address: "127.0.0.1:0", name: office }
   - { address: "127.0.0.1:0", name: internal }
@@ -422,14 +377,13 @@ rules:
     listeners: [internal]
     ips: [127.0.0.0/8]
 `)
-    t.after(async () => { await s.close() })
     // s.port is the first entry's listener: office.
     const res = await connectVia(s.port, `127.0.0.1:${echo.port}`, t)
     await assertRefused(res, 'HTTP/1.1 403 Forbidden', denied())
   })
 
   it('named listen entries: the same target is allowed on one listener and denied on the other', async (t) => {
-    const s = await startSluice(`
+    const s = await sluiceFor(t, `
 listen:
   - { address: "127.0.0.1:0", name: internal }
   - { address: "127.0.0.1:0", name: guests }
@@ -439,12 +393,9 @@ rules:
     listeners: [internal]
     ips: [127.0.0.0/8]
 `)
-    t.after(async () => { await s.close() })
     const [internal, guests] = s.proxy.addresses.map(a => a.port)
     assert.ok(internal !== undefined && guests !== undefined && internal !== guests)
-    const ok = await connectVia(internal, `127.0.0.1:${echo.port}`, t)
-    assert.equal(ok.statusLine, 'HTTP/1.1 200 Connection Established')
-    assert.equal(await roundTrip(ok.socket, 'inside'), 'inside')
+    await echoTunnel(internal, 'inside', t)
     const no = await connectVia(guests, `127.0.0.1:${echo.port}`, t)
     await assertRefused(no, 'HTTP/1.1 403 Forbidden', denied())
   })

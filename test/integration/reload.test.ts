@@ -16,14 +16,13 @@ import { once } from 'node:events'
 import { connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import { after, before, describe, it, type TestContext } from 'node:test'
 import { startEchoServer, startGreetingServer } from '../helpers/origin.js'
-import { rawConnect, readAll, readHead } from '../helpers/raw.js'
-import { startSluice, type LogRecord } from '../helpers/sluice.js'
+import { connectHead, connectVia, ending, rawConnect, readAll, readBytes, readHead, roundTrip } from '../helpers/raw.js'
+import { captureLogs, sluiceFor, type LogRecord, type Sluice } from '../helpers/sluice.js'
+import { within } from '../helpers/wait.js'
 import { parseConfig, type Config } from '../../src/config/load.js'
 import { createReloader, type Reloader } from '../../src/config/reloader.js'
-import { createLogger } from '../../src/observability/log.js'
 import { createProxy } from '../../src/index.js'
 import type { dialRoute } from '../../src/upstream/route.js'
 
@@ -42,71 +41,30 @@ after(async () => {
 
 // ---------------------------------------------------------------- helpers
 
-/** Bytes that arrived right behind a 200 (a server-first target's greeting), per socket. */
-const early = new WeakMap<Socket, Buffer>()
-
+/** A tunnel (destroyed after the test); bytes that arrived right behind the 200 (a server-first target's greeting) are pushed back into the socket. */
 async function openTunnel (port: number, authority: string, t: TestContext): Promise<Socket> {
   const socket = await rawConnect(port)
   t.after(() => { socket.destroy() })
-  socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`)
-  const res = await readHead(socket)
+  const res = await connectVia(port, authority, { socket })
   assert.equal(res.statusLine, 'HTTP/1.1 200 Connection Established', `CONNECT ${authority}`)
-  early.set(socket, res.rest)
+  if (res.rest.length > 0) socket.unshift(res.rest)
   return socket
 }
 
-/** Read exactly `n` bytes (including any that came with the 200), bounded at 5 s. */
+/** Read at least `n` bytes (including any that came with the 200), bounded at 5 s; all of them, latin1. */
 async function readN (socket: Socket, n: number): Promise<string> {
-  return await new Promise<string>((resolve, reject) => {
-    let got = early.get(socket) ?? Buffer.alloc(0)
-    early.delete(socket)
-    const timer = setTimeout(() => { cleanup(); reject(new Error(`read ${got.length} of ${n} bytes within 5 s`)) }, 5000)
-    const check = (): boolean => {
-      if (got.length < n) return false
-      cleanup()
-      resolve(got.toString('latin1'))
-      return true
-    }
-    const onData = (c: Buffer): void => { got = Buffer.concat([got, c]); check() }
-    const onEnd = (): void => { cleanup(); reject(new Error(`ended after ${JSON.stringify(got.toString('latin1'))}`)) }
-    const onError = (err: Error): void => { cleanup(); reject(err) }
-    function cleanup (): void {
-      clearTimeout(timer)
-      socket.off('data', onData)
-      socket.off('end', onEnd)
-      socket.off('error', onError)
-      socket.pause()
-    }
-    if (check()) return
-    socket.on('data', onData)
-    socket.once('end', onEnd)
-    socket.once('error', onError)
-    socket.resume()
-  })
+  return (await readBytes(socket, n, { mode: 'all' })).toString('latin1')
 }
 
 async function echoes (socket: Socket, payload: string): Promise<void> {
-  socket.write(payload)
-  assert.equal(await readN(socket, payload.length), payload)
-}
-
-/** How the socket ends: 'eof' or the error code (e.g. ECONNRESET). */
-async function ending (socket: Socket): Promise<string> {
-  return await new Promise((resolve) => {
-    const timer = setTimeout(() => resolve('still open after 5 s'), 5000)
-    socket.once('end', () => { clearTimeout(timer); resolve('eof') })
-    socket.once('error', (err: Error & { code?: string }) => { clearTimeout(timer); resolve(err.code ?? err.message) })
-    socket.resume()
-  })
+  assert.equal(await roundTrip(socket, payload), payload)
 }
 
 /** CONNECT on a fresh connection, expecting a refusal; returns status line and Proxy-Status. */
 async function refused (port: number, authority: string, t: TestContext): Promise<[string, string]> {
   const socket = await rawConnect(port)
   t.after(() => { socket.destroy() })
-  socket.on('error', () => {})
-  socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`)
-  const res = await readHead(socket)
+  const res = await connectVia(port, authority, { socket })
   socket.end()
   await readAll(socket)
   return [res.statusLine, res.headers['proxy-status'] ?? '']
@@ -119,6 +77,14 @@ rules:
     ips: [127.0.0.0/8]
 `
 
+/** Sluice with ALLOW_LOOPBACK (closed after the test) and a tunnel through it to the echo server that carried `payload`. */
+async function echoTunnel (t: TestContext, payload: string): Promise<{ s: Sluice, tunnel: Socket }> {
+  const s = await sluiceFor(t, ALLOW_LOOPBACK)
+  const tunnel = await openTunnel(s.port, `127.0.0.1:${echo.port}`, t)
+  await echoes(tunnel, payload)
+  return { s, tunnel }
+}
+
 function config (yaml: string, file = 'b.yaml'): Config {
   return parseConfig(`version: 1\n${yaml}`, file)
 }
@@ -127,10 +93,7 @@ function config (yaml: string, file = 'b.yaml'): Config {
 
 describe('proxy.reload', () => {
   it('without revoke_on_reload: the open tunnel keeps working, a new CONNECT is denied', async (t) => {
-    const s = await startSluice(ALLOW_LOOPBACK)
-    t.after(async () => { await s.close() })
-    const tunnel = await openTunnel(s.port, `127.0.0.1:${echo.port}`, t)
-    await echoes(tunnel, 'before')
+    const { s, tunnel } = await echoTunnel(t, 'before')
 
     const b = config(`
 rules:
@@ -155,10 +118,7 @@ rules:
   })
 
   it('with revoke_on_reload: true the open tunnel the new policy denies is closed; one it allows stays', async (t) => {
-    const s = await startSluice(ALLOW_LOOPBACK)
-    t.after(async () => { await s.close() })
-    const doomed = await openTunnel(s.port, `127.0.0.1:${echo.port}`, t)
-    await echoes(doomed, 'doomed')
+    const { s, tunnel: doomed } = await echoTunnel(t, 'doomed')
     const kept = await openTunnel(s.port, `127.0.0.1:${greeter.port}`, t)
     assert.equal(await readN(kept, 6), 'hello\n')
     const doomedEnds = ending(doomed)
@@ -193,10 +153,7 @@ rules:
   })
 
   it('revoke re-judges the dialed address: an "allow port" policy without ips revokes a loopback tunnel (guard)', async (t) => {
-    const s = await startSluice(ALLOW_LOOPBACK)
-    t.after(async () => { await s.close() })
-    const tunnel = await openTunnel(s.port, `127.0.0.1:${echo.port}`, t)
-    await echoes(tunnel, 'x')
+    const { s, tunnel } = await echoTunnel(t, 'x')
     const ends = ending(tunnel)
     s.proxy.reload(config(`
 revoke_on_reload: true
@@ -215,7 +172,7 @@ rules:
     // Report mode never unlocks the guard, so a loopback target would be refused
     // by it anyway: the tunnel here is to a public address, carried by a test
     // dial to the echo server, so only the reported rule is in play.
-    const { logger, logs, waitFor } = capture()
+    const { logger, logs, waitForLog: waitFor } = captureLogs()
     const dial: typeof dialRoute = async (req) => {
       await req.directAddresses() // the address stage and its policy still run
       const socket = connect({ host: '127.0.0.1', port: echo.port, allowHalfOpen: true })
@@ -258,7 +215,7 @@ rules:
 describe('proxy.reload: a CONNECT in flight', () => {
   it('revoke_on_reload also stops a CONNECT that was still dialing when the denying policy arrived', async (t) => {
     // The dial holds the CONNECT in 'dialing' (after the address stage) until the reload is done, then connects to the echo server.
-    const { logger, logs } = capture()
+    const { logger, logs } = captureLogs()
     let release: (() => void) | undefined
     const gate = new Promise<void>((resolve) => { release = resolve })
     let started: (() => void) | undefined
@@ -279,7 +236,7 @@ describe('proxy.reload: a CONNECT in flight', () => {
     const socket = await rawConnect(addr?.port ?? 0)
     t.after(() => { socket.destroy() })
     socket.on('error', () => {})
-    socket.write(`CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\nHost: 127.0.0.1:${echo.port}\r\n\r\n`)
+    socket.write(connectHead(`127.0.0.1:${echo.port}`))
     await within(dialStarted, 'the dial starts')
     proxy.reload(config(`
 revoke_on_reload: true
@@ -312,38 +269,6 @@ rules:
 
 // ---------------------------------------------------------------- createReloader
 
-/** A pino logger whose records land in `logs`, with a waiter on them. */
-function capture (): { logger: ReturnType<typeof createLogger>, logs: LogRecord[], waitFor: (pred: (r: LogRecord) => boolean) => Promise<LogRecord> } {
-  const logs: LogRecord[] = []
-  const waiters = new Set<() => void>()
-  const destination = new Writable({
-    write (chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(JSON.parse(line) as LogRecord)
-      for (const w of [...waiters]) w()
-      cb()
-    }
-  })
-  const logger = createLogger({ level: 'debug', destination })
-  return {
-    logger,
-    logs,
-    async waitFor (pred) {
-      return await new Promise((resolve, reject) => {
-        const check = (): void => {
-          const found = logs.find(pred)
-          if (found !== undefined) { clearTimeout(timer); waiters.delete(check); resolve(found) }
-        }
-        const timer = setTimeout(() => {
-          waiters.delete(check)
-          reject(new Error(`timed out waiting for a log record; have:\n${logs.map(l => JSON.stringify(l)).join('\n')}`))
-        }, 5000)
-        waiters.add(check)
-        check()
-      })
-    }
-  }
-}
-
 const GOOD_A = 'version: 1\nrules:\n  - name: a\n    action: allow\n    ports: [443]\n'
 const GOOD_B = 'version: 1\nrules:\n  - name: b\n    action: deny\n    ports: [443]\n'
 const BROKEN = 'version: 1\nbogus: true\nrules:\n  - action: allow\n    ports: [99999]\n'
@@ -354,13 +279,6 @@ async function replace (file: string, text: string): Promise<void> {
   const tmp = `${file}.tmp-${++seq}`
   await writeFile(tmp, text)
   await rename(tmp, file)
-}
-
-/** Bound on waiting for apply; a failure bound, not synchronisation. */
-function within<T> (p: Promise<T>, what: string, ms = 5000): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  return Promise.race([p, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms) })])
-    .finally(() => clearTimeout(timer))
 }
 
 interface Harness {
@@ -390,7 +308,7 @@ describe('createReloader', () => {
     let current = parseConfig(GOOD_A, file)
     const applied: Config[] = []
     let waiting: ((c: Config) => void) | undefined
-    const { logger, logs, waitFor } = capture()
+    const { logger, logs, waitForLog: waitFor } = captureLogs()
     const reloader = createReloader({
       file,
       log: logger,
@@ -468,7 +386,7 @@ describe('createReloader', () => {
     closed.reloader.close()
     // The witness watches the same file with a longer debounce: by the time it has
     // applied the change, the closed one (1 ms debounce) would have too.
-    const { logger } = capture()
+    const { logger } = captureLogs()
     let witnessHash = parseConfig(GOOD_A, closed.file).hash
     let resolveWitness: ((c: Config) => void) | undefined
     const witnessApplied = new Promise<Config>((resolve) => { resolveWitness = resolve })

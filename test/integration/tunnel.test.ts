@@ -16,9 +16,11 @@ import { after, before, describe, it } from 'node:test'
 import { setImmediate as immediate } from 'node:timers/promises'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
+import { closedPort } from '../helpers/net.js'
 import { startEchoServer } from '../helpers/origin.js'
-import { rawConnect, readHead } from '../helpers/raw.js'
+import { connectHead, rawConnect, readAll, readBytes, readHead } from '../helpers/raw.js'
 import { LOOPBACK_ALLOWED, startSluice, type LogRecord, type Sluice } from '../helpers/sluice.js'
+import { pollImmediate } from '../helpers/wait.js'
 
 // A real gc() so arrayBuffers measures live buffers, not uncollected garbage.
 setFlagsFromString('--expose-gc')
@@ -46,11 +48,6 @@ interface Opened {
   readonly client: string
 }
 
-/** The CONNECT head for `authority`. */
-function connectHead (authority: string): Buffer {
-  return Buffer.from(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`, 'latin1')
-}
-
 /** A fresh raw client, tracked for cleanup. */
 async function client (port: number): Promise<Opened> {
   const socket = await rawConnect(port)
@@ -67,49 +64,12 @@ async function client (port: number): Promise<Opened> {
  */
 async function openTunnel (port: number, authority: string, extra: string | Buffer = ''): Promise<Opened> {
   const c = await client(port)
-  c.socket.write(Buffer.concat([connectHead(authority), Buffer.from(extra)]))
+  c.socket.write(Buffer.concat([Buffer.from(connectHead(authority), 'latin1'), Buffer.from(extra)]))
   const res = await readHead(c.socket)
   assert.equal(res.statusLine, 'HTTP/1.1 200 Connection Established')
   assert.deepEqual(res.headers, {})
   if (res.rest.length > 0) c.socket.unshift(res.rest)
   return c
-}
-
-/** Exactly `n` bytes from the socket; the surplus is pushed back and the socket paused. */
-async function readBytes (socket: Socket, n: number): Promise<Buffer> {
-  return await new Promise((resolve, reject) => {
-    let got = Buffer.alloc(0)
-    const cleanup = (): void => {
-      socket.off('data', onData)
-      socket.off('end', onEnd)
-      socket.off('error', onError)
-    }
-    const onData = (chunk: Buffer): void => {
-      got = Buffer.concat([got, chunk])
-      if (got.length < n) return
-      cleanup()
-      socket.pause()
-      if (got.length > n) socket.unshift(got.subarray(n))
-      resolve(got.subarray(0, n))
-    }
-    const onEnd = (): void => { cleanup(); reject(new Error(`EOF after ${got.length} of ${n} bytes`)) }
-    const onError = (err: Error): void => { cleanup(); reject(err) }
-    socket.on('data', onData)
-    socket.on('end', onEnd)
-    socket.on('error', onError)
-    socket.resume()
-  })
-}
-
-/** Everything until EOF. */
-async function readToEnd (socket: Socket): Promise<Buffer> {
-  return await new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    socket.on('data', (c: Buffer) => chunks.push(c))
-    socket.once('end', () => resolve(Buffer.concat(chunks)))
-    socket.once('error', reject)
-    socket.resume()
-  })
 }
 
 /** Resolves at 'close' with the socket's error, if any. Attach before the close can happen. */
@@ -224,15 +184,6 @@ async function liveArrayBuffers (): Promise<number> {
   return process.memoryUsage().arrayBuffers
 }
 
-/** Run `step` on setImmediate turns until it returns true, at most `max` turns; false if it never did. */
-async function pollImmediate (max: number, step: () => boolean): Promise<boolean> {
-  for (let i = 0; i < max; i++) {
-    if (step()) return true
-    await immediate()
-  }
-  return step()
-}
-
 interface TargetConn {
   readonly socket: Socket
   /** Every byte received, in order. */
@@ -323,16 +274,6 @@ async function resourceCounts (): Promise<{ Timeout: number, TCPSocketWrap: numb
   }
 }
 
-/** A loopback port with nothing listening (bound, then closed). */
-async function refusedPort (): Promise<number> {
-  const s = createServer()
-  s.listen(0, '127.0.0.1')
-  await once(s, 'listening')
-  const port = (s.address() as { port: number }).port
-  await closeServer(s)
-  return port
-}
-
 /** The fields every successful tunnel's log record must carry. */
 function assertEstablishedLog (rec: TunnelLog, authority: string, up: number, down: number): void {
   assert.equal(rec.status, 200)
@@ -400,7 +341,7 @@ describe('tunnel data path (default LOOPBACK_ALLOWED config)', () => {
       socket.write(' WORLD')
       assert.equal((await readBytes(socket, 6)).toString(), ' WORLD')
       socket.end()
-      assert.equal((await readToEnd(socket)).length, 0)
+      assert.equal((await readAll(socket)).length, 0)
       const { data, ended } = await conn.closed
       assert.equal(data.toString(), 'HELLO WORLD')
       assert.equal(ended, true)
@@ -513,7 +454,7 @@ describe('tunnel data path (default LOOPBACK_ALLOWED config)', () => {
     try {
       const { socket, client: clientAddr } = await openTunnel(sluice.port, target.authority)
       const conn = await target.next()
-      assert.equal((await readToEnd(socket)).toString(), greeting)
+      assert.equal((await readAll(socket)).toString(), greeting)
       const tail = 'abcdefghijklmnopqrstuvwxyz'
       assert.equal(tail.length, 26)
       socket.end(tail)
@@ -538,7 +479,7 @@ describe('tunnel data path (default LOOPBACK_ALLOWED config)', () => {
       socket.write('over IPv6')
       assert.equal((await readBytes(socket, 9)).toString(), 'over IPv6')
       socket.end()
-      assert.equal((await readToEnd(socket)).length, 0)
+      assert.equal((await readAll(socket)).length, 0)
       const rec = await closedLog(sluice, clientAddr)
       assertEstablishedLog(rec, authority, 9, 9)
       assert.equal(echo6.accepted(), 1)
@@ -547,44 +488,44 @@ describe('tunnel data path (default LOOPBACK_ALLOWED config)', () => {
     }
   })
 
-  it('propagates a client reset to the target as a reset', { timeout: 10_000 }, async () => {
+  /**
+   * Through a tunnel to a fresh echoing target, one byte each way; then
+   * `reset` (which resolves once the reset has been seen), and the tunnel's
+   * record: 1 byte each way, closed by `closedBy` with close 'reset'.
+   */
+  async function resetAfterOneByte (byte: string, closedBy: string, reset: (socket: Socket, conn: TargetConn) => Promise<void>): Promise<void> {
     const target = await startTarget(echoBehaviour)
     try {
       const { socket, client: clientAddr } = await openTunnel(sluice.port, target.authority)
       const conn = await target.next()
-      socket.write('x')
-      assert.equal((await readBytes(socket, 1)).toString(), 'x')
-      socket.resetAndDestroy()
-      const { error, ended } = await conn.closed
-      assert.equal(error?.code, 'ECONNRESET', `target saw ${error?.code ?? 'no error'} (ended: ${String(ended)})`)
+      socket.write(byte)
+      assert.equal((await readBytes(socket, 1)).toString(), byte)
+      await reset(socket, conn)
       const rec = await closedLog(sluice, clientAddr)
       assertEstablishedLog(rec, target.authority, 1, 1)
-      assert.equal(rec.closed_by, 'client')
+      assert.equal(rec.closed_by, closedBy)
       assert.equal(rec.close, 'reset')
     } finally {
       await target.close()
     }
+  }
+
+  it('propagates a client reset to the target as a reset', { timeout: 10_000 }, async () => {
+    await resetAfterOneByte('x', 'client', async (socket, conn) => {
+      socket.resetAndDestroy()
+      const { error, ended } = await conn.closed
+      assert.equal(error?.code, 'ECONNRESET', `target saw ${error?.code ?? 'no error'} (ended: ${String(ended)})`)
+    })
   })
 
   it('propagates a target reset to the client as a reset', { timeout: 10_000 }, async () => {
-    const target = await startTarget(echoBehaviour)
-    try {
-      const { socket, client: clientAddr } = await openTunnel(sluice.port, target.authority)
-      const conn = await target.next()
-      socket.write('y')
-      assert.equal((await readBytes(socket, 1)).toString(), 'y')
+    await resetAfterOneByte('y', 'upstream', async (socket, conn) => {
       const eof = eofOf(socket)
       socket.resume()
       conn.socket.resetAndDestroy()
       const { error, ended } = await eof
       assert.equal(error?.code, 'ECONNRESET', `client saw ${error?.code ?? 'no error'} (EOF: ${String(ended)})`)
-      const rec = await closedLog(sluice, clientAddr)
-      assertEstablishedLog(rec, target.authority, 1, 1)
-      assert.equal(rec.closed_by, 'upstream')
-      assert.equal(rec.close, 'reset')
-    } finally {
-      await target.close()
-    }
+    })
   })
 })
 
@@ -690,7 +631,7 @@ describe('tunnel timeouts', () => {
     t.socket.write('still alive')
     assert.equal((await readBytes(t.socket, 11)).toString(), 'still alive')
     t.socket.end()
-    await readToEnd(t.socket)
+    await readAll(t.socket)
     const rec = await closedLog(sluice, t.client)
     assertEstablishedLog(rec, echoAuthority, 15, 15)
     assert.equal(rec.closed_by, 'client')
@@ -724,7 +665,7 @@ ${LOOPBACK_RULE}`)
 
   it('~50 concurrent tunnels (FIN, resets, refused, denied, bad target, idle) all close and leave nothing behind', { timeout: 20_000 }, async (testCtx) => {
     const echoAuthority = `127.0.0.1:${echo.port}`
-    const refused = await refusedPort()
+    const refused = await closedPort()
     const kinds = ['fin', 'client-reset', 'upstream-reset', 'refused', 'denied', 'bad-target', 'idle'] as const
     type Kind = typeof kinds[number]
     interface Outcome { kind: Kind, client: string, check: (rec: TunnelLog) => void }
@@ -743,6 +684,16 @@ ${LOOPBACK_RULE}`)
       return c.client
     }
 
+    /** A tunnel that was established: its record carries `bytes` up and down, closed as `closed` (closed_by, close). */
+    const established = (kind: Kind, client: string, authority: string, bytes: readonly [number, number], closed: readonly [string, string]): Outcome => ({
+      kind,
+      client,
+      check: (rec) => {
+        assertEstablishedLog(rec, authority, bytes[0], bytes[1])
+        assert.deepEqual([rec.closed_by, rec.close], closed)
+      }
+    })
+
     async function run (kind: Kind, i: number): Promise<Outcome> {
       const n = 1000 + i * 37
       switch (kind) {
@@ -750,15 +701,8 @@ ${LOOPBACK_RULE}`)
           const t = await openTunnel(sluice.port, echoAuthority)
           const payload = randomBytes(n)
           t.socket.end(payload)
-          assert.ok((await readToEnd(t.socket)).equals(payload))
-          return {
-            kind,
-            client: t.client,
-            check: (rec) => {
-              assertEstablishedLog(rec, echoAuthority, n, n)
-              assert.deepEqual([rec.closed_by, rec.close], ['client', 'fin'])
-            }
-          }
+          assert.ok((await readAll(t.socket)).equals(payload))
+          return established(kind, t.client, echoAuthority, [n, n], ['client', 'fin'])
         }
         case 'client-reset': {
           const t = await openTunnel(sluice.port, echoAuthority)
@@ -767,14 +711,7 @@ ${LOOPBACK_RULE}`)
           const closed = closeOf(t.socket)
           t.socket.resetAndDestroy()
           await closed
-          return {
-            kind,
-            client: t.client,
-            check: (rec) => {
-              assertEstablishedLog(rec, echoAuthority, n, n)
-              assert.deepEqual([rec.closed_by, rec.close], ['client', 'reset'])
-            }
-          }
+          return established(kind, t.client, echoAuthority, [n, n], ['client', 'reset'])
         }
         case 'upstream-reset': {
           const t = await openTunnel(sluice.port, resetter.authority)
@@ -783,14 +720,7 @@ ${LOOPBACK_RULE}`)
           t.socket.write(randomBytes(n))
           const { error, ended } = await eof
           assert.equal(error?.code, 'ECONNRESET', `upstream reset: client saw ${error?.code ?? 'no error'} (EOF: ${String(ended)})`)
-          return {
-            kind,
-            client: t.client,
-            check: (rec) => {
-              assertEstablishedLog(rec, resetter.authority, n, 0)
-              assert.deepEqual([rec.closed_by, rec.close], ['upstream', 'reset'])
-            }
-          }
+          return established(kind, t.client, resetter.authority, [n, 0], ['upstream', 'reset'])
         }
         case 'refused': {
           const c = await refusedConnect(`127.0.0.1:${refused}`, 502, 'ERR_UPSTREAM_REFUSED')
@@ -838,14 +768,7 @@ ${LOOPBACK_RULE}`)
           t.socket.resume()
           assert.deepEqual(await eof, { ended: true, error: undefined })
           t.socket.end()
-          return {
-            kind,
-            client: t.client,
-            check: (rec) => {
-              assertEstablishedLog(rec, echoAuthority, 0, 0)
-              assert.deepEqual([rec.closed_by, rec.close], ['proxy', 'idle_timeout'])
-            }
-          }
+          return established(kind, t.client, echoAuthority, [0, 0], ['proxy', 'idle_timeout'])
         }
       }
     }

@@ -9,15 +9,14 @@
  * with a message otherwise.
  */
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
-import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it, type TestContext } from 'node:test'
+import { runCurl } from '../helpers/curl.js'
+import { closedPort } from '../helpers/net.js'
 import { startHttpsOrigin } from '../helpers/origin.js'
-import { startSluice, type Sluice } from '../helpers/sluice.js'
+import { sluiceFor, type Sluice } from '../helpers/sluice.js'
 import { squidMissing, startSquid, type Squid } from '../helpers/squid.js'
 
 const USER = 'svc-egress'
@@ -52,27 +51,17 @@ function sq (): Squid {
   return squidRunning
 }
 
-/** curl through Sluice to the origin by IP literal; no proxy from the environment. */
+/** curl through Sluice to the origin by IP literal; no proxy from the environment, no ~/.curlrc. */
 async function curl (sluice: Sluice, path = '/hello'): Promise<CurlResult> {
   const headersFile = join(tmp, `headers-${Math.random().toString(36).slice(2)}`)
   const bodyFile = join(tmp, `body-${Math.random().toString(36).slice(2)}`)
   const args = ['-sS', '-p', '-x', sluice.url, '--cacert', caFile, '--max-time', '10', '-D', headersFile, '-o', bodyFile,
     '-w', '%{http_code} %{http_connect}', `https://127.0.0.1:${origin.port}${path}`]
   const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: tmp }
-  return await new Promise((resolve) => {
-    execFile('curl', args, { env, timeout: 15_000 }, (err, stdout, stderr) => {
-      const [httpCode = '', connectCode = ''] = stdout.trim().split(' ')
-      const readOr = (f: string): string => { try { return readFileSync(f, 'utf8') } catch { return '' } }
-      resolve({
-        exitCode: err === null ? 0 : typeof err.code === 'number' ? err.code : -1,
-        httpCode,
-        connectCode,
-        body: readOr(bodyFile),
-        headers: readOr(headersFile),
-        stderr
-      })
-    })
-  })
+  const r = await runCurl(args, { env, timeoutMs: 15_000 })
+  const [httpCode = '', connectCode = ''] = r.stdout.trim().split(' ')
+  const readOr = (f: string): string => { try { return readFileSync(f, 'utf8') } catch { return '' } }
+  return { exitCode: r.exit, httpCode, connectCode, body: readOr(bodyFile), headers: readOr(headersFile), stderr: r.stderr }
 }
 
 /** The Proxy-Status value of the first (CONNECT) response curl saw. */
@@ -81,20 +70,8 @@ function proxyStatus (headers: string): string {
   return m?.[1] ?? ''
 }
 
-async function closedPort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const address = server.address()
-  const closed = once(server, 'close')
-  server.close()
-  await closed
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return address.port
-}
-
 async function sluiceWith (t: TestContext, parents: string, defaultRoute: string, routes = ''): Promise<Sluice> {
-  const s = await startSluice(`
+  const s = await sluiceFor(t, `
 parents:
 ${parents}
 ${routes}
@@ -102,7 +79,6 @@ default_route: ${defaultRoute}
 rules:
   - { name: origin, action: allow, ips: [127.0.0.0/8], ports: [${origin.port}] }
 `)
-  t.after(async () => { await s.close() })
   return s
 }
 

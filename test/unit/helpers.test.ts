@@ -6,50 +6,14 @@
 import assert from 'node:assert/strict'
 import { promises as dns } from 'node:dns'
 import { once } from 'node:events'
-import { connect, type Socket } from 'node:net'
+import { connect } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { after, before, describe, it } from 'node:test'
 import { Agent, request } from 'undici'
 import { startDnsStub, type DnsStub } from '../helpers/dns-stub.js'
 import { startEchoServer, startGreetingServer, startHttpsOrigin } from '../helpers/origin.js'
+import { readAll, readBytes } from '../helpers/raw.js'
 import { makeCert } from '../helpers/tls.js'
-
-/** Everything the socket sends until it ends. */
-async function readAll (socket: Socket): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  socket.on('data', (c: Buffer) => chunks.push(c))
-  socket.resume()
-  await once(socket, 'end')
-  return Buffer.concat(chunks)
-}
-
-/** The first `n` bytes the socket sends; leaves the socket paused, the rest unread. */
-function readBytes (socket: Socket, n: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let got = Buffer.alloc(0)
-    const cleanup = (): void => {
-      socket.off('data', onData)
-      socket.off('end', onEnd)
-      socket.off('error', reject)
-    }
-    const onData = (chunk: Buffer): void => {
-      got = Buffer.concat([got, chunk])
-      if (got.length < n) return
-      cleanup()
-      socket.pause()
-      if (got.length > n) socket.unshift(got.subarray(n))
-      resolve(got.subarray(0, n).toString())
-    }
-    const onEnd = (): void => {
-      cleanup()
-      reject(new Error(`ended after ${got.length} of ${n} bytes`))
-    }
-    socket.on('data', onData)
-    socket.on('end', onEnd)
-    socket.on('error', reject)
-    socket.resume()
-  })
-}
 
 describe('dns stub', () => {
   let stub: DnsStub
@@ -204,7 +168,7 @@ describe('echo server', () => {
       await once(socket, 'connect')
       assert.equal(new URL(echo.url).host, `127.0.0.1:${echo.port}`)
       socket.write('ping')
-      assert.equal(await readBytes(socket, 4), 'ping')
+      assert.equal((await readBytes(socket, 4)).toString(), 'ping')
       // Half-close: we can still receive what was sent before our FIN.
       const rest = readAll(socket)
       socket.end('after')
@@ -238,7 +202,7 @@ describe('greeting server', () => {
     const server = await startGreetingServer('220 hello\r\n')
     try {
       const socket = connect(server.port, server.host)
-      assert.equal(await readBytes(socket, 11), '220 hello\r\n')
+      assert.equal((await readBytes(socket, 11)).toString(), '220 hello\r\n')
       const rest = readAll(socket)
       socket.end('QUIT\r\n')
       assert.equal((await rest).toString(), 'QUIT\r\n')

@@ -11,7 +11,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import type { Socket } from 'node:net'
-import { Writable } from 'node:stream'
 import pino from 'pino'
 import { EnvHttpProxyAgent, type Dispatcher } from 'undici'
 import { loadParent, type ParentSpec } from '../../src/upstream/parent.js'
@@ -19,6 +18,7 @@ import { noProxyMatcher } from '../../src/upstream/routing.js'
 import { parseHead, readConnectReply, ReplyError, type ConnectReply } from '../../src/upstream/connect-response.js'
 import { ParentHealth } from '../../src/upstream/health.js'
 import { ConfigError, parseConfig, type Config } from '../../src/config/load.js'
+import { recordSink } from '../helpers/sluice.js'
 
 const basic = (userPass: string): string => 'Basic ' + Buffer.from(userPass, 'utf8').toString('base64')
 
@@ -586,13 +586,7 @@ describe('readConnectReply and parseHead', () => {
 
 function healthWithLogs (baseMs: number, maxMs?: number): { health: ParentHealth, logs: Array<Record<string, unknown>> } {
   const logs: Array<Record<string, unknown>> = []
-  const sink = new Writable({
-    write (chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(JSON.parse(line) as Record<string, unknown>)
-      cb()
-    }
-  })
-  const log = pino({ level: 'debug' }, sink)
+  const log = pino({ level: 'debug' }, recordSink(logs))
   return { health: maxMs === undefined ? new ParentHealth(log, baseMs) : new ParentHealth(log, baseMs, maxMs), logs }
 }
 
