@@ -5,6 +5,7 @@
 import { run } from 'mitata'
 import './target.bench.js'
 import './decide.bench.js'
+import './auth.bench.js'
 
 const pattern = process.argv[2]
 await run({
