@@ -3,11 +3,12 @@
  * §11.7.2) against a users file, with a verification cache so a client
  * opening thousands of tunnels pays the slow hash once.
  *
- * The cache key is an HMAC of user and password under a per-process random
- * key: the cache never holds a plaintext password, and a new Authenticator
- * (built on every users-file reload) starts with an empty cache.
+ * The cache key is a SHA-256 of the header under a per-process random
+ * secret: the cache never holds a password (nor its base64), a hit skips
+ * parsing too, and a new Authenticator (built on every users-file reload)
+ * starts with an empty cache.
  */
-import { createHmac, randomBytes } from 'node:crypto'
+import { hash as digest, randomBytes } from 'node:crypto'
 import basicAuth from 'basic-auth'
 import type { BcryptPool } from './bcrypt-pool.js'
 import { scryptVerify, type PasswordHash } from './hash.js'
@@ -36,7 +37,8 @@ export interface AuthenticatorOptions {
 /** A bcrypt hash of random bytes: unknown users cost the same as known ones. */
 const DUMMY_BCRYPT = '$2b$10$yZzrgbLDItOkHBJGHdll8uf0MXnUBrg08jkoC7blczLNOSeZnCUpy'
 const NO_GROUPS: ReadonlySet<string> = new Set()
-const HMAC_KEY = randomBytes(32)
+/** Prefix of every cache key: without it a key would be a plain hash of the credentials. */
+const SECRET = randomBytes(32).toString('base64')
 
 export class Authenticator {
   private readonly opts: AuthenticatorOptions
@@ -49,18 +51,18 @@ export class Authenticator {
   /** Judge a Proxy-Authorization header value (or its absence). */
   async authenticate (header: string | undefined): Promise<AuthOutcome> {
     if (header === undefined || header === '') return { kind: 'none' }
-    if (!/^\s*basic\s/i.test(header)) return { kind: 'fail', reason: 'not_basic' }
-    const creds = basicAuth.parse(header)
-    if (creds === undefined) return { kind: 'fail', reason: 'malformed' }
-    const user = creds.name.normalize('NFC')
-    const password = creds.pass.normalize('NFC')
-
-    const key = createHmac('sha256', HMAC_KEY).update(user).update('\0').update(password).digest('base64')
+    // crypto.hash is one call (~1 µs); an HMAC object costs ~4 µs per CONNECT.
+    const key = digest('sha256', SECRET + header, 'base64')
     const hit = this.cache.get(key)
     if (hit !== undefined) {
       if (hit.expires > Date.now()) return { kind: 'ok', principal: hit.principal, cached: true }
       this.cache.delete(key)
     }
+    if (!/^\s*basic\s/i.test(header)) return { kind: 'fail', reason: 'not_basic' }
+    const creds = basicAuth.parse(header)
+    if (creds === undefined) return { kind: 'fail', reason: 'malformed' }
+    const user = creds.name.normalize('NFC')
+    const password = creds.pass.normalize('NFC')
 
     const hash = this.opts.users.get(user)
     const ok = await this.verify(hash, password)
