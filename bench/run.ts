@@ -3,7 +3,7 @@
  * the C load generator and origin of bench/c/. `--help` lists the options;
  * docs/benchmarks.md explains the method.
  */
-import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { appendFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { execFileSync } from 'node:child_process'
@@ -12,12 +12,15 @@ import { installCleanup, runCaptured, stopAll } from './lib/children.js'
 import { buildC, buildSluice } from './lib/build.js'
 import { allowedCpus, cpuModel, nofileLimit, nofileRaise, which } from './lib/proc.js'
 import { HELP, parseOptions, UsageError, type Options } from './lib/options.js'
-import { externalVersion, selectPeers, type Peer, type PeerContext, type RunningPeer } from './lib/peers.js'
+import type { Peer, PeerContext, RunningPeer } from './lib/peers.js'
+import { externalVersion, selectPeers } from './lib/select.js'
+import { dnsQueries, stopVariantServices } from './lib/variants.js'
+import { variantLegend, variantNotes, variantTable } from './lib/variant-table.js'
 import { startOrigin } from './lib/origin.js'
 import type { LoadgenEnv } from './lib/loadgen.js'
 import { bulk, hold, leastDisturbed, rate } from './lib/scenarios.js'
-import { fmt, notes as collectNotes, table, type RepResult } from './lib/table.js'
-import { docsFile, resultsFile, type RunInfo } from './lib/report.js'
+import { fmt, notes as collectNotes, table, type RepResult, type Scenario } from './lib/table.js'
+import { docsFile, resultsFile, type RunInfo, type VariantSection } from './lib/report.js'
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
 const root = dirname(benchDir)
@@ -48,10 +51,28 @@ function sluiceVersion (): string {
   return `${pkg.version ?? '?'} (${rev})`
 }
 
+interface Pinning {
+  readonly proxy: string[]
+  readonly load: string[]
+  /** Every CPU this driver had before pinning itself (its children inherit its affinity). */
+  readonly all: string[]
+  readonly text: string
+}
+
+/** dist/cli.js's mtime: a build (ours or anyone's on a shared checkout) changes it. */
+function distStamp (): number | undefined {
+  try {
+    return statSync(join(root, 'dist', 'cli.js')).mtimeMs
+  } catch {
+    return undefined
+  }
+}
+
 /** Pin decision: both CPUs must exist, differ, and taskset must be on PATH. */
-async function pinning (o: Options): Promise<{ proxy: string[], load: string[], text: string }> {
-  const none = { proxy: [], load: [] }
+async function pinning (o: Options): Promise<Pinning> {
+  const none = { proxy: [], load: [], all: [] }
   if (!o.pin) return { ...none, text: 'none (--no-pin)' }
+  const every = [...allowedCpus()].join(',')
   const why = which('taskset') === undefined
     ? 'taskset not found'
     : o.proxyCpu === o.loadCpu
@@ -67,6 +88,7 @@ async function pinning (o: Options): Promise<{ proxy: string[], load: string[], 
   return {
     proxy: ['taskset', '-c', String(o.proxyCpu)],
     load: ['taskset', '-c', String(o.loadCpu)],
+    all: ['taskset', '-c', every],
     text: `proxy on CPU ${o.proxyCpu}; loadgen, origin and driver on CPU ${o.loadCpu} (taskset)`
   }
 }
@@ -76,14 +98,15 @@ async function runPeer (peer: Peer, rep: number, ctx: PeerContext, lg: LoadgenEn
   const label = `${peer.name}-r${rep}`
   const started = Date.now()
   let running: RunningPeer | undefined
+  const wants = (s: Scenario): boolean => o.scenarios.has(s) && (peer.scenarios?.has(s) ?? true)
   try {
     running = await peer.start(ctx)
-    if (!peer.direct && o.scenarios.has('hold')) r.hold = await hold(lg, running, label, o.hold, o.holdSettleMs)
+    if (!peer.direct && wants('hold')) r.hold = await hold(lg, running, label, o.hold, o.holdSettleMs)
     const quiet = async <T extends { otherCpuPct?: number }>(what: string, fn: () => Promise<T>): Promise<T> =>
       await leastDisturbed(fn, o.noiseThresholdPct, o.noiseRetries, log, `${label} ${what}`)
     const peerNow = running
-    if (o.scenarios.has('bulk')) r.bulk = await quiet('bulk', async () => await bulk(lg, peerNow, label, o.bulkBytes))
-    if (o.scenarios.has('rate')) r.rate = await quiet('rate', async () => await rate(lg, peerNow, label, o.rateClients, o.rateSeconds, o.rateWarmupS))
+    if (wants('bulk')) r.bulk = await quiet('bulk', async () => await bulk(lg, peerNow, label, o.bulkBytes))
+    if (wants('rate')) r.rate = await quiet('rate', async () => await rate(lg, peerNow, label, o.rateClients, o.rateSeconds, o.rateWarmupS))
     if (!running.alive()) r.error = 'the proxy exited during the run (see its log)'
   } catch (err) {
     r.error = err instanceof Error ? err.message : String(err)
@@ -95,7 +118,7 @@ async function runPeer (peer: Peer, rep: number, ctx: PeerContext, lg: LoadgenEn
 }
 
 function progress (peer: string, r: RepResult): string {
-  const parts = [`rep ${r.rep} ${peer.padEnd(10)}`]
+  const parts = [`rep ${r.rep} ${peer.padEnd(13)}`]
   if (r.bulk !== undefined) parts.push(`up ${fmt(r.bulk.upMBps)} down ${fmt(r.bulk.downMBps)} MB/s`)
   if (r.rate !== undefined) parts.push(`${fmt(r.rate.tunnelsPerS)} tunnels/s (errors ${fmt(r.rate.errors)})`)
   if (r.hold?.pssKiBPerTunnel !== undefined) parts.push(`${fmt(r.hold.pssKiBPerTunnel)} KiB/tunnel, alive ${fmt(r.hold.aliveAfter)}/${fmt(r.hold.established)}`)
@@ -106,7 +129,7 @@ function progress (peer: string, r: RepResult): string {
 async function main (argv: readonly string[]): Promise<number> {
   let o = parseOptions(argv)
   if (o.help) { process.stdout.write(HELP + '\n'); return 0 }
-  const { peers, skipped } = selectPeers(o.peers)
+  const { peers, skipped } = selectPeers(o.peers, o.variants)
   if (peers.length === 0) throw new UsageError('no peers to run')
   const started = new Date()
   const resultsDir = join(benchDir, 'results')
@@ -122,13 +145,23 @@ async function main (argv: readonly string[]): Promise<number> {
   }
   const pin = await pinning(o)
   const bins = await buildC(benchDir, log)
-  if (o.build && peers.some(p => p.name === 'sluice')) await buildSluice(root, log)
+  if (o.build && peers.some(p => p.name.startsWith('sluice'))) await buildSluice(root, log)
+  // What is measured is fixed now: the checkout may move on while we run.
+  const measured = { version: sluiceVersion(), dist: distStamp() }
 
   const raise = nofileRaise()
   const origin = await startOrigin(bins.origin, [...raise, ...pin.load], runDir)
   log(`origin: echo ${origin.ports.echo}, sink ${origin.ports.sink}, source ${origin.ports.source}`)
   const lg: LoadgenEnv = { bin: bins.loadgen, ports: origin.ports, prefix: [...raise, ...pin.load], logFile: join(runDir, 'loadgen.log') }
-  const ctx: PeerContext = { root, prefix: [...raise, ...pin.proxy], logDir: runDir, origin: origin.ports, maxTunnels: o.hold }
+  const ctx: PeerContext = {
+    root,
+    prefix: [...raise, ...pin.proxy],
+    unpinned: [...raise, ...pin.all],
+    loadSide: [...raise, ...pin.load],
+    logDir: runDir,
+    origin: origin.ports,
+    maxTunnels: o.hold
+  }
   const results = new Map<string, RepResult[]>(peers.map(p => [p.name, []]))
   try {
     for (let rep = 1; rep <= o.reps; rep++) {
@@ -141,6 +174,7 @@ async function main (argv: readonly string[]): Promise<number> {
     }
   } finally {
     await origin.stop()
+    await stopVariantServices()
   }
 
   const info: RunInfo = {
@@ -150,21 +184,31 @@ async function main (argv: readonly string[]): Promise<number> {
     cpu: cpuModel(),
     cpus: cpus().length,
     pinning: pin.text,
-    sluice: sluiceVersion(),
+    sluice: measured.version,
     others: peers.map(p => externalVersion(p.name)).filter((v): v is string => v !== undefined),
     wallS: (Date.now() - t0) / 1000,
     nofile: nofile.soft,
     skippedPeers: skipped
   }
-  const tableText = table(peers.map(p => p.name), results, o.scenarios, o.hold)
+  const mainPeers = peers.filter(p => p.variantOf === undefined)
+  const tableText = table(mainPeers.map(p => p.name), results, o.scenarios, o.hold)
   const notes = collectNotes(results)
+  if (distStamp() !== measured.dist) notes.push('dist/ was rebuilt while this ran (not by this driver): later repetitions may have measured other code')
+  const versionNow = sluiceVersion()
+  if (versionNow !== measured.version) notes.push(`the checkout moved to ${versionNow} while this ran; the Sluice version above is the one at the start`)
+  const vTable = variantTable(peers, results)
+  const variants: VariantSection | undefined = vTable === undefined
+    ? undefined
+    : { table: vTable, legend: variantLegend(peers), notes: variantNotes(peers, results, await dnsQueries()) }
   const resultsPath = join(resultsDir, `${stamp(started)}.md`)
-  writeFileSync(resultsPath, resultsFile(info, o, tableText, notes))
-  process.stdout.write(`\n${tableText}\n\n${notes.map(n => `- ${n}\n`).join('')}`)
+  writeFileSync(resultsPath, resultsFile(info, o, tableText, notes, variants))
+  const bullets = (list: readonly string[]): string => list.map(n => `- ${n}\n`).join('')
+  process.stdout.write(`\n${tableText}\n\n${bullets(notes)}`)
+  if (variants !== undefined) process.stdout.write(`\nVariants against plain sluice (same run):\n\n${variants.table}\n\n${bullets(variants.notes)}`)
   log(`wrote ${relative(root, resultsPath)}`)
   if (o.updateDocs) {
     mkdirSync(join(root, 'docs'), { recursive: true })
-    writeFileSync(join(root, 'docs', 'benchmarks.md'), docsFile(info, o, tableText, notes))
+    writeFileSync(join(root, 'docs', 'benchmarks.md'), docsFile(info, o, tableText, notes, variants))
     log('wrote docs/benchmarks.md')
   }
   const failed = [...results.values()].flat().some(r => r.error !== undefined)

@@ -3,6 +3,8 @@
  * CONNECT-proxy perf harness (shared/perf/loadgen.c), which carries no license
  * or attribution header; maintained here from now on. Built by bench/run.ts
  * (cc -O2 -Wall ... -lm) into bench/.build/.
+ * Local change since the copy: --connect-host NAME (a reserved name in the
+ * CONNECT line, for proxies whose name rules should be exercised).
  *
  * loadgen.c - load generator for HTTP CONNECT forward proxies.
  *
@@ -83,6 +85,7 @@ static struct {
     int proxy_port;
     int direct;
     char origin_host[64];
+    char connect_host[128]; /* name in the CONNECT line instead of origin_host ("" = origin_host) */
     int echo_port, sink_port, source_port, closed_port, stall_port;
     char auth_line[512]; /* "Proxy-Authorization: Basic ...\r\n" or "" */
     const char *label;
@@ -135,6 +138,9 @@ static struct {
     .sni_unknown = "unknown-name.invalid",
     .sni_gap_ms = 5,
 };
+
+/* The CONNECT target name: --connect-host, else the origin address. */
+static const char *connect_host(void) { return O.connect_host[0] ? O.connect_host : O.origin_host; }
 
 /* ------------------------------------------------------------------ */
 /* small utilities                                                     */
@@ -616,8 +622,8 @@ static void on_connected(conn_t *c) {
         tunnel_ready(c);
         return;
     }
-    c->smalllen = snprintf(c->small, SMALL_MAX, "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n%s\r\n", O.origin_host,
-                           c->target_port, O.origin_host, c->target_port, O.auth_line);
+    c->smalllen = snprintf(c->small, SMALL_MAX, "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n%s\r\n", connect_host(),
+                           c->target_port, connect_host(), c->target_port, O.auth_line);
     c->smalloff = 0;
     c->headlen = 0;
     c->state = ST_SEND_REQ;
@@ -1516,8 +1522,8 @@ static int probe_connect(int port, const char *extra, int extralen, char *head, 
         return fd;
     }
     char req[SMALL_MAX + 1024];
-    int n = snprintf(req, sizeof req, "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n%s\r\n", O.origin_host, port,
-                     O.origin_host, port, O.auth_line);
+    int n = snprintf(req, sizeof req, "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n%s\r\n", connect_host(), port,
+                     connect_host(), port, O.auth_line);
     if (extralen) {
         memcpy(req + n, extra, (size_t)extralen);
         n += extralen;
@@ -1775,12 +1781,26 @@ static int run_probe(void) {
 /* ------------------------------------------------------------------ */
 /* main                                                                */
 
+/* Letters, digits, '-' and '.', ending in .test / .localhost (or "localhost"):
+ * names reserved for testing that no public resolver answers (RFC 6761). */
+static int reserved_name(const char *v) {
+    size_t n = strlen(v);
+    if (n == 0 || n > 100) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(v[i] == '-' || v[i] == '.' || (v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'z'))) return 0;
+    if (!strcmp(v, "localhost")) return 1;
+    return (n > 5 && !strcmp(v + n - 5, ".test")) || (n > 10 && !strcmp(v + n - 10, ".localhost"));
+}
+
 static void usage(void) {
     fprintf(stderr,
             "usage: loadgen MODE [options]      MODE = rate | bulk | hold | probe\n"
             "  --proxy HOST:PORT     the proxy (loopback only unless --allow-nonloopback)\n"
             "  --direct              no proxy: connect to the origin ports straight\n"
             "  --origin-host H       CONNECT target / direct host (127.0.0.1)\n"
+            "  --connect-host NAME   put NAME (under .test or .localhost) in the CONNECT line\n"
+            "                        instead of --origin-host; the proxy must resolve it to\n"
+            "                        the origin (e.g. through a loopback DNS stub)\n"
             "  --echo P --sink P --source P   origin ports (20001 20002 20003)\n"
             "  --auth USER:PASS      send Proxy-Authorization: Basic\n"
             "  --timeout-ms N        per-step timeout; bulk: max time without progress (5000)\n"
@@ -1857,6 +1877,11 @@ int main(int argc, char **argv) {
             have_proxy = 1;
         } else if (!strcmp(a, "--direct")) O.direct = 1;
         else if (!strcmp(a, "--origin-host")) snprintf(O.origin_host, sizeof O.origin_host, "%s", NEXT());
+        else if (!strcmp(a, "--connect-host")) {
+            const char *v = NEXT();
+            if (!reserved_name(v)) die("--connect-host %s: need a name under .test or .localhost (RFC 6761)", v);
+            snprintf(O.connect_host, sizeof O.connect_host, "%s", v);
+        }
         else if (!strcmp(a, "--echo")) O.echo_port = atoi(NEXT());
         else if (!strcmp(a, "--sink")) O.sink_port = atoi(NEXT());
         else if (!strcmp(a, "--source")) O.source_port = atoi(NEXT());

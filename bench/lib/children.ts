@@ -95,9 +95,12 @@ export function installCleanup (): void {
   }
 }
 
-/** Run to completion with a time bound; output captured. */
-export async function runCaptured (argv: readonly string[], timeoutMs: number, opts: TrackedOptions = {}): Promise<{ code: number | null, stdout: string, stderr: string, timedOut: boolean }> {
-  const child = spawnTracked(argv, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] })
+/** Run to completion with a time bound; output captured; `input` (if any) written to its stdin. */
+export async function runCaptured (argv: readonly string[], timeoutMs: number, opts: TrackedOptions & { readonly input?: string } = {}): Promise<{ code: number | null, stdout: string, stderr: string, timedOut: boolean }> {
+  const { input, ...spawnOpts } = opts
+  const child = spawnTracked(argv, { ...spawnOpts, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] })
+  child.stdin?.on('error', () => {}) // EPIPE when it exits without reading
+  child.stdin?.end(input)
   let stdout = ''
   let stderr = ''
   child.stdout?.setEncoding('utf8').on('data', (s: string) => { stdout += s })

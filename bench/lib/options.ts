@@ -8,7 +8,12 @@ Measures Sluice against a no-proxy "direct" baseline (and squid/tinyproxy when
 installed and named in --peers) with the C load generator and origin in bench/c/.
 
   --quick               2 reps, 256 MiB bulk, 3 s rate, 2000 held tunnels (~1 min)
-  --peers LIST          peers in order (default direct,sluice; also squid, tinyproxy)
+  --peers LIST          peers in order (default direct,sluice; also squid, tinyproxy,
+                        and Sluice's variants: sluice+auth, sluice+name, sluice+bigacl,
+                        sluice+chain, sluice-w2, sluice-w2-os; these run the rate test only)
+  --variants LIST       add variant groups right after sluice: auth, bigacl (with its
+                        control sluice+name), chain, workers (sluice-w2: --scheduling rr,
+                        sluice-w2-os: --scheduling os)
   --skip LIST           scenarios to leave out: bulk, rate, hold
   --reps N              repetitions, interleaved A B A B (default 3)
   --bulk SIZE           bytes each way through one tunnel (default 2g; k/m/g suffixes)
@@ -33,6 +38,7 @@ export class UsageError extends Error {
 export interface Options {
   readonly quick: boolean
   readonly peers: string
+  readonly variants: string
   readonly scenarios: ReadonlySet<Scenario>
   readonly reps: number
   readonly bulkBytes: number
@@ -72,6 +78,7 @@ export function parseOptions (argv: readonly string[]): Options {
     options: {
       quick: { type: 'boolean' },
       peers: { type: 'string' },
+      variants: { type: 'string' },
       skip: { type: 'string' },
       reps: { type: 'string' },
       bulk: { type: 'string' },
@@ -99,6 +106,7 @@ export function parseOptions (argv: readonly string[]): Options {
   return {
     quick,
     peers: v.peers ?? 'direct,sluice',
+    variants: v.variants ?? '',
     scenarios,
     reps: int(v.reps, 'reps', quick ? 2 : 3, 1, 20),
     bulkBytes,

@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline'
 import { join } from 'node:path'
 import type { ChildProcess } from 'node:child_process'
 import { spawnTracked, stopChild } from './children.js'
-import { freePort } from './peers.js'
+import { freePort } from './process-peer.js'
 import type { OriginPorts } from './loadgen.js'
 
 export interface Origin {

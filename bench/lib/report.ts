@@ -17,6 +17,13 @@ export interface RunInfo {
   readonly skippedPeers: readonly string[]
 }
 
+/** The variants table with its legend and notes. */
+export interface VariantSection {
+  readonly table: string
+  readonly legend: readonly string[]
+  readonly notes: readonly string[]
+}
+
 const MiB = 1024 ** 2
 
 function settings (o: Options): string {
@@ -27,8 +34,24 @@ function settings (o: Options): string {
   return parts.map(p => `  - ${p}`).join('\n')
 }
 
-/** Header + table + notes: the body of both files. */
-export function resultsMarkdown (info: RunInfo, o: Options, tableText: string, notes: readonly string[]): string {
+function variantsMarkdown (v: VariantSection | undefined, heading: string): string[] {
+  if (v === undefined) return []
+  return [
+    `${heading} Variants against plain sluice (same run)`,
+    '',
+    'Rate test only, interleaved with the peers above. Each cell: median (min–max) over the repetitions; "÷" is the',
+    'median divided by the median of the peer in "compared with". Proxy CPU is the measured Sluice\'s whole process tree.',
+    '',
+    ...v.legend.map(l => `- ${l}`),
+    '',
+    v.table,
+    '',
+    ...(v.notes.length > 0 ? [...v.notes.map(n => `- ${n}`), ''] : [])
+  ]
+}
+
+/** Header + table + notes (+ the variants): the body of both files. */
+export function resultsMarkdown (info: RunInfo, o: Options, tableText: string, notes: readonly string[], variants?: VariantSection, heading = '##'): string {
   return [
     `- Command: \`${info.command}\``,
     `- Date: ${info.date}`,
@@ -43,15 +66,16 @@ export function resultsMarkdown (info: RunInfo, o: Options, tableText: string, n
     '',
     tableText,
     '',
-    ...(notes.length > 0 ? ['Notes:', '', ...notes.map(n => `- ${n}`), ''] : [])
+    ...(notes.length > 0 ? ['Notes:', '', ...notes.map(n => `- ${n}`), ''] : []),
+    ...variantsMarkdown(variants, heading)
   ].join('\n')
 }
 
-export function resultsFile (info: RunInfo, o: Options, tableText: string, notes: readonly string[]): string {
-  return `# Sluice benchmark ${info.date}\n\n${resultsMarkdown(info, o, tableText, notes)}`
+export function resultsFile (info: RunInfo, o: Options, tableText: string, notes: readonly string[], variants?: VariantSection): string {
+  return `# Sluice benchmark ${info.date}\n\n${resultsMarkdown(info, o, tableText, notes, variants)}`
 }
 
-export function docsFile (info: RunInfo, o: Options, tableText: string, notes: readonly string[]): string {
+export function docsFile (info: RunInfo, o: Options, tableText: string, notes: readonly string[], variants?: VariantSection): string {
   return `<!-- Written by \`node --import tsx bench/run.ts --update-docs\`; rerun it rather than editing by hand. -->
 # Benchmarks
 
@@ -61,7 +85,7 @@ one machine over loopback only.
 
 ## Latest results
 
-${resultsMarkdown(info, o, tableText, notes)}
+${resultsMarkdown(info, o, tableText, notes, variants, '###')}
 ## What is measured
 
 - **bulk**: one tunnel; the C load generator uploads N bytes to the origin's
@@ -79,6 +103,18 @@ ${resultsMarkdown(info, o, tableText, notes)}
   of the process tree from \`/proc/PID/smaps_rollup\` divided by K. Kernel
   socket buffers are not in PSS. Then every tunnel is pinged again: "alive
   after hold" must be K/K.
+- **variants** (\`--variants auth,bigacl,chain,workers\`, or by name in
+  \`--peers\`): Sluice with one feature on, run right after plain \`sluice\`
+  in every repetition, rate test only, and tabled against it (the second
+  table; the legend above it says what each one changes). Their configs are
+  bench/policy.yaml's settings plus the variant's sections, written into a
+  private temporary directory per start. Each start first checks that the
+  feature bites (auth: 407 without and with a wrong password; bigacl: 403
+  from each list) and that the measured CONNECT gets 200, else the
+  repetition fails. \`sluice+bigacl\` and its control \`sluice+name\` CONNECT
+  to a name (loadgen \`--connect-host\`) that a loopback DNS stub resolves:
+  Sluice never applies \`hosts\` rules to an IP-literal target, so with
+  127.0.0.1 the host list would not be consulted at all.
 
 ## Method and caveats
 
@@ -90,6 +126,18 @@ ${resultsMarkdown(info, o, tableText, notes)}
 - Sluice runs as \`node dist/cli.js --config bench/policy.yaml --listen
   127.0.0.1:PORT --log-level warn\`: one rule allowing 127.0.0.0/8, no
   per-tunnel log lines at that level.
+- Variants are pinned like \`sluice\` except: the parent of
+  \`sluice+chain\` runs on the load CPU (next to loadgen and the origin;
+  its CPU is reported apart), and \`sluice-w2\`/\`sluice-w2-os\` are not
+  pinned (two workers need both CPUs, which loadgen and the origin then
+  share; their proxy CPU is the whole tree, primary and workers). The
+  notes under the variants table give the parent's, the tree's and
+  loadgen's CPU as a share of one CPU: when the load CPU (parent + loadgen
+  + origin) or both CPUs (workers + loadgen + origin) are close to full,
+  tunnels/s is the machine's limit there rather than Sluice's alone.
+- \`sluice+auth\` is measured with a warm credential cache (its start-up
+  check logs in once): the steady state, not the first seconds after a
+  start or a users-file reload.
 - squid and tinyproxy, when installed and named in \`--peers\`, run with
   private configs (no cache, no access log, one process / MaxClients above
   the hold count).
@@ -109,6 +157,7 @@ ${resultsMarkdown(info, o, tableText, notes)}
 npm run bench                      # full: ${'3 reps, 2 GiB bulk, 50 clients × 10 s, 9000 held tunnels'}
 npm run bench -- --quick           # about a minute
 npm run bench -- --peers direct,sluice,squid,tinyproxy --skip hold
+npm run bench -- --quick --peers direct,sluice --variants auth,bigacl,chain,workers
 node --import tsx bench/run.ts --help
 node --import tsx bench/micro/run.ts   # micro-benchmarks (mitata): parseTarget, decideRequest/decideAddress
 \`\`\`

@@ -35,6 +35,12 @@ export interface RateResult {
   readonly cycleP99Ms?: number
   readonly errors?: number
   readonly cpuUsPerTunnel?: number
+  /** Multi-process proxies: µs/tunnel of the root process, then of each other process, busiest first. */
+  readonly cpuByProcessUs?: readonly number[]
+  /** CPU of the peer's helper processes (a parent proxy), µs/tunnel; not in cpuUsPerTunnel. */
+  readonly auxCpuUsPerTunnel?: number
+  /** loadgen's own CPU (it reports it), µs/tunnel: who else used the load CPU. */
+  readonly loadgenCpuUsPerTunnel?: number
   readonly otherCpuPct?: number
   readonly attempts?: number
   readonly ok: boolean
@@ -51,19 +57,46 @@ export interface HoldResult {
   readonly note?: string
 }
 
-interface Measured<T> { readonly res: T, readonly cpu: number | undefined, readonly otherPct: number }
+interface Measured<T> {
+  readonly res: T
+  readonly cpu: number | undefined
+  readonly otherPct: number
+  /** CPU seconds per process of the tree: the root first, then the others, busiest first. */
+  readonly byProcess: readonly number[]
+  readonly aux: number | undefined
+}
 
-/** Run `fn`; also the proxy tree's CPU seconds meanwhile (undefined for direct) and other processes' CPU %. */
+function perProcess (pids: readonly number[]): Map<number, number> {
+  return new Map(pids.map(p => [p, cpuSeconds([p])]))
+}
+
+/**
+ * Run `fn`; also the proxy tree's CPU seconds meanwhile (undefined for
+ * direct), per process, its helpers' (aux) and other processes' CPU %.
+ * Processes that start during `fn` count from zero; ones that end are lost.
+ */
 async function measured<T> (peer: RunningPeer, fn: () => Promise<T>): Promise<Measured<T>> {
   const pids = peer.pid === undefined ? [] : peer.tree()
-  const c0 = cpuSeconds(pids)
+  const c0 = perProcess(pids)
+  const aux0 = peer.aux === undefined ? [] : peer.aux()
+  const a0 = cpuSeconds(aux0)
   const f0 = foreignTicks()
   const t0 = performance.now()
   const res = await fn()
   const f1 = foreignTicks()
   const wallS = (performance.now() - t0) / 1000
-  const cpu = peer.pid === undefined ? undefined : cpuSeconds([...new Set([...pids, ...peer.tree()])]) - c0
-  return { res, cpu, otherPct: foreignPercent(f0, f1, wallS) }
+  const c1 = perProcess([...new Set([...pids, ...peer.tree()])])
+  const delta = [...c1].map(([p, v]) => [p, v - (c0.get(p) ?? 0)] as const)
+  const root = delta.filter(([p]) => p === peer.pid).map(([, v]) => v)
+  const rest = delta.filter(([p]) => p !== peer.pid).map(([, v]) => v).sort((a, b) => b - a)
+  const aux = peer.aux === undefined ? undefined : cpuSeconds([...new Set([...aux0, ...peer.aux()])]) - a0
+  return {
+    res,
+    cpu: peer.pid === undefined ? undefined : delta.reduce((t, [, v]) => t + v, 0),
+    otherPct: foreignPercent(f0, f1, wallS),
+    byProcess: [...root, ...rest],
+    aux
+  }
 }
 
 /**
@@ -95,7 +128,7 @@ export async function bulk (lg: LoadgenEnv, peer: RunningPeer, label: string, by
   let other = 0
   const notes: string[] = []
   for (const dir of ['up', 'down'] as const) {
-    const extra = ['--dir', dir, '--bytes', String(bytes), '--streams', '1', '--bulk-timeout', String(timeoutS)]
+    const extra = [...(peer.loadgenArgs ?? []), '--dir', dir, '--bytes', String(bytes), '--streams', '1', '--bulk-timeout', String(timeoutS)]
     const { res: r, cpu: c, otherPct } = await measured(peer, async () => await runLoadgen(lg, 'bulk', peer.port, `${label}-${dir}`, extra, (timeoutS + 30) * 1000))
     other = Math.max(other, otherPct)
     const part = obj(r.json?.[dir])
@@ -115,8 +148,8 @@ export async function bulk (lg: LoadgenEnv, peer: RunningPeer, label: string, by
 }
 
 export async function rate (lg: LoadgenEnv, peer: RunningPeer, label: string, clients: number, seconds: number, warmupS: number): Promise<RateResult> {
-  const extra = ['-c', String(clients), '-d', String(seconds), '--warmup', String(warmupS), '--payload', '64']
-  const { res: r, cpu, otherPct } = await measured(peer, async () => await runLoadgen(lg, 'rate', peer.port, label, extra, (seconds + warmupS + 30) * 1000))
+  const extra = [...(peer.loadgenArgs ?? []), '-c', String(clients), '-d', String(seconds), '--warmup', String(warmupS), '--payload', '64']
+  const { res: r, cpu, otherPct, byProcess, aux } = await measured(peer, async () => await runLoadgen(lg, 'rate', peer.port, label, extra, (seconds + warmupS + 30) * 1000))
   const j = r.json ?? {}
   const tps = num(j['tunnels_per_s'])
   const cycles = (num(j['completed']) ?? 0) + (num(j['completed_warmup']) ?? 0)
@@ -130,6 +163,9 @@ export async function rate (lg: LoadgenEnv, peer: RunningPeer, label: string, cl
     ...optional('cycleP99Ms', num(obj(j['cycle_ms'])['p99'])),
     ...optional('errors', errors),
     ...(cpu === undefined || cycles === 0 ? {} : { cpuUsPerTunnel: cpu / cycles * 1e6 }),
+    ...(byProcess.length < 2 || cycles === 0 ? {} : { cpuByProcessUs: byProcess.map(c => c / cycles * 1e6) }),
+    ...(aux === undefined || cycles === 0 ? {} : { auxCpuUsPerTunnel: aux / cycles * 1e6 }),
+    ...optional('loadgenCpuUsPerTunnel', num(j['loadgen_cpu_s']) === undefined || cycles === 0 ? undefined : (num(j['loadgen_cpu_s']) ?? 0) / cycles * 1e6),
     otherCpuPct: otherPct,
     ...(errors !== undefined && errors > 0 ? { note: `errors ${JSON.stringify(j['errors'])}` } : {}),
     ...(ok ? {} : { note: `loadgen exit ${String(r.code)}${r.timedOut ? ' (timed out)' : ''}` })
@@ -148,11 +184,12 @@ function optional<K extends string> (key: K, v: number | undefined): Partial<Rec
 export async function hold (lg: LoadgenEnv, peer: RunningPeer, label: string, k: number, settleMs: number): Promise<HoldResult> {
   if (peer.pid === undefined) return { ok: true, note: 'no proxy' }
   // Warm-up: one-time allocations (first tunnel, parser pools) are not charged to the measured ones.
-  await runLoadgen(lg, 'hold', peer.port, `${label}-warm`, ['-k', '100', '--hold-s', '0'], 60_000)
+  const args = peer.loadgenArgs ?? []
+  await runLoadgen(lg, 'hold', peer.port, `${label}-warm`, [...args, '-k', '100', '--hold-s', '0'], 60_000)
   await sleep(settleMs / 2)
   const m0 = memory(peer.tree())
 
-  const argv = loadgenArgv(lg, 'hold', peer.port, label, ['-k', String(k), '--ramp', '100', '--stdin', '--hold-s', '300', '--establish-s', '120'])
+  const argv = loadgenArgv(lg, 'hold', peer.port, label, [...args, '-k', String(k), '--ramp', '100', '--stdin', '--hold-s', '300', '--establish-s', '120'])
   logLine(lg, '$ ' + argv.join(' '))
   const child = spawnTracked(argv, { stdio: ['pipe', 'pipe', 'pipe'] })
   let text = ''

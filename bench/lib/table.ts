@@ -57,7 +57,7 @@ export function fmt (v: number | undefined): string {
   return v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 }
 
-function cell (values: readonly number[]): string {
+export function cell (values: readonly number[]): string {
   const m = median(values)
   if (m === undefined) return '—'
   if (values.length === 1) return fmt(m)

@@ -43,6 +43,8 @@ const SECRET = randomBytes(32).toString('base64')
 export class Authenticator {
   private readonly opts: AuthenticatorOptions
   private readonly cache = new Map<string, { readonly principal: Principal, readonly expires: number }>()
+  /** Verifications in progress by cache key: a burst of CONNECTs with the same credentials hashes once. */
+  private readonly pending = new Map<string, Promise<AuthOutcome>>()
 
   constructor (opts: AuthenticatorOptions) {
     this.opts = opts
@@ -58,6 +60,18 @@ export class Authenticator {
       if (hit.expires > Date.now()) return { kind: 'ok', principal: hit.principal, cached: true }
       this.cache.delete(key)
     }
+    const inflight = this.pending.get(key)
+    if (inflight !== undefined) return await inflight
+    const verifying = this.verifyHeader(key, header)
+    this.pending.set(key, verifying)
+    try {
+      return await verifying
+    } finally {
+      this.pending.delete(key)
+    }
+  }
+
+  private async verifyHeader (key: string, header: string): Promise<AuthOutcome> {
     if (!/^\s*basic\s/i.test(header)) return { kind: 'fail', reason: 'not_basic' }
     const creds = basicAuth.parse(header)
     if (creds === undefined) return { kind: 'fail', reason: 'malformed' }

@@ -24,12 +24,19 @@ export async function serve (opts: ServeOptions): Promise<number> {
   let current = config
   let reloader: Reloader | undefined
   let stopping = false
+  /** Under --workers, a drain the primary asked for: the worker's own first OS signal is not a "second". */
+  let stoppedByPrimary = false
 
   return await new Promise<number>((resolve) => {
     const onHup = (): void => {
       reloader?.reload('SIGHUP').catch((err: unknown) => logger.error({ err }, 'reload failed'))
     }
     const onSignal = (signal: NodeJS.Signals): void => {
+      if (stopping && stoppedByPrimary) {
+        // Ctrl-C or a control-group SIGTERM reaches workers as well as the primary.
+        stoppedByPrimary = false
+        return
+      }
       if (stopping) {
         logger.warn({ signal }, 'second signal: exiting now')
         process.exit(1)
@@ -54,7 +61,10 @@ export async function serve (opts: ServeOptions): Promise<number> {
       // From the primary (cli/cluster.ts): a shutdown request never counts as a second signal.
       process.on('message', (m: unknown) => {
         if (m === 'sluice:reload') onHup()
-        else if (m === 'sluice:shutdown' && !stopping) onSignal('SIGTERM')
+        else if (m === 'sluice:shutdown' && !stopping) {
+          onSignal('SIGTERM')
+          stoppedByPrimary = true
+        }
       })
     }
 

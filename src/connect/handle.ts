@@ -194,7 +194,9 @@ export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: I
     }
     tunnel.establish(socket, dialed, head)
   } catch (err) {
-    const e = toProxyError(err)
+    let e = toProxyError(err)
+    // Work cut short by shutdown (e.g. a bcrypt compare when the pool closes) is not a bug.
+    if (e.code === 'ERR_INTERNAL' && ctx.draining()) e = new ProxyError('ERR_SHUTTING_DOWN', { detail: 'shutdown', cause: err })
     if (e.code === 'ERR_INTERNAL') ctx.log.error({ err, tunnel: tunnel.id }, 'internal error handling CONNECT')
     if (e.status === 407 && auth !== undefined) {
       // RFC 7617 §2.1: charset="UTF-8" tells clients to send UTF-8 credentials.

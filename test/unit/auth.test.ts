@@ -455,3 +455,30 @@ describe('BcryptPool', () => {
     await rejected
   })
 })
+
+describe('Authenticator under a burst', () => {
+  it('concurrent CONNECTs with the same credentials share one hash (no stampede on a cold cache)', async () => {
+    const hash = parseHash(bcryptHash('burst-pw'))
+    assert.ok(hash !== undefined)
+    const pool = new BcryptPool(1)
+    let compares = 0
+    const counting = {
+      async compare (password: string, h: string): Promise<boolean> {
+        compares++
+        return await pool.compare(password, h)
+      }
+    } as unknown as BcryptPool
+    const a = new Authenticator({ users: new Map([['burst', hash]]), groups: new Map(), pool: counting, cacheTtlMs: 60_000, cacheSize: 10 })
+    try {
+      const outcomes = await Promise.all(Array.from({ length: 20 }, async () => await a.authenticate(basic('burst', 'burst-pw'))))
+      assert.ok(outcomes.every(o => o.kind === 'ok'))
+      assert.equal(compares, 1)
+      // A wrong password in a burst is also checked once, and not cached.
+      const wrong = await Promise.all(Array.from({ length: 5 }, async () => await a.authenticate(basic('burst', 'nope'))))
+      assert.ok(wrong.every(o => o.kind === 'fail' && o.reason === 'bad_password'))
+      assert.equal(compares, 2)
+    } finally {
+      await pool.close()
+    }
+  })
+})

@@ -1,0 +1,64 @@
+/**
+ * One CONNECT over a raw socket, for the variants' positive controls: does
+ * the feature really bite (a 407 without credentials, a 403 for a listed
+ * name) and does the measured path still get its 200?
+ */
+import { connect } from 'node:net'
+
+export interface ConnectReply {
+  readonly status: number | undefined
+  /** The response head (status line and headers), or what arrived before an error. */
+  readonly head: string
+}
+
+/** Send `CONNECT target` with `headers` to 127.0.0.1:port; resolve with the reply head (bounded by `timeoutMs`). */
+export async function connectOnce (port: number, target: string, headers: readonly string[] = [], timeoutMs = 5000): Promise<ConnectReply> {
+  return await new Promise((resolve) => {
+    const s = connect({ host: '127.0.0.1', port })
+    let text = ''
+    let settled = false
+    const done = (): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      s.destroy()
+      const end = text.indexOf('\r\n\r\n')
+      const head = end < 0 ? text : text.slice(0, end)
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(head)
+      resolve({ status: m === null ? undefined : Number(m[1]), head })
+    }
+    const timer = setTimeout(done, timeoutMs)
+    s.setEncoding('latin1')
+    s.on('connect', () => s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${headers.map(h => h + '\r\n').join('')}\r\n`))
+    s.on('data', (d: string) => {
+      text += d
+      if (text.includes('\r\n\r\n') || text.length > 65_536) done()
+    })
+    s.on('error', done)
+    s.on('close', done)
+  })
+}
+
+export function basicAuth (user: string, pass: string): string {
+  return `Proxy-Authorization: Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`
+}
+
+export interface Expectation {
+  readonly what: string
+  readonly target: string
+  readonly headers?: readonly string[]
+  readonly status: number
+  /** Text the reply head must contain too (e.g. the denying rule's name). */
+  readonly contains?: string
+}
+
+/** Check each expectation in order; throws naming the first that failed. */
+export async function expectReplies (peer: string, port: number, list: readonly Expectation[]): Promise<void> {
+  for (const e of list) {
+    const r = await connectOnce(port, e.target, e.headers)
+    if (r.status !== e.status || (e.contains !== undefined && !r.head.includes(e.contains))) {
+      const first = r.head.split('\r\n').filter(l => /^HTTP\/|^proxy-status/i.test(l)).join(' | ')
+      throw new Error(`${peer} check "${e.what}": wanted ${e.status}${e.contains === undefined ? '' : ` mentioning ${e.contains}`}, got ${first === '' ? 'no reply' : first}`)
+    }
+  }
+}
