@@ -139,7 +139,6 @@ export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: I
     tunnel.watchClient()
 
     const client = clientIp(tunnel.clientAddress)
-    tunnel.rule = undefined
     const principal = auth === undefined ? undefined : await authenticate(ctx, auth, tunnel, req, client)
     if (principal !== undefined) tunnel.user = principal.user
     const facts: RequestFacts = {
@@ -152,20 +151,13 @@ export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: I
       ...(auth === undefined || principal !== undefined ? {} : { challenge: auth.config.required ? 'always' : 'rules' })
     }
     const early = decideRequest(cfg.policy, facts)
-    if (early?.challenge === true) {
-      tunnel.rule = early.rule
-      throw new ProxyError('ERR_AUTH_REQUIRED', { detail: `rule ${early.rule} needs a user` })
-    }
-    if (early !== undefined && !early.allow) {
-      tunnel.rule = early.rule
-      tunnel.stage = early.stage
-      throw deny(early, target.authority)
-    }
-    if (early?.wouldDeny === true) reportWouldDeny(ctx, tunnel, early)
     if (early !== undefined) {
       tunnel.rule = early.rule
       tunnel.stage = early.stage
     }
+    if (early?.challenge === true) throw new ProxyError('ERR_AUTH_REQUIRED', { detail: `rule ${early.rule} needs a user` })
+    if (early !== undefined && !early.allow) throw deny(early, target.authority)
+    if (early?.wouldDeny === true) reportWouldDeny(ctx, tunnel, early)
     tunnel.facts = facts
 
     // Stage 2 runs when a rule needs the address, for IP-literal targets,
