@@ -32,10 +32,9 @@ export class ParentHealth {
     if (s.downUntil > now) return
     s.failures++
     const backoff = Math.min(this.maxMs, this.baseMs * 2 ** Math.min(20, s.failures - 1))
-    const wasDown = s.downUntil > now
     s.downUntil = now + backoff
     this.states.set(name, s)
-    if (!wasDown) this.log.warn({ parent: name, reason, failures: s.failures, backoff_ms: backoff }, 'parent marked down')
+    this.log.warn({ parent: name, reason, failures: s.failures, backoff_ms: backoff }, 'parent marked down')
   }
 
   succeeded (name: string): void {
