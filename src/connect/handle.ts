@@ -1,5 +1,5 @@
 /**
- * One CONNECT, accept → parse → decide → resolve → decide → dial → splice.
+ * One CONNECT, accept → parse → decide → resolve → decide → dial → relay.
  * Client bytes stay in the (non-flowing) downstream socket until the dial
  * succeeded; on any failure they are dropped with the socket.
  */

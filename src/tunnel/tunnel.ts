@@ -12,7 +12,7 @@ import { ProxyError } from '../errors.js'
 import type { Target } from '../connect/target.js'
 import type { RequestFacts } from '../policy/decide.js'
 import { errorResponse, respondAndClose } from '../server/respond.js'
-import { splice } from './splice.js'
+import { relay, type Relay } from './relay.js'
 
 export type TunnelState = 'accepted' | 'dialing' | 'established' | 'closed'
 
@@ -69,6 +69,7 @@ export class Tunnel {
   private upBase = 0
   private downBase = 0
   private readonly host: TunnelHost
+  private relay: Relay | undefined
   private finalized = false
 
   constructor (downstream: Socket, host: TunnelHost) {
@@ -133,7 +134,7 @@ export class Tunnel {
     this.abort.abort(CLIENT_GONE)
   }
 
-  /** Take over a connected upstream: forward `head`, answer 200, splice. */
+  /** Take over a connected upstream: forward `head`, answer 200, relay. */
   establish (upstream: Socket, dialedAddress: string, head: Buffer): void {
     if (this.state === 'closed' || this.downstream.destroyed || this.error !== undefined) {
       upstream.destroy()
@@ -154,7 +155,8 @@ export class Tunnel {
     // Bytes the client sent with its CONNECT (NODE-NOTES A1) go first.
     if (head.length > 0) upstream.write(head)
     this.downstream.write(ESTABLISHED)
-    splice(this.downstream, upstream, this)
+    // Who sent the first FIN is how the tunnel ended, if nothing worse happens.
+    this.relay = relay(this.downstream, upstream, (side) => this.mark(side, 'fin'))
   }
 
   /** Close from our side (idle, lifetime, shutdown, revoke). */
@@ -209,6 +211,7 @@ export class Tunnel {
     if (!released && !this.downstream.closed) return
     this.finalized = true
     this.state = 'closed'
+    this.relay?.release()
     if (this.closedBy === undefined) this.mark('client', 'fin')
     const up = this.upstream
     this.host.log.info({

@@ -21,6 +21,7 @@ import { startEchoServer } from '../helpers/origin.js'
 import { connectHead, rawConnect, readAll, readBytes, readHead } from '../helpers/raw.js'
 import { LOOPBACK_ALLOWED, startSluice, type LogRecord, type Sluice } from '../helpers/sluice.js'
 import { pollImmediate } from '../helpers/wait.js'
+import { relayBufferBytes } from '../../src/tunnel/relay.js'
 
 // A real gc() so arrayBuffers measures live buffers, not uncollected garbage.
 setFlagsFromString('--expose-gc')
@@ -793,6 +794,7 @@ ${LOOPBACK_RULE}`)
     }
     assert.equal(sluice.proxy.registry.size, 0)
     assert.equal(await sluice.proxy.connections(), 0)
+    assert.equal(relayBufferBytes(), 0, 'relay read buffers returned to the budget')
     assert.equal(sluice.logs.filter(r => isClosed(r)).length, count)
 
     destroyClients()

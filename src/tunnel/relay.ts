@@ -1,0 +1,176 @@
+/**
+ * The two-way byte pump (issue 6, NODE-NOTES B1/B2).
+ *
+ * A plain socket allocates a fresh 64 KiB buffer for every read and pushes
+ * it through the stream machinery ('data', pipe, write). Here each direction
+ * reads with `onread` instead, into a buffer it reuses, and writes the bytes
+ * straight to the other socket. The read buffer adapts:
+ *
+ * - An idle or chatty direction reads into one process-wide 16 KiB buffer
+ *   and writes a copy of what it read, so an idle tunnel holds no buffer.
+ * - A read that fills its buffer moves the direction to its own buffer,
+ *   64 KiB and then ×4 up to 1 MiB, so a bulk transfer costs one read and
+ *   one write per MiB instead of per 64 KiB. A short read moves it back.
+ *   All own buffers together stay within a process-wide budget; past it a
+ *   direction keeps the buffer it has.
+ *
+ * The in-flight guard: `write()` keeps a reference to the bytes, not a copy.
+ * When a write does not complete at once (`writableLength > 0`), the
+ * direction stops reading until it has, so the buffer is never overwritten
+ * while queued; that is also the backpressure. Each FIN is forwarded with
+ * `end()` (half-close, NODE-NOTES A9).
+ *
+ * Sockets accepted by http.Server are built without `onread` (NODE-NOTES
+ * B2), so it is switched on after the fact through net.Socket's own fields
+ * (Node 20 `onStreamRead` reads them on every read). A socket that lacks
+ * them, such as a TLS socket, is relayed with `pipe()`.
+ */
+import { Socket } from 'node:net'
+import { getSystemErrorName } from 'node:util'
+
+const SHARED_SIZE = 16 * 1024
+const FIRST_OWN = 64 * 1024
+const MAX_OWN = 1024 * 1024
+/** Bound on all own buffers together: 64 one-MiB directions, or more smaller ones. */
+export const RELAY_BUDGET = 64 * 1024 * 1024
+
+const shared = Buffer.allocUnsafe(SHARED_SIZE)
+let ownBytes = 0
+
+/** Bytes held in own read buffers right now (a leak check for tests). */
+export function relayBufferBytes (): number { return ownBytes }
+
+interface StreamHandle {
+  reading: boolean
+  readStart: () => number
+  useUserBuffer: (buf: Uint8Array) => void
+}
+type Internals = Socket & { _handle: StreamHandle | null, encrypted?: boolean } & Record<symbol, unknown>
+
+/** net.Socket's private onread fields, found by name once at load. */
+const sym = (() => {
+  const found = new Map<string, symbol>()
+  for (const s of Object.getOwnPropertySymbols(new Socket())) found.set(s.description ?? '', s)
+  const buffer = found.get('kBuffer')
+  const callback = found.get('kBufferCb')
+  const gen = found.get('kBufferGen')
+  return buffer !== undefined && callback !== undefined && gen !== undefined ? { buffer, callback, gen } : undefined
+})()
+
+/** Whether `src` can be read in place with `onread`; otherwise it is relayed with `pipe()`. */
+export function readsInPlace (src: Socket): boolean {
+  const s = src as Internals
+  return sym !== undefined && s.encrypted !== true && typeof s._handle?.useUserBuffer === 'function'
+}
+
+/** One direction: reads `src` into its buffer and writes to `dst`. */
+class Half {
+  private buf: Buffer = shared
+  private paused = false
+  private readonly src: Internals
+  private readonly dst: Socket
+
+  constructor (src: Socket, dst: Socket) {
+    this.src = src as Internals
+    this.dst = dst
+  }
+
+  start (): void {
+    const src = this.src
+    // Bytes the stream already holds (sent by the client while we dialed,
+    // or by a parent after its 200) go first.
+    for (let chunk = src.read() as Buffer | null; chunk !== null; chunk = src.read() as Buffer | null) this.dst.write(chunk)
+    // After EOF there is nothing left to read, and reading again would push past the end.
+    if ((src as unknown as { _readableState: { ended: boolean } })._readableState.ended || src.destroyed) return
+    const s = sym as NonNullable<typeof sym>
+    src[s.buffer] = this.buf
+    src[s.gen] = this.next
+    src[s.callback] = this.onRead
+    const handle = src._handle as StreamHandle
+    handle.useUserBuffer(this.buf)
+    this.resume()
+  }
+
+  /** Give the own buffer back to the budget (the tunnel has closed). */
+  release (): void { this.shrink() }
+
+  /** Node asks for the buffer of the next read right after each one. */
+  private readonly next = (): Buffer => this.buf
+
+  private readonly onRead = (n: number, buf: Buffer): boolean => {
+    const dst = this.dst
+    if (buf === shared) {
+      // Shared by every direction: hand the writer a copy.
+      dst.write(Buffer.from(buf.subarray(0, n)), this.onWritten)
+      if (n === buf.length) this.grow()
+    } else {
+      dst.write(buf.subarray(0, n), this.onWritten)
+      if (n === buf.length) this.grow()
+      else if (n < SHARED_SIZE) this.shrink()
+    }
+    if (dst.writableLength === 0) return true
+    // Queued, so `buf` is still referenced: read nothing until it is written.
+    this.paused = true
+    return false
+  }
+
+  private readonly onWritten = (): void => {
+    if (this.paused && this.dst.writableLength === 0 && !this.src.destroyed) {
+      this.paused = false
+      this.resume()
+    }
+  }
+
+  private resume (): void {
+    const handle = this.src._handle
+    if (handle === null || handle.reading) return
+    handle.reading = true
+    const err = handle.readStart()
+    if (err < 0) {
+      handle.reading = false
+      this.src.destroy(Object.assign(new Error(`read ${getSystemErrorName(err)}`), { code: getSystemErrorName(err) }))
+    }
+  }
+
+  private grow (): void {
+    const cur = this.buf === shared ? 0 : this.buf.length
+    const size = cur === 0 ? FIRST_OWN : Math.min(cur * 4, MAX_OWN)
+    if (size <= cur || ownBytes + size - cur > RELAY_BUDGET) return
+    ownBytes += size - cur
+    this.buf = Buffer.allocUnsafe(size)
+  }
+
+  private shrink (): void {
+    if (this.buf === shared) return
+    ownBytes -= this.buf.length
+    this.buf = shared
+  }
+}
+
+export interface Relay {
+  /** Return the relay's buffers; call once both sockets have closed. */
+  release: () => void
+}
+
+/**
+ * Relay both ways until each side has sent its FIN. `onEnd(side)` is called
+ * when that side's FIN arrives, before it is forwarded.
+ */
+export function relay (downstream: Socket, upstream: Socket, onEnd: (side: 'client' | 'upstream') => void): Relay {
+  const halves: Half[] = []
+  pump(downstream, upstream, () => onEnd('client'), halves)
+  pump(upstream, downstream, () => onEnd('upstream'), halves)
+  return { release: () => { for (const h of halves) h.release() } }
+}
+
+function pump (src: Socket, dst: Socket, onEnd: () => void, halves: Half[]): void {
+  if (!readsInPlace(src)) {
+    src.once('end', onEnd)
+    src.pipe(dst)
+    return
+  }
+  src.once('end', () => { onEnd(); dst.end() })
+  const half = new Half(src, dst)
+  halves.push(half)
+  half.start()
+}

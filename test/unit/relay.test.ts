@@ -1,0 +1,155 @@
+/**
+ * The byte relay on real loopback sockets (issue 6): bytes in order both
+ * ways, each FIN forwarded on its own, bytes buffered before the relay
+ * started go first, own read buffers grow for bulk and go back to the
+ * budget, and TLS sockets fall back to pipe().
+ */
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import { connect, createServer, type Server, type Socket } from 'node:net'
+import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls'
+import { after, describe, it } from 'node:test'
+import { relay, relayBufferBytes, readsInPlace } from '../../src/tunnel/relay.js'
+import { listenOn } from '../helpers/net.js'
+import { makeCert } from '../helpers/tls.js'
+import { within } from '../helpers/wait.js'
+
+const servers: Server[] = []
+const sockets: Socket[] = []
+after(() => {
+  for (const s of sockets) s.destroy()
+  for (const s of servers) s.close()
+})
+
+/** A connected pair on loopback: the dialing side and the accepted side. */
+async function pair (): Promise<{ dialed: Socket, accepted: Socket }> {
+  const server = createServer({ allowHalfOpen: true })
+  servers.push(server)
+  const port = await listenOn(server, '127.0.0.1')
+  const accepted = once(server, 'connection') as Promise<[Socket]>
+  const dialed = connect({ host: '127.0.0.1', port, allowHalfOpen: true })
+  await once(dialed, 'connect')
+  const [socket] = await accepted
+  sockets.push(dialed, socket)
+  return { dialed, accepted: socket }
+}
+
+/**
+ * client ⇄ [accepted | relay | dialed] ⇄ target, the shape of a tunnel:
+ * the relay reads an accepted socket and a socket it dialed.
+ */
+async function tunnel (before?: (client: Socket, down: Socket) => Promise<void>): Promise<{ client: Socket, target: Socket, ends: string[], release: () => void }> {
+  const front = await pair()
+  const back = await pair()
+  const ends: string[] = []
+  if (before !== undefined) await before(front.dialed, front.accepted)
+  const r = relay(front.accepted, back.dialed, (side) => ends.push(side))
+  const closeBoth = (): void => { front.accepted.destroy(); back.dialed.destroy() }
+  front.accepted.on('close', closeBoth)
+  back.dialed.on('close', closeBoth)
+  return { client: front.dialed, target: back.accepted, ends, release: r.release }
+}
+
+function digestOf (socket: Socket): Promise<{ bytes: number, sha: string }> {
+  const h = createHash('sha256')
+  let bytes = 0
+  socket.on('data', (c: Buffer) => { h.update(c); bytes += c.length })
+  return once(socket, 'end').then(() => ({ bytes, sha: h.digest('hex') }))
+}
+
+describe('relay', () => {
+  it('reads plain TCP sockets in place, accepted or dialed', async () => {
+    const { dialed, accepted } = await pair()
+    assert.equal(readsInPlace(dialed), true)
+    assert.equal(readsInPlace(accepted), true)
+    dialed.destroy(); accepted.destroy()
+  })
+
+  it('moves 16 MiB each way intact and in order, grows own buffers for it, and gives them back', { timeout: 30_000 }, async () => {
+    const { client, target, ends, release } = await tunnel()
+    const up = randomBytes(16 * 1024 * 1024)
+    const down = randomBytes(16 * 1024 * 1024)
+    const atTarget = digestOf(target)
+    const atClient = digestOf(client)
+    // Sampled from the receivers' 'data' events: the relay has read a chunk by then.
+    let peak = 0
+    const sample = (): void => { peak = Math.max(peak, relayBufferBytes()) }
+    target.on('data', sample)
+    client.on('data', sample)
+    client.end(up)
+    target.end(down)
+    const [t, c] = await within(Promise.all([atTarget, atClient]), '16 MiB each way', 25_000)
+    assert.deepEqual(t, { bytes: up.length, sha: createHash('sha256').update(up).digest('hex') })
+    assert.deepEqual(c, { bytes: down.length, sha: createHash('sha256').update(down).digest('hex') })
+    assert.deepEqual([...ends].sort(), ['client', 'upstream'])
+    assert.ok(peak >= 64 * 1024, `own read buffers never grew (peak ${peak} B)`)
+    client.destroy(); target.destroy()
+    release()
+    assert.equal(relayBufferBytes(), 0)
+  })
+
+  it('forwards each FIN on its own: the other direction keeps flowing after a half-close', async () => {
+    const { client, target, ends, release } = await tunnel()
+    const atTarget = digestOf(target)
+    client.end('bye')
+    const t = await within(atTarget, 'FIN at target')
+    assert.equal(t.bytes, 3)
+    assert.deepEqual(ends, ['client'])
+    // The target can still answer after the client's FIN.
+    const atClient = digestOf(client)
+    target.end('still here')
+    assert.equal((await within(atClient, 'answer after half-close')).bytes, 10)
+    assert.deepEqual(ends, ['client', 'upstream'])
+    release()
+  })
+
+  it('sends bytes buffered before it started first, and a FIN that came with them', async () => {
+    const { target, ends, release } = await tunnel(async (client, down) => {
+      // The client's bytes and FIN arrive while nobody relays: the stream buffers them.
+      down.pause()
+      const readable = once(down, 'readable')
+      client.end('early bytes')
+      await readable
+      await within(new Promise<void>((resolve) => {
+        const check = (): void => { if ((down as unknown as { _readableState: { ended: boolean } })._readableState.ended) resolve(); else setImmediate(check) }
+        check()
+      }), 'EOF buffered')
+    })
+    const t = await within(digestOf(target), 'early bytes and FIN at target')
+    assert.equal(t.bytes, 'early bytes'.length)
+    await within(new Promise<void>((resolve) => { const c = (): void => { if (ends.includes('client')) resolve(); else setImmediate(c) }; c() }), 'client end seen')
+    release()
+  })
+
+  it('relays a TLS socket with pipe(), and still reads the TCP side in place', async () => {
+    const cert = await makeCert()
+    const tlsServer = createTlsServer({ key: cert.key, cert: cert.cert, allowHalfOpen: true })
+    const port = await listenOn(tlsServer as unknown as Server, '127.0.0.1')
+    servers.push(tlsServer as unknown as Server)
+    const accepted = once(tlsServer, 'secureConnection') as Promise<[Socket]>
+    const tlsSide = tlsConnect({ host: '127.0.0.1', port, ca: cert.ca, servername: 'localhost' })
+    await once(tlsSide, 'secureConnect')
+    const [tlsPeer] = await accepted
+    sockets.push(tlsSide, tlsPeer)
+    assert.equal(readsInPlace(tlsSide), false)
+
+    const front = await pair()
+    const ends: string[] = []
+    const r = relay(front.accepted, tlsSide, (side) => ends.push(side))
+    const atPeer = digestOf(tlsPeer)
+    const atClient = digestOf(front.dialed)
+    const payload = randomBytes(1024 * 1024)
+    // One way, then back: the TLS client is not half-open, so its FIN follows ours.
+    front.dialed.end(payload)
+    const p = await within(atPeer, 'client to TLS peer')
+    tlsPeer.end(payload)
+    const c = await within(atClient, 'TLS peer to client')
+    const sha = createHash('sha256').update(payload).digest('hex')
+    assert.deepEqual(p, { bytes: payload.length, sha })
+    assert.deepEqual(c, { bytes: payload.length, sha })
+    front.dialed.destroy(); front.accepted.destroy(); tlsSide.destroy(); tlsPeer.destroy()
+    r.release()
+    assert.equal(relayBufferBytes(), 0)
+  })
+})
