@@ -173,10 +173,10 @@ export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: I
       const j = await (judged ??= judge(ctx, tunnel, facts, early))
       via ??= j.via
     }
-    if (tunnel.abort.signal.aborted) return
+    if (tunnel.signal.aborted) return
     const route = routeFor(cfg.routing, via, target)
     tunnel.route = route.name
-    const { socket, dialed, hops } = await ctx.dial({ route, target, directAddresses: addresses, signal: tunnel.abort.signal, tunnel: tunnel.id }, ctx.routeOptions())
+    const { socket, dialed, hops } = await ctx.dial({ route, target, directAddresses: addresses, signal: tunnel.signal, tunnel: tunnel.id }, ctx.routeOptions())
     tunnel.hops = hops
     // A reload with revoke_on_reload while we were dialing: judge again (issue 3).
     const now = ctx.config()

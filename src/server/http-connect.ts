@@ -13,7 +13,7 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { ProxyError } from '../errors.js'
 import { handleConnect, type ConnectContext } from '../connect/handle.js'
-import { Tunnel } from '../tunnel/tunnel.js'
+import { Tunnel, type TunnelHost } from '../tunnel/tunnel.js'
 import { errorParts, errorResponse } from './respond.js'
 
 export interface HttpConnectOptions {
@@ -44,8 +44,10 @@ export function createConnectServer (ctx: ConnectContext, opts: HttpConnectOptio
   // server.timeout stays 0: it would stay armed on tunnels (NODE-NOTES A4).
   server.timeout = 0
 
+  // One for all tunnels: nothing per tunnel beyond the Tunnel itself.
+  const host: TunnelHost = { log: ctx.log, onClosed: (t) => ctx.registry.delete(t) }
   server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    const tunnel = new Tunnel(socket, { log: ctx.log, onClosed: (t) => ctx.registry.delete(t) })
+    const tunnel = new Tunnel(socket, host)
     if (refused.has(socket)) {
       // Pipelined behind a refused request: never acted on (NODE-NOTES A6).
       tunnel.mark('proxy', 'rejected')

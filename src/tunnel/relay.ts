@@ -17,8 +17,7 @@
  * The in-flight guard: `write()` keeps a reference to the bytes, not a copy.
  * When a write does not complete at once (`writableLength > 0`), the
  * direction stops reading until it has, so the buffer is never overwritten
- * while queued; that is also the backpressure. Each FIN is forwarded with
- * `end()` (half-close, NODE-NOTES A9).
+ * while queued; that is also the backpressure.
  *
  * Sockets accepted by http.Server are built without `onread` (NODE-NOTES
  * B2), so it is switched on after the fact through net.Socket's own fields
@@ -63,15 +62,36 @@ export function readsInPlace (src: Socket): boolean {
   return sym !== undefined && s.encrypted !== true && typeof s._handle?.useUserBuffer === 'function'
 }
 
+/** The Half of a socket read in place. */
+const kHalf = Symbol('sluice.relay')
+type Relayed = Internals & { [kHalf]?: Half }
+
+/**
+ * Node calls the read callback as a method of the socket and then, as a
+ * plain function, asks for the next buffer: so both are shared functions,
+ * not closures per tunnel, and the second answers for the Half the first
+ * just served (nothing runs in between).
+ */
+let serving: Half | undefined
+function onReadShared (this: Relayed, n: number, buf: Buffer): boolean {
+  serving = this[kHalf]
+  return serving === undefined ? false : serving.onRead(n, buf)
+}
+function nextBufferShared (): Buffer {
+  const half = serving
+  serving = undefined
+  return half?.buf ?? shared
+}
+
 /** One direction: reads `src` into its buffer and writes to `dst`. */
 class Half {
-  private buf: Buffer = shared
+  buf: Buffer = shared
   private paused = false
-  private readonly src: Internals
+  private readonly src: Relayed
   private readonly dst: Socket
 
   constructor (src: Socket, dst: Socket) {
-    this.src = src as Internals
+    this.src = src as Relayed
     this.dst = dst
   }
 
@@ -83,9 +103,10 @@ class Half {
     // After EOF there is nothing left to read, and reading again would push past the end.
     if ((src as unknown as { _readableState: { ended: boolean } })._readableState.ended || src.destroyed) return
     const s = sym as NonNullable<typeof sym>
+    src[kHalf] = this
     src[s.buffer] = this.buf
-    src[s.gen] = this.next
-    src[s.callback] = this.onRead
+    src[s.gen] = nextBufferShared
+    src[s.callback] = onReadShared
     const handle = src._handle as StreamHandle
     handle.useUserBuffer(this.buf)
     this.resume()
@@ -94,10 +115,7 @@ class Half {
   /** Give the own buffer back to the budget (the tunnel has closed). */
   release (): void { this.shrink() }
 
-  /** Node asks for the buffer of the next read right after each one. */
-  private readonly next = (): Buffer => this.buf
-
-  private readonly onRead = (n: number, buf: Buffer): boolean => {
+  onRead (n: number, buf: Buffer): boolean {
     const dst = this.dst
     if (buf === shared) {
       // Shared by every direction: hand the writer a copy.
@@ -114,6 +132,7 @@ class Half {
     return false
   }
 
+  /** The write callback: called without `this`, so one closure per direction. */
   private readonly onWritten = (): void => {
     if (this.paused && this.dst.writableLength === 0 && !this.src.destroyed) {
       this.paused = false
@@ -147,30 +166,32 @@ class Half {
   }
 }
 
-export interface Relay {
-  /** Return the relay's buffers; call once both sockets have closed. */
-  release: () => void
-}
-
 /**
- * Relay both ways until each side has sent its FIN. `onEnd(side)` is called
- * when that side's FIN arrives, before it is forwarded.
+ * Relay both ways. FINs are the caller's to forward (`end()` on the other
+ * socket at 'end'): the tunnel also records who sent the first.
  */
-export function relay (downstream: Socket, upstream: Socket, onEnd: (side: 'client' | 'upstream') => void): Relay {
-  const halves: Half[] = []
-  pump(downstream, upstream, () => onEnd('client'), halves)
-  pump(upstream, downstream, () => onEnd('upstream'), halves)
-  return { release: () => { for (const h of halves) h.release() } }
+export class Relay {
+  private readonly down: Half | undefined
+  private readonly up: Half | undefined
+
+  constructor (downstream: Socket, upstream: Socket) {
+    this.down = pump(downstream, upstream)
+    this.up = pump(upstream, downstream)
+  }
+
+  /** Return the relay's buffers; call once both sockets have closed. */
+  release (): void {
+    this.down?.release()
+    this.up?.release()
+  }
 }
 
-function pump (src: Socket, dst: Socket, onEnd: () => void, halves: Half[]): void {
+function pump (src: Socket, dst: Socket): Half | undefined {
   if (!readsInPlace(src)) {
-    src.once('end', onEnd)
-    src.pipe(dst)
-    return
+    src.pipe(dst, { end: false })
+    return undefined
   }
-  src.once('end', () => { onEnd(); dst.end() })
   const half = new Half(src, dst)
-  halves.push(half)
   half.start()
+  return half
 }

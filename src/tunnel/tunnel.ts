@@ -12,7 +12,7 @@ import { ProxyError } from '../errors.js'
 import type { Target } from '../connect/target.js'
 import type { RequestFacts } from '../policy/decide.js'
 import { errorResponse, respondAndClose } from '../server/respond.js'
-import { relay, type Relay } from './relay.js'
+import { Relay } from './relay.js'
 
 export type TunnelState = 'accepted' | 'dialing' | 'established' | 'closed'
 
@@ -34,6 +34,22 @@ let nextId = 0
 /** Pre-built abort reasons: no allocation when a client leaves mid-dial. */
 const CLIENT_GONE = new Error('client went away')
 const REFUSED = new Error('tunnel refused')
+/** What `signal` is once the dial is over: never aborted, shared. */
+const SETTLED = new AbortController().signal
+const NO_HOPS: readonly string[] = Object.freeze([])
+
+/**
+ * Socket listeners are these shared functions, called with `this` = the
+ * socket, which points back at its tunnel: an idle tunnel then holds no
+ * closure and no `once` wrapper per event (issue 6, memory per tunnel).
+ */
+const kTunnel = Symbol('sluice.tunnel')
+type Owned = Socket & { [kTunnel]?: Tunnel | undefined }
+
+function onSocketError (this: Owned, err: Error): void { this[kTunnel]?.socketError(this, err) }
+function onSocketClose (this: Owned): void { this[kTunnel]?.socketClose(this) }
+function onSocketEnd (this: Owned): void { this[kTunnel]?.socketEnd(this) }
+function onDialReadable (this: Owned): void { this[kTunnel]?.dialReadable() }
 
 export class Tunnel {
   readonly id: string
@@ -41,8 +57,6 @@ export class Tunnel {
   readonly downstream: Socket
   readonly clientAddress: string
   readonly clientPort: number
-  /** Aborted when the client goes away or the tunnel is refused before establishment. */
-  readonly abort = new AbortController()
   state: TunnelState = 'accepted'
   target: Target | undefined
   upstream: Socket | undefined
@@ -50,7 +64,7 @@ export class Tunnel {
   rule: string | undefined
   /** Route taken and its parents in order (empty for direct). */
   route: string | undefined
-  hops: readonly string[] = []
+  hops: readonly string[] = NO_HOPS
   /** Authenticated user, when there is one (never the password). */
   user: string | undefined
   /** What the policy was asked, kept so a reload can re-judge open tunnels. */
@@ -70,18 +84,29 @@ export class Tunnel {
   private downBase = 0
   private readonly host: TunnelHost
   private relay: Relay | undefined
+  /** Aborted when the client goes away or the tunnel is refused while dialing; dropped once established. */
+  private controller: AbortController | undefined = new AbortController()
   private finalized = false
 
   constructor (downstream: Socket, host: TunnelHost) {
     // First thing: after 'connect' Node leaves the socket with no 'error'
     // listener, and a client RST would crash the process (NODE-NOTES A3).
-    downstream.on('error', this.onDownstreamError)
-    downstream.once('close', this.onDownstreamClose)
+    const owned = downstream as Owned
+    owned[kTunnel] = this
+    downstream.on('error', onSocketError)
+    downstream.on('close', onSocketClose)
     this.downstream = downstream
     this.host = host
     this.id = (++nextId).toString(36)
     this.clientAddress = downstream.remoteAddress ?? ''
     this.clientPort = downstream.remotePort ?? 0
+  }
+
+  /** Aborted when the client goes away or the tunnel is refused before establishment. */
+  get signal (): AbortSignal { return this.controller?.signal ?? SETTLED }
+
+  private cancel (reason: Error): void {
+    if (this.state !== 'established') this.controller?.abort(reason)
   }
 
   /** Refuse before establishment: error response, lingering close, then finalize. */
@@ -90,7 +115,7 @@ export class Tunnel {
     this.error = err
     this.status = err.status
     this.mark('proxy', 'rejected')
-    this.abort.abort(REFUSED)
+    this.cancel(REFUSED)
     respondAndClose(this.downstream, errorResponse(err, extraHeaders))
   }
 
@@ -103,11 +128,12 @@ export class Tunnel {
     this.error = err
     this.status = err.status
     this.mark('proxy', 'challenged')
-    this.abort.abort(REFUSED)
+    this.cancel(REFUSED)
     const socket = this.downstream
-    socket.removeListener('error', this.onDownstreamError)
-    socket.removeListener('close', this.onDownstreamClose)
-    socket.removeListener('readable', this.onDialReadable)
+    socket.removeListener('error', onSocketError)
+    socket.removeListener('close', onSocketClose)
+    socket.removeListener('readable', onDialReadable)
+    ;(socket as Owned)[kTunnel] = undefined
     if (socket.destroyed || !socket.writable) {
       socket.destroy()
       this.finalize(true)
@@ -125,13 +151,14 @@ export class Tunnel {
    * establishment instead.
    */
   watchClient (): void {
-    this.downstream.on('readable', this.onDialReadable)
+    this.downstream.on('readable', onDialReadable)
   }
 
-  private readonly onDialReadable = (): void => {
+  /** @internal The client became readable while we dial. */
+  dialReadable (): void {
     if (this.downstream.readableLength !== 0 || this.state === 'established') return
     this.mark('client', 'fin')
-    this.abort.abort(CLIENT_GONE)
+    this.cancel(CLIENT_GONE)
   }
 
   /** Take over a connected upstream: forward `head`, answer 200, relay. */
@@ -140,23 +167,32 @@ export class Tunnel {
       upstream.destroy()
       return
     }
+    if (upstream.destroyed) {
+      // Lost between the dial and now; its error went to the dialer's no-op listener.
+      this.fail(new ProxyError('ERR_UPSTREAM_RESET', { detail: `${dialedAddress} closed before the tunnel was established` }))
+      return
+    }
     this.state = 'established'
     this.upstream = upstream
     this.dialedAddress = dialedAddress
     this.status = 200
     this.connectMs = performance.now() - this.startedAt
     this.lastActive = Date.now()
-    this.downstream.off('readable', this.onDialReadable)
+    this.controller = undefined
+    this.downstream.off('readable', onDialReadable)
     this.upBase = upstream.bytesWritten
     // Bytes a parent sent after its 200 are unshifted, still unread: they are tunnel data.
     this.downBase = upstream.bytesRead - upstream.readableLength
-    upstream.on('error', (err) => this.onSocketError('upstream', err))
-    upstream.once('close', () => this.onSocketClose('upstream'))
+    const owned = upstream as Owned
+    owned[kTunnel] = this
+    upstream.on('error', onSocketError)
+    upstream.on('close', onSocketClose)
+    this.downstream.on('end', onSocketEnd)
+    upstream.on('end', onSocketEnd)
     // Bytes the client sent with its CONNECT (NODE-NOTES A1) go first.
     if (head.length > 0) upstream.write(head)
     this.downstream.write(ESTABLISHED)
-    // Who sent the first FIN is how the tunnel ended, if nothing worse happens.
-    this.relay = relay(this.downstream, upstream, (side) => this.mark(side, 'fin'))
+    this.relay = new Relay(this.downstream, upstream)
   }
 
   /** Close from our side (idle, lifetime, shutdown, revoke). */
@@ -180,10 +216,20 @@ export class Tunnel {
     this.closeHow = how
   }
 
-  private readonly onDownstreamError = (err: Error): void => this.onSocketError('client', err)
-  private readonly onDownstreamClose = (): void => this.onSocketClose('client')
+  /**
+   * @internal A FIN: who sent the first is how the tunnel ended, if nothing
+   * worse happens; it is forwarded on its own (half-close, NODE-NOTES A9).
+   */
+  socketEnd (socket: Socket): void {
+    const client = socket === this.downstream
+    this.mark(client ? 'client' : 'upstream', 'fin')
+    const other = client ? this.upstream : this.downstream
+    if (other !== undefined && !other.destroyed) other.end()
+  }
 
-  private onSocketError (side: 'client' | 'upstream', err: Error): void {
+  /** @internal */
+  socketError (socket: Socket, err: Error): void {
+    const side = socket === this.downstream ? 'client' : 'upstream'
     const reset = (err as { code?: string }).code === 'ECONNRESET'
     this.mark(side, reset ? 'reset' : 'error')
     const other = side === 'client' ? this.upstream : this.downstream
@@ -192,13 +238,15 @@ export class Tunnel {
       if (reset && this.state === 'established') other.resetAndDestroy()
       else other.destroy()
     }
-    if (side === 'client' && this.state !== 'established') this.abort.abort(CLIENT_GONE)
+    if (side === 'client' && this.state !== 'established') this.cancel(CLIENT_GONE)
   }
 
-  private onSocketClose (side: 'client' | 'upstream'): void {
+  /** @internal */
+  socketClose (socket: Socket): void {
+    const side = socket === this.downstream ? 'client' : 'upstream'
     // Only a dial in progress listens; an aborted signal with no reason
     // builds a DOMException with a stack (~10 µs): skip it when established.
-    if (side === 'client' && this.state !== 'established') this.abort.abort(CLIENT_GONE)
+    if (side === 'client' && this.state !== 'established') this.cancel(CLIENT_GONE)
     const other = side === 'client' ? this.upstream : this.downstream
     // If the other side still has bytes to send, nobody is left to read them.
     if (other !== undefined && !other.destroyed && !other.readableEnded) other.destroy()

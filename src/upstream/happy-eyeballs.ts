@@ -46,11 +46,20 @@ export function connectError (err: unknown, address: string, port: number): Prox
   return new ProxyError(code, { detail: `${next} (${errno || 'error'})`, params: { 'next-hop': next }, cause: err })
 }
 
+/**
+ * The won socket's error listener until its owner adds one: the race's own
+ * listener would keep the whole race (timers, attempts, closures) alive for
+ * the tunnel's life. An error in between leaves the socket destroyed, which
+ * Tunnel.establish checks.
+ */
+function ignoreUntilOwned (): void {}
+
 /** Race `addresses` (already filtered by policy) and resolve with the first connected socket. */
 export async function race (addresses: readonly string[], opts: RaceOptions): Promise<RaceResult> {
   if (addresses.length === 0) throw new ProxyError('ERR_UPSTREAM_FAILED', { detail: 'no address to dial' })
   return await new Promise<RaceResult>((resolve, reject) => {
-    const attempts = new Map<Socket, string>()
+    /** Each attempt's error listener, to take off the winner. */
+    const attempts = new Map<Socket, (err: Error) => void>()
     let next = 0
     let settled = false
     let lastError: ProxyError | undefined
@@ -74,12 +83,18 @@ export async function race (addresses: readonly string[], opts: RaceOptions): Pr
       clearTimeout(stagger)
       opts.signal?.removeEventListener('abort', onAbort)
       for (const s of attempts.keys()) if (s !== winner) s.destroy()
-      attempts.clear()
       if (winner !== undefined && err === undefined) {
         winner.removeAllListeners('connect')
+        // Add before removing: an emitter whose last listener of a type is
+        // removed deletes the key and turns into a slow dictionary object.
+        winner.on('error', ignoreUntilOwned)
+        const raced = attempts.get(winner)
+        if (raced !== undefined) winner.removeListener('error', raced)
         if (opts.keepAliveMs > 0) winner.setKeepAlive(true, opts.keepAliveMs)
+        attempts.clear()
         resolve({ socket: winner, address: winnerAddress })
       } else {
+        attempts.clear()
         reject(err ?? lastError)
       }
     }
@@ -92,15 +107,16 @@ export async function race (addresses: readonly string[], opts: RaceOptions): Pr
       // allowHalfOpen: a FIN from the target must not auto-end our write side
       // while the client is still sending (NODE-NOTES A9).
       const s = connect({ host: address, port: opts.port, allowHalfOpen: true, noDelay: true, autoSelectFamily: false })
-      attempts.set(s, address)
-      s.on('error', (err) => {
+      const onError = (err: Error): void => {
         if (settled) return
         attempts.delete(s)
         s.destroy()
         lastError = connectError(err, address, opts.port)
         if (next < addresses.length) start()
         else if (attempts.size === 0) finish(lastError)
-      })
+      }
+      attempts.set(s, onError)
+      s.on('error', onError)
       s.once('connect', () => { winnerAddress = address; finish(undefined, s) })
       if (next < addresses.length) stagger = setTimeout(start, opts.attemptDelayMs)
     }

@@ -22,6 +22,8 @@ export interface Route {
   readonly choices: readonly Choice[]
 }
 
+const NO_HOPS: readonly string[] = Object.freeze([])
+
 export const DIRECT: Route = Object.freeze({ name: 'direct', choices: Object.freeze([{ kind: 'direct' } as const]) })
 
 export interface RouteDialOptions {
@@ -85,7 +87,7 @@ export async function dialRoute (req: RouteDialRequest, opts: RouteDialOptions):
           keepAliveMs: opts.keepAliveMs,
           signal: req.signal
         })
-        return { socket, dialed: address.includes(':') ? `[${address}]:${req.target.port}` : `${address}:${req.target.port}`, hops: [] }
+        return { socket, dialed: address.includes(':') ? `[${address}]:${req.target.port}` : `${address}:${req.target.port}`, hops: NO_HOPS }
       }
       const socket = await dialChain(choice.hops, req.target, {
         resolver: opts.resolver,

@@ -1,6 +1,6 @@
 /**
  * The byte relay on real loopback sockets (issue 6): bytes in order both
- * ways, each FIN forwarded on its own, bytes buffered before the relay
+ * ways, each FIN forwarded on its own (as Tunnel wires it), bytes buffered before the relay
  * started go first, own read buffers grow for bulk and go back to the
  * budget, and TLS sockets fall back to pipe().
  */
@@ -10,7 +10,7 @@ import { once } from 'node:events'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls'
 import { after, describe, it } from 'node:test'
-import { relay, relayBufferBytes, readsInPlace } from '../../src/tunnel/relay.js'
+import { Relay, relayBufferBytes, readsInPlace } from '../../src/tunnel/relay.js'
 import { listenOn } from '../helpers/net.js'
 import { makeCert } from '../helpers/tls.js'
 import { within } from '../helpers/wait.js'
@@ -44,11 +44,18 @@ async function tunnel (before?: (client: Socket, down: Socket) => Promise<void>)
   const back = await pair()
   const ends: string[] = []
   if (before !== undefined) await before(front.dialed, front.accepted)
-  const r = relay(front.accepted, back.dialed, (side) => ends.push(side))
+  forwardFins(front.accepted, back.dialed, ends)
+  const r = new Relay(front.accepted, back.dialed)
   const closeBoth = (): void => { front.accepted.destroy(); back.dialed.destroy() }
   front.accepted.on('close', closeBoth)
   back.dialed.on('close', closeBoth)
-  return { client: front.dialed, target: back.accepted, ends, release: r.release }
+  return { client: front.dialed, target: back.accepted, ends, release: () => r.release() }
+}
+
+/** What Tunnel does at 'end': note the side, forward the FIN. */
+function forwardFins (down: Socket, up: Socket, ends: string[]): void {
+  down.on('end', () => { ends.push('client'); up.end() })
+  up.on('end', () => { ends.push('upstream'); down.end() })
 }
 
 function digestOf (socket: Socket): Promise<{ bytes: number, sha: string }> {
@@ -136,7 +143,8 @@ describe('relay', () => {
 
     const front = await pair()
     const ends: string[] = []
-    const r = relay(front.accepted, tlsSide, (side) => ends.push(side))
+    forwardFins(front.accepted, tlsSide, ends)
+    const r = new Relay(front.accepted, tlsSide)
     const atPeer = digestOf(tlsPeer)
     const atClient = digestOf(front.dialed)
     const payload = randomBytes(1024 * 1024)
