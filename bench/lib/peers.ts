@@ -12,6 +12,7 @@ import { execFileSync } from 'node:child_process'
 import type { OriginPorts } from './loadgen.js'
 import type { Scenario } from './table.js'
 import { freePort, startProcess, workDir, type Launch } from './process-peer.js'
+import { NODE_FLAGS } from '../../src/cli/node-flags.js'
 
 export interface PeerContext {
   readonly root: string
@@ -66,9 +67,9 @@ export function launch (ctx: PeerContext, name: string, prefix: readonly string[
   return { name, prefix, logDir: ctx.logDir, cwd: ctx.root }
 }
 
-/** `node dist/cli.js --config FILE --listen 127.0.0.1:PORT --log-level warn [extra]`. */
+/** `node NODE_FLAGS dist/cli.js --config FILE --listen 127.0.0.1:PORT --log-level warn [extra]`, as npm start runs it. */
 export function sluiceArgv (ctx: PeerContext, config: string, port: number, extra: readonly string[] = []): string[] {
-  return [process.execPath, join(ctx.root, 'dist', 'cli.js'), '--config', config,
+  return [process.execPath, ...NODE_FLAGS, join(ctx.root, 'dist', 'cli.js'), '--config', config,
     '--listen', `127.0.0.1:${port}`, '--log-level', 'warn', ...extra]
 }
 

@@ -1,6 +1,7 @@
 /** The results file (bench/results/<stamp>.md) and docs/benchmarks.md. */
 import { release } from 'node:os'
 import type { Options } from './options.js'
+import { NODE_FLAGS } from '../../src/cli/node-flags.js'
 
 export interface RunInfo {
   readonly command: string
@@ -123,9 +124,11 @@ ${resultsMarkdown(info, o, tableText, notes, variants, '###')}
   a single-threaded proxy. \`direct\` runs loadgen and origin on the same
   single CPU: it is the floor for latency and the single-core loopback limit
   for throughput, not a two-CPU figure.
-- Sluice runs as \`node dist/cli.js --config bench/policy.yaml --listen
-  127.0.0.1:PORT --log-level warn\`: one rule allowing 127.0.0.0/8, no
-  per-tunnel log lines at that level.
+- Sluice runs as \`node ${NODE_FLAGS.join(' ')} dist/cli.js --config bench/policy.yaml
+  --listen 127.0.0.1:PORT --log-level warn\` (the V8 flags npm start uses):
+  one rule allowing 127.0.0.0/8, no per-tunnel log lines at that level, as
+  squid (\`access_log none\`) and tinyproxy (\`LogLevel Critical\`) run
+  without theirs.
 - Variants are pinned like \`sluice\` except: the parent of
   \`sluice+chain\` runs on the load CPU (next to loadgen and the origin;
   its CPU is reported apart), and \`sluice-w2\`/\`sluice-w2-os\` are not
