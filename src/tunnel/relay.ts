@@ -122,8 +122,10 @@ class Half {
       dst.write(Buffer.from(buf.subarray(0, n)), this.onWritten)
       if (n === buf.length) this.grow()
     } else {
-      dst.write(buf.subarray(0, n), this.onWritten)
-      if (n === buf.length) this.grow()
+      // A full read writes the buffer itself: no view to allocate.
+      const full = n === buf.length
+      dst.write(full ? buf : buf.subarray(0, n), this.onWritten)
+      if (full) this.grow()
       else if (n < SHARED_SIZE) this.shrink()
     }
     if (dst.writableLength === 0) return true
