@@ -1,5 +1,5 @@
 /**
- * Sluice vs a no-proxy baseline (and squid/tinyproxy when installed), with
+ * Sluice vs a no-proxy baseline (and squid/tinyproxy/ATS when installed), with
  * the C load generator and origin of bench/c/. `--help` lists the options;
  * docs/benchmarks.md explains the method.
  */
@@ -156,6 +156,7 @@ async function main (argv: readonly string[]): Promise<number> {
   const ctx: PeerContext = {
     root,
     prefix: [...raise, ...pin.proxy],
+    proxyCpu: pin.proxy.length > 0 ? o.proxyCpu : undefined,
     unpinned: [...raise, ...pin.all],
     loadSide: [...raise, ...pin.load],
     logDir: runDir,

@@ -4,11 +4,12 @@ import type { Scenario } from './table.js'
 
 export const HELP = `Usage: node --import tsx bench/run.ts [options]     (npm run bench -- [options])
 
-Measures Sluice against a no-proxy "direct" baseline (and squid/tinyproxy when
-installed and named in --peers) with the C load generator and origin in bench/c/.
+Measures Sluice against a no-proxy "direct" baseline (and squid, tinyproxy, ats
+when installed and named in --peers) with the C load generator and origin in bench/c/.
 
   --quick               2 reps, 256 MiB bulk, 3 s rate, 2000 held tunnels (~1 min)
   --peers LIST          peers in order (default direct,sluice; also squid, tinyproxy,
+                        ats (Apache Traffic Server; ATS_NET_THREADS, default 1),
                         and Sluice's variants: sluice+auth, sluice+name, sluice+bigacl,
                         sluice+chain, sluice-w2, sluice-w2-os; these run the rate test only)
   --variants LIST       add variant groups right after sluice: auth, bigacl (with its

@@ -2,7 +2,8 @@
  * What gets measured. A peer is either `direct` (no proxy: loadgen talks to
  * the origin) or a proxy started fresh on 127.0.0.1:PORT for every
  * repetition, pinned to the proxy CPU, and stopped by PID afterwards.
- * squid and tinyproxy are optional: used only when on PATH and asked for.
+ * squid, tinyproxy and ats (Apache Traffic Server, in ats.ts) are optional:
+ * used only when on PATH and asked for.
  * Sluice's variants (auth, big ACL, a parent hop, workers) are in variants.ts.
  */
 import { writeFileSync, chownSync } from 'node:fs'
@@ -18,6 +19,8 @@ export interface PeerContext {
   readonly root: string
   /** argv prefix: fd limit + pin to the proxy CPU (may be empty). */
   readonly prefix: readonly string[]
+  /** The CPU `prefix` pins to; undefined when not pinning. */
+  readonly proxyCpu: number | undefined
   /** fd limit + every CPU (this driver is pinned, and children inherit that). */
   readonly unpinned: readonly string[]
   /** fd limit + pin to the load CPU, next to loadgen and the origin. */

@@ -127,8 +127,8 @@ ${resultsMarkdown(info, o, tableText, notes, variants, '###')}
 - Sluice runs as \`node ${NODE_FLAGS.join(' ')} dist/cli.js --config bench/policy.yaml
   --listen 127.0.0.1:PORT --log-level warn\` (the V8 flags npm start uses):
   one rule allowing 127.0.0.0/8, no per-tunnel log lines at that level, as
-  squid (\`access_log none\`) and tinyproxy (\`LogLevel Critical\`) run
-  without theirs.
+  squid (\`access_log none\`), tinyproxy (\`LogLevel Critical\`) and ATS
+  (\`proxy.config.log.logging_enabled 0\`) run without theirs.
 - Variants are pinned like \`sluice\` except: the parent of
   \`sluice+chain\` runs on the load CPU (next to loadgen and the origin;
   its CPU is reported apart), and \`sluice-w2\`/\`sluice-w2-os\` are not
@@ -141,9 +141,17 @@ ${resultsMarkdown(info, o, tableText, notes, variants, '###')}
 - \`sluice+auth\` is measured with a warm credential cache (its start-up
   check logs in once): the steady state, not the first seconds after a
   start or a users-file reload.
-- squid and tinyproxy, when installed and named in \`--peers\`, run with
-  private configs (no cache, no access log, one process / MaxClients above
-  the hold count).
+- squid, tinyproxy and ats, when installed and named in \`--peers\`, run
+  with private configs (no cache, no access log, one process / MaxClients
+  above the hold count). ats is Apache Traffic Server's \`traffic_server\`
+  alone (no traffic_manager) with a private runroot: a forward proxy (no
+  remap), HTTP cache off and no cache storage, one exec (net) thread
+  (\`ATS_NET_THREADS\` to change), accepting on it, default buffer sizes,
+  \`connections_throttle\` 2.2 × the hold count + 1000, at least 19000
+  (ATS counts both sides of a tunnel and stops accepting at 1/1.1 of it;
+  it lowers it to the fd limit − 192 itself). ATS binds its net thread to
+  every CPU, so the driver pins its threads back to the proxy CPU once it
+  listens.
 - The machine may be shared. Around every bulk and rate measurement the
   driver adds up the CPU time of processes that are not its own (the
   "other processes' CPU %" rows, in % of one CPU; a lower bound). Above
@@ -159,7 +167,7 @@ ${resultsMarkdown(info, o, tableText, notes, variants, '###')}
 \`\`\`
 npm run bench                      # full: ${'3 reps, 2 GiB bulk, 50 clients × 10 s, 9000 held tunnels'}
 npm run bench -- --quick           # about a minute
-npm run bench -- --peers direct,sluice,squid,tinyproxy --skip hold
+npm run bench -- --peers direct,sluice,squid,tinyproxy,ats --skip hold
 npm run bench -- --quick --peers direct,sluice --variants auth,bigacl,chain,workers
 node --import tsx bench/run.ts --help
 node --import tsx bench/micro/run.ts   # micro-benchmarks (mitata): parseTarget, decideRequest/decideAddress
