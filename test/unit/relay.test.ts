@@ -96,6 +96,22 @@ describe('relay', () => {
     assert.equal(relayBufferBytes(), 0)
   })
 
+  it('holds no buffer of its own for a tunnel that only exchanges small messages', async () => {
+    const { client, target, release } = await tunnel()
+    for (let i = 0; i < 5; i++) {
+      const echoed = once(client, 'data') as Promise<[Buffer]>
+      const got = once(target, 'data') as Promise<[Buffer]>
+      client.write(`ping ${i}`)
+      const [at] = await within(got, 'ping at target')
+      target.write(at)
+      const [back] = await within(echoed, 'echo at client')
+      assert.equal(back.toString(), `ping ${i}`)
+    }
+    assert.equal(relayBufferBytes(), 0, 'an idle, chatty tunnel keeps reading into the shared buffer')
+    client.destroy(); target.destroy()
+    release()
+  })
+
   it('forwards each FIN on its own: the other direction keeps flowing after a half-close', async () => {
     const { client, target, ends, release } = await tunnel()
     const atTarget = digestOf(target)
