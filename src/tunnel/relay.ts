@@ -118,8 +118,11 @@ class Half {
   onRead (n: number, buf: Buffer): boolean {
     const dst = this.dst
     if (buf === shared) {
-      // Shared by every direction: hand the writer a copy.
-      dst.write(Buffer.from(buf.subarray(0, n)), this.onWritten)
+      // Shared by every direction: hand the writer a copy (from Node's
+      // pool when small, as a plain socket read would allocate anyway).
+      const copy = Buffer.allocUnsafe(n)
+      buf.copy(copy, 0, 0, n)
+      dst.write(copy, this.onWritten)
       if (n === buf.length) this.grow()
     } else {
       // A full read writes the buffer itself: no view to allocate.
