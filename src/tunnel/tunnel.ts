@@ -51,6 +51,11 @@ function onSocketClose (this: Owned): void { this[kTunnel]?.socketClose(this) }
 function onSocketEnd (this: Owned): void { this[kTunnel]?.socketEnd(this) }
 function onDialReadable (this: Owned): void { this[kTunnel]?.dialReadable() }
 
+/** Whether `resetAndDestroy()` can work: it needs a TCP handle (Node 20 net.js). */
+function isTcp (socket: Socket): boolean {
+  return (socket as Socket & { _handle?: object | null })._handle?.constructor.name === 'TCP'
+}
+
 export class Tunnel {
   readonly id: string
   readonly startedAt = performance.now()
@@ -193,6 +198,11 @@ export class Tunnel {
     if (head.length > 0) upstream.write(head)
     this.downstream.write(ESTABLISHED)
     this.relay = new Relay(this.downstream, upstream)
+    // A FIN read before we listened (the client's, while we dialed) had its
+    // 'end' emitted to nobody and will not fire again; pipe() used to cover
+    // this (endEmitted → end in nextTick). Forward it now.
+    if (this.downstream.readableEnded) this.socketEnd(this.downstream)
+    if (upstream.readableEnded) this.socketEnd(upstream)
   }
 
   /** Close from our side (idle, lifetime, shutdown, revoke). */
@@ -235,7 +245,9 @@ export class Tunnel {
     const other = side === 'client' ? this.upstream : this.downstream
     // Pass a reset on as a reset (RST), anything else as a plain close.
     if (other !== undefined && !other.destroyed) {
-      if (reset && this.state === 'established') other.resetAndDestroy()
+      // resetAndDestroy() throws ERR_INVALID_HANDLE_TYPE on a non-TCP handle
+      // (a TLS upstream to an https parent): here that is an uncaught crash.
+      if (reset && this.state === 'established' && isTcp(other)) other.resetAndDestroy()
       else other.destroy()
     }
     if (side === 'client' && this.state !== 'established') this.cancel(CLIENT_GONE)

@@ -57,6 +57,9 @@ function ignoreUntilOwned (): void {}
 /** Race `addresses` (already filtered by policy) and resolve with the first connected socket. */
 export async function race (addresses: readonly string[], opts: RaceOptions): Promise<RaceResult> {
   if (addresses.length === 0) throw new ProxyError('ERR_UPSTREAM_FAILED', { detail: 'no address to dial' })
+  // An 'abort' listener added to an already-aborted signal never fires: a
+  // client that left while DNS was in flight would still get dialed.
+  if (opts.signal?.aborted === true) throw new ProxyError('ERR_UPSTREAM_FAILED', { detail: 'client went away' })
   return await new Promise<RaceResult>((resolve, reject) => {
     /** Each attempt's error listener, to take off the winner. */
     const attempts = new Map<Socket, (err: Error) => void>()

@@ -499,6 +499,19 @@ describe('https parents', () => {
     assert.equal(p.requests[0]?.servername, 'localhost')
   })
 
+  it('a client reset through an https parent closes the tunnel (the TLS upstream cannot send an RST)', async (t) => {
+    const p = await parent(t, 'tls')
+    const caFile = join(tmp, 'parent-ca-rst.pem')
+    writeFileSync(caFile, p.ca ?? '')
+    const s = await sluice(t, `parents:\n  sec: { url: "${p.url}", ca_file: "${caFile}" }\ndefault_route: sec`)
+    const res = await connectVia(s.port, echoName(), 'rst')
+    await expectTunnel(res, 'rst')
+    res.socket.resetAndDestroy()
+    const rec = await closedLog(s, res.client)
+    assert.equal(rec['closed_by'], 'client')
+    assert.equal(rec['close'], 'reset')
+  })
+
   it('a servername the certificate does not cover → 502 ERR_PARENT_TLS_CERT', async (t) => {
     const p = await parent(t, 'tls')
     const caFile = join(tmp, 'parent-ca-bad-sni.pem')

@@ -20,7 +20,8 @@ import { closedPort } from '../helpers/net.js'
 import { startEchoServer } from '../helpers/origin.js'
 import { connectHead, rawConnect, readAll, readBytes, readHead } from '../helpers/raw.js'
 import { LOOPBACK_ALLOWED, startSluice, type LogRecord, type Sluice } from '../helpers/sluice.js'
-import { pollImmediate } from '../helpers/wait.js'
+import { pollImmediate, within } from '../helpers/wait.js'
+import { dialRoute } from '../../src/upstream/route.js'
 import { relayBufferBytes } from '../../src/tunnel/relay.js'
 
 // A real gc() so arrayBuffers measures live buffers, not uncollected garbage.
@@ -527,6 +528,45 @@ describe('tunnel data path (default LOOPBACK_ALLOWED config)', () => {
       const { error, ended } = await eof
       assert.equal(error?.code, 'ECONNRESET', `client saw ${error?.code ?? 'no error'} (EOF: ${String(ended)})`)
     })
+  })
+})
+
+describe('a client FIN that lands before the tunnel is established', () => {
+  /**
+   * The client sends CONNECT and FIN; the dial completes only after the
+   * proxy has read that FIN (its 'end' already emitted, nobody listening
+   * yet), as when the FIN arrives while DNS or the connect is in flight.
+   * The FIN must still reach the target, and the target's FIN come back.
+   */
+  it('is forwarded to the target, whose FIN comes back', { timeout: 10_000 }, async (t) => {
+    const target = await startTarget(echoBehaviour)
+    t.after(async () => { await target.close() })
+    let connected = (): void => {}
+    const upstreamReady = new Promise<void>((resolve) => { connected = resolve })
+    const s: Sluice = await startSluice(LOOPBACK_ALLOWED, {
+      dial: async (req, opts) => {
+        const dialed = await dialRoute(req, opts)
+        connected()
+        const finSeen = (): boolean => s.proxy.registry.filter(x => x.id === req.tunnel)[0]?.downstream.readableEnded === true
+        assert.ok(await pollImmediate(10_000, finSeen), 'the proxy never saw the client FIN')
+        return dialed
+      }
+    })
+    t.after(async () => { await s.close() })
+    const { socket, client: clientAddr } = await client(s.port)
+    socket.write(connectHead(target.authority))
+    await within(upstreamReady, 'upstream connected')
+    socket.end()
+    const res = await readHead(socket)
+    assert.equal(res.statusLine, 'HTTP/1.1 200 Connection Established')
+    const conn = await within(target.next(), 'target connection')
+    assert.equal((await readAll(socket, 1 << 20, 3000)).length, 0, 'EOF from the target through the tunnel')
+    const { data, ended } = await within(conn.closed, 'target sees the client FIN', 3000)
+    assert.equal(ended, true)
+    assert.equal(data.length, 0)
+    const rec = await closedLog(s, clientAddr)
+    assert.equal(rec.closed_by, 'client')
+    assert.equal(rec.close, 'fin')
   })
 })
 
