@@ -166,7 +166,7 @@ ${resultsMarkdown(info, o, tableText, notes, variants, '###')}
 
 \`\`\`
 npm run bench                      # full: ${'3 reps, 2 GiB bulk, 50 clients × 10 s, 9000 held tunnels'}
-npm run bench -- --quick           # about a minute
+npm run bench -- --quick           # about 30 seconds
 npm run bench -- --peers direct,sluice,squid,tinyproxy,ats --skip hold
 npm run bench -- --quick --peers direct,sluice --variants auth,bigacl,chain,workers
 node --import tsx bench/run.ts --help
