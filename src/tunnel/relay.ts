@@ -22,7 +22,9 @@
  * Sockets accepted by http.Server are built without `onread` (NODE-NOTES
  * B2), so it is switched on after the fact through net.Socket's own fields
  * (Node 20 `onStreamRead` reads them on every read). A socket that lacks
- * them, such as a TLS socket, is relayed with `pipe()`.
+ * them, such as a TLS socket, is relayed with `pipe()`. Once a socket is
+ * relayed here, nothing else may read it ('data', 'readable', resume()):
+ * Node's stream code could restart a handle the in-flight guard paused.
  */
 import { Socket } from 'node:net'
 import { getSystemErrorName } from 'node:util'
