@@ -31,8 +31,39 @@ export function createLogger (opts: LogOptions): Logger {
     const pretty = createRequire(import.meta.url)('pino-pretty') as (o: object) => DestinationStream
     return pino(options, pretty({ colorize: process.stdout.isTTY, sync: true }))
   }
-  // Asynchronous writes: under load, lines logged while a write is in flight
-  // go out together in the next one (one syscall, not one per tunnel), and
-  // nothing waits for a buffer to fill. pino flushes what is left at exit.
-  return pino(options, pino.destination({ dest: 1, sync: false, minLength: 0 }))
+  return pino(options, batched(pino.destination({ dest: 1, sync: false, minLength: LOG_BATCH_BYTES })))
+}
+
+/** Lines go out in writes of about this size… */
+const LOG_BATCH_BYTES = 8192
+/** …or at most this long after they were logged. */
+const LOG_FLUSH_MS = 100
+
+/**
+ * Batched, asynchronous writes (issue 6): sonic-boom holds lines until
+ * LOG_BATCH_BYTES and sends them in one write; the first line after a
+ * quiet spell arms one timer that sends whatever is left LOG_FLUSH_MS
+ * later. A busy proxy makes one write per ~20 tunnel lines instead of one
+ * per line; an idle one has no timer and writes nothing. pino's exit hook
+ * on the sonic-boom flushes what is left synchronously.
+ */
+function batched (dest: ReturnType<typeof pino.destination>): DestinationStream {
+  let timer: NodeJS.Timeout | undefined
+  const tick = (): void => {
+    timer = undefined
+    try {
+      dest.flush()
+    } catch {
+      // Destroyed by pino's exit hook, which flushed already.
+    }
+  }
+  return {
+    write (line: string): void {
+      if (timer === undefined) {
+        timer = setTimeout(tick, LOG_FLUSH_MS)
+        timer.unref()
+      }
+      dest.write(line)
+    }
+  }
 }
