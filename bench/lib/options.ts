@@ -11,10 +11,10 @@ when installed and named in --peers) with the C load generator and origin in ben
   --peers LIST          peers in order (default direct,sluice; also squid, tinyproxy,
                         ats (Apache Traffic Server; ATS_NET_THREADS, default 1),
                         and Sluice's variants: sluice+auth, sluice+name, sluice+bigacl,
-                        sluice+chain, sluice-w2, sluice-w2-os; these run the rate test only)
+                        sluice+chain, sluice+logs, sluice-w2, sluice-w2-os; these run the rate test only)
   --variants LIST       add variant groups right after sluice: auth, bigacl (with its
-                        control sluice+name), chain, workers (sluice-w2: --scheduling rr,
-                        sluice-w2-os: --scheduling os)
+                        control sluice+name), chain, logs (--log-level info), workers
+                        (sluice-w2: --scheduling rr, sluice-w2-os: --scheduling os)
   --skip LIST           scenarios to leave out: bulk, rate, hold
   --reps N              repetitions, interleaved A B A B (default 3)
   --bulk SIZE           bytes each way through one tunnel (default 2g; k/m/g suffixes)

@@ -13,6 +13,8 @@
  *                (Sluice skips them), the CIDRs are judged with the address
  * sluice+chain   every tunnel through a second Sluice (the parent, pinned
  *                to the load CPU, its CPU reported apart)
+ * sluice+logs    --log-level info: one `tunnel closed` JSON line per tunnel
+ *                (to the peer's log file), as Sluice runs by default
  * sluice-w2      --workers 2 --scheduling rr, unpinned: needs both CPUs
  * sluice-w2-os   --workers 2 --scheduling os (the default), unpinned
  *
@@ -159,6 +161,14 @@ const chain = variant('sluice+chain', 'every tunnel through a parent: `parents: 
     }
   })
 
+const logs = variant('sluice+logs', '`--log-level info` (the default; the other Sluice peers run at `warn`): one `tunnel closed` JSON line per tunnel, written to the peer\'s log file',
+  async (ctx) => await startSluice('sluice+logs', ctx, {
+    config: async () => undefined,
+    // After sluiceArgv's `--log-level warn`: the last one wins.
+    extraArgs: ['--log-level', 'info'],
+    checks: (c) => [tunnelOk(c)]
+  }))
+
 function workers (name: string, scheduling: 'rr' | 'os'): Peer {
   return variant(name, `\`--workers 2 --scheduling ${scheduling}\` (${scheduling === 'rr' ? 'the primary accepts and hands connections round-robin' : 'each worker accepts for itself; the default'}), not pinned: primary and workers float over both CPUs, which loadgen and the origin share; CPU is the whole process tree`,
     async (ctx) => await startSluice(name, ctx, {
@@ -171,12 +181,13 @@ function workers (name: string, scheduling: 'rr' | 'os'): Peer {
     }))
 }
 
-export const VARIANT_PEERS: readonly Peer[] = [auth, nameTarget, bigacl, chain, workers('sluice-w2', 'rr'), workers('sluice-w2-os', 'os')]
+export const VARIANT_PEERS: readonly Peer[] = [auth, nameTarget, bigacl, chain, logs, workers('sluice-w2', 'rr'), workers('sluice-w2-os', 'os')]
 
 /** `--variants` names → the peers each adds after `sluice`. */
 export const VARIANT_GROUPS: Readonly<Record<string, readonly string[]>> = {
   auth: ['sluice+auth'],
   bigacl: ['sluice+name', 'sluice+bigacl'],
   chain: ['sluice+chain'],
+  logs: ['sluice+logs'],
   workers: ['sluice-w2', 'sluice-w2-os']
 }
