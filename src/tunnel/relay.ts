@@ -1,5 +1,6 @@
 /**
- * The two-way byte pump (issue 6, NODE-NOTES B1/B2).
+ * The two-way byte pump (issue 6, NODE-NOTES B1/B2), and the one module
+ * that touches Node's private socket fields (issue 10).
  *
  * A plain socket allocates a fresh 64 KiB buffer for every read and pushes
  * it through the stream machinery ('data', pipe, write). Here each direction
@@ -25,6 +26,17 @@
  * them, such as a TLS socket, is relayed with `pipe()`. Once a socket is
  * relayed here, nothing else may read it ('data', 'readable', resume()):
  * Node's stream code could restart a handle the in-flight guard paused.
+ *
+ * Which path runs is decided once, at load, and `relayMode()` says which
+ * (the server logs it at start-up):
+ * - `onread` when net.Socket's private symbols `kBuffer`, `kBufferCb` and
+ *   `kBufferGen` are found by name (Node 20.x has them);
+ * - `pipe` for every socket when they are not, or when the environment
+ *   says `SLUICE_RELAY=pipe` (any other value, or none, is automatic).
+ *   The tests run the tunnel suites on both paths (`npm run test:relay-pipe`).
+ *
+ * `canReset()` is the other private read: whether a socket's handle is TCP,
+ * the only kind `resetAndDestroy()` accepts.
  */
 import { Socket } from 'node:net'
 import { getSystemErrorName } from 'node:util'
@@ -48,8 +60,12 @@ interface StreamHandle {
 }
 type Internals = Socket & { _handle: StreamHandle | null, encrypted?: boolean } & Record<symbol, unknown>
 
-/** net.Socket's private onread fields, found by name once at load. */
+/** `SLUICE_RELAY=pipe`: relay every socket with `pipe()`, read once at load. */
+const forcePipe = process.env['SLUICE_RELAY'] === 'pipe'
+
+/** net.Socket's private onread fields, found by name once at load (none when `pipe()` is forced). */
 const sym = (() => {
+  if (forcePipe) return undefined
   const found = new Map<string, symbol>()
   for (const s of Object.getOwnPropertySymbols(new Socket())) found.set(s.description ?? '', s)
   const buffer = found.get('kBuffer')
@@ -57,6 +73,20 @@ const sym = (() => {
   const gen = found.get('kBufferGen')
   return buffer !== undefined && callback !== undefined && gen !== undefined ? { buffer, callback, gen } : undefined
 })()
+
+/** The path plain TCP sockets take in this process: `pipe` when forced or when the private fields are missing. */
+export function relayMode (): 'onread' | 'pipe' {
+  return sym === undefined ? 'pipe' : 'onread'
+}
+
+/**
+ * Whether `resetAndDestroy()` can work on `socket`: Node 20 net.js throws
+ * ERR_INVALID_HANDLE_TYPE unless the handle is TCP (a TLS socket's is a
+ * TLSWrap), and a destroyed socket has no handle.
+ */
+export function canReset (socket: Socket): boolean {
+  return (socket as Socket & { _handle?: object | null })._handle?.constructor.name === 'TCP'
+}
 
 /** Whether `src` can be read in place with `onread`; otherwise it is relayed with `pipe()`. */
 export function readsInPlace (src: Socket): boolean {

@@ -3,6 +3,11 @@
  * ways, each FIN forwarded on its own (as Tunnel wires it), bytes buffered before the relay
  * started go first, own read buffers grow for bulk and go back to the
  * budget, and TLS sockets fall back to pipe().
+ *
+ * Runs on both relay paths (issue 10): `npm run test:relay-pipe` runs this
+ * file again with SLUICE_RELAY=pipe. The expected path comes from the
+ * environment, not from the module, so a fast path that silently falls back
+ * to pipe() fails here; the tests about own read buffers are skipped on pipe.
  */
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
@@ -10,10 +15,14 @@ import { once } from 'node:events'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls'
 import { after, describe, it } from 'node:test'
-import { Relay, relayBufferBytes, readsInPlace } from '../../src/tunnel/relay.js'
+import { canReset, Relay, relayBufferBytes, relayMode, readsInPlace } from '../../src/tunnel/relay.js'
 import { listenOn } from '../helpers/net.js'
 import { makeCert } from '../helpers/tls.js'
 import { within } from '../helpers/wait.js'
+
+/** The path this run must take: SLUICE_RELAY=pipe forces pipe(), anything else is onread. */
+const EXPECTED = process.env['SLUICE_RELAY'] === 'pipe' ? 'pipe' : 'onread'
+const ON_PIPE = EXPECTED === 'pipe' ? 'SLUICE_RELAY=pipe: no own read buffers on the pipe() path' : false
 
 const servers: Server[] = []
 const sockets: Socket[] = []
@@ -39,7 +48,7 @@ async function pair (): Promise<{ dialed: Socket, accepted: Socket }> {
  * client ⇄ [accepted | relay | dialed] ⇄ target, the shape of a tunnel:
  * the relay reads an accepted socket and a socket it dialed.
  */
-async function tunnel (before?: (client: Socket, down: Socket) => Promise<void>): Promise<{ client: Socket, target: Socket, ends: string[], release: () => void }> {
+async function tunnel (before?: (client: Socket, down: Socket) => Promise<void>): Promise<{ client: Socket, target: Socket, relayed: [Socket, Socket], ends: string[], release: () => void }> {
   const front = await pair()
   const back = await pair()
   const ends: string[] = []
@@ -49,7 +58,7 @@ async function tunnel (before?: (client: Socket, down: Socket) => Promise<void>)
   const closeBoth = (): void => { front.accepted.destroy(); back.dialed.destroy() }
   front.accepted.on('close', closeBoth)
   back.dialed.on('close', closeBoth)
-  return { client: front.dialed, target: back.accepted, ends, release: () => r.release() }
+  return { client: front.dialed, target: back.accepted, relayed: [front.accepted, back.dialed], ends, release: () => r.release() }
 }
 
 /** What Tunnel does at 'end': note the side, forward the FIN. */
@@ -66,14 +75,26 @@ function digestOf (socket: Socket): Promise<{ bytes: number, sha: string }> {
 }
 
 describe('relay', () => {
-  it('reads plain TCP sockets in place, accepted or dialed', async () => {
+  it(`takes the ${EXPECTED} path for plain TCP sockets, accepted or dialed`, async () => {
+    assert.equal(relayMode(), EXPECTED, EXPECTED === 'onread' ? 'the fast path fell back to pipe(): net.Socket\'s private onread fields were not found' : 'SLUICE_RELAY=pipe was ignored')
     const { dialed, accepted } = await pair()
-    assert.equal(readsInPlace(dialed), true)
-    assert.equal(readsInPlace(accepted), true)
+    assert.equal(readsInPlace(dialed), EXPECTED === 'onread')
+    assert.equal(readsInPlace(accepted), EXPECTED === 'onread')
     dialed.destroy(); accepted.destroy()
   })
 
-  it('moves 16 MiB each way intact and in order, grows own buffers for it, and gives them back', { timeout: 30_000 }, async () => {
+  it(`relays through the ${EXPECTED} path`, async () => {
+    const { client, target, relayed, release } = await tunnel()
+    // pipe() reads with a 'data' listener; onread leaves the sockets without one.
+    for (const s of relayed) assert.equal(s.listenerCount('data'), EXPECTED === 'pipe' ? 1 : 0)
+    const got = once(target, 'data') as Promise<[Buffer]>
+    client.write('through')
+    assert.equal((await within(got, 'bytes at target'))[0].toString(), 'through')
+    client.destroy(); target.destroy()
+    release()
+  })
+
+  it(`moves 16 MiB each way intact and in order, ${EXPECTED === 'onread' ? 'grows own buffers for it, and gives them back' : 'with no relay buffer'}`, { timeout: 30_000 }, async () => {
     const { client, target, ends, release } = await tunnel()
     const up = randomBytes(16 * 1024 * 1024)
     const down = randomBytes(16 * 1024 * 1024)
@@ -90,13 +111,14 @@ describe('relay', () => {
     assert.deepEqual(t, { bytes: up.length, sha: createHash('sha256').update(up).digest('hex') })
     assert.deepEqual(c, { bytes: down.length, sha: createHash('sha256').update(down).digest('hex') })
     assert.deepEqual([...ends].sort(), ['client', 'upstream'])
-    assert.ok(peak >= 64 * 1024, `own read buffers never grew (peak ${peak} B)`)
+    if (EXPECTED === 'onread') assert.ok(peak >= 64 * 1024, `own read buffers never grew (peak ${peak} B)`)
+    else assert.equal(peak, 0, 'the pipe() path holds no relay buffer')
     client.destroy(); target.destroy()
     release()
     assert.equal(relayBufferBytes(), 0)
   })
 
-  it('holds no buffer of its own for a tunnel that only exchanges small messages', async () => {
+  it('holds no buffer of its own for a tunnel that only exchanges small messages', { skip: ON_PIPE }, async () => {
     const { client, target, release } = await tunnel()
     for (let i = 0; i < 5; i++) {
       const echoed = once(client, 'data') as Promise<[Buffer]>
@@ -145,7 +167,7 @@ describe('relay', () => {
     release()
   })
 
-  it('relays a TLS socket with pipe(), and still reads the TCP side in place', async () => {
+  it(`relays a TLS socket with pipe(), and the TCP side on the ${EXPECTED} path`, async () => {
     const cert = await makeCert()
     const tlsServer = createTlsServer({ key: cert.key, cert: cert.cert, allowHalfOpen: true })
     const port = await listenOn(tlsServer as unknown as Server, '127.0.0.1')
@@ -156,8 +178,12 @@ describe('relay', () => {
     const [tlsPeer] = await accepted
     sockets.push(tlsSide, tlsPeer)
     assert.equal(readsInPlace(tlsSide), false)
+    // Its handle is a TLSWrap, which resetAndDestroy() refuses.
+    assert.equal(canReset(tlsSide), false)
+    assert.throws(() => tlsSide.resetAndDestroy(), { code: 'ERR_INVALID_HANDLE_TYPE' })
 
     const front = await pair()
+    assert.equal(readsInPlace(front.accepted), EXPECTED === 'onread')
     const ends: string[] = []
     forwardFins(front.accepted, tlsSide, ends)
     const r = new Relay(front.accepted, tlsSide)
@@ -175,5 +201,18 @@ describe('relay', () => {
     front.dialed.destroy(); front.accepted.destroy(); tlsSide.destroy(); tlsPeer.destroy()
     r.release()
     assert.equal(relayBufferBytes(), 0)
+  })
+
+  it('canReset(): true for a connected TCP socket, whose peer then sees a reset; false once it is destroyed', async () => {
+    const { dialed, accepted } = await pair()
+    assert.equal(canReset(dialed), true)
+    assert.equal(canReset(accepted), true)
+    const reset = once(accepted, 'error') as Promise<[NodeJS.ErrnoException]>
+    accepted.resume()
+    const closed = once(dialed, 'close')
+    dialed.resetAndDestroy()
+    assert.equal((await within(reset, 'RST at the peer'))[0].code, 'ECONNRESET')
+    await within(closed, 'reset socket closed')
+    assert.equal(canReset(dialed), false, 'a destroyed socket has no handle')
   })
 })
