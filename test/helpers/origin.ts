@@ -46,15 +46,20 @@ function track (server: Server): Set<Socket> {
   return sockets
 }
 
-/** close() for `server`: stop listening, destroy `sockets`, resolve once closed (memoised). */
+/** close() for `server`: stop listening, destroy `sockets`, resolve once the server and every socket have closed (memoised). */
 export function closer (server: Server, sockets: Set<Socket>): () => Promise<void> {
   let closed: Promise<void> | undefined
   return () => {
     closed ??= (async () => {
-      const done = once(server, 'close')
+      const done: Array<Promise<unknown>> = [once(server, 'close')]
       server.close()
-      for (const s of sockets) s.destroy()
-      await done
+      // The server's 'close' can come before its sockets' own 'close' events
+      // (waited on without once(), which would reject on a late 'error').
+      for (const s of sockets) {
+        done.push(new Promise(resolve => s.once('close', resolve)))
+        s.destroy()
+      }
+      await Promise.all(done)
     })()
     return closed
   }
@@ -81,8 +86,9 @@ function hello (req: IncomingMessage, res: ServerResponse): void {
  * {@link makeCert}) has SANs localhost, 127.0.0.1 and ::1; `ca` is the PEM
  * to trust. `url` is `https://localhost:${port}/` when bound to 127.0.0.1
  * (so the name matches the cert), else `https://${host}:${port}/`.
+ * `connections()` counts currently open connections.
  */
-export async function startHttpsOrigin (opts?: OriginOptions): Promise<Origin & { ca: string }> {
+export async function startHttpsOrigin (opts?: OriginOptions): Promise<Origin & { ca: string, connections: () => number }> {
   const host = opts?.host ?? '127.0.0.1'
   const { key, cert, ca } = await makeCert()
   const server = createHttpsServer({ key, cert }, hello)
@@ -90,7 +96,7 @@ export async function startHttpsOrigin (opts?: OriginOptions): Promise<Origin & 
   const sockets = track(server)
   const port = await listenOn(server, host)
   const urlHost = host === '127.0.0.1' ? 'localhost' : authorityHost(host)
-  return { port, host, url: `https://${urlHost}:${port}/`, ca, close: closer(server, sockets) }
+  return { port, host, url: `https://${urlHost}:${port}/`, ca, connections: () => sockets.size, close: closer(server, sockets) }
 }
 
 /**

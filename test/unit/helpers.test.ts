@@ -14,6 +14,7 @@ import { startDnsStub, type DnsStub } from '../helpers/dns-stub.js'
 import { startEchoServer, startGreetingServer, startHttpsOrigin } from '../helpers/origin.js'
 import { readAll, readBytes } from '../helpers/raw.js'
 import { makeCert } from '../helpers/tls.js'
+import { within } from '../helpers/wait.js'
 
 describe('dns stub', () => {
   let stub: DnsStub
@@ -149,11 +150,18 @@ describe('https origin', () => {
 
   it('close() ends kept-alive connections', async () => {
     const origin = await startHttpsOrigin()
-    const agent = new Agent({ connect: { ca: origin.ca } })
+    // The client would keep the connection for a minute, the server for its
+    // default 5 s keepAliveTimeout: only close() can end it within the bound
+    // (destroying it, or Node's own server.close() closing idle connections).
+    const agent = new Agent({ connect: { ca: origin.ca }, keepAliveTimeout: 60_000, keepAliveMaxTimeout: 60_000 })
     try {
       const res = await request(origin.url, { dispatcher: agent })
       await res.body.text()
-      await origin.close() // would hang on the kept-alive socket if not destroyed
+      assert.equal(origin.connections(), 1, 'the connection is kept alive')
+      const disconnected = once(agent, 'disconnect')
+      await within(origin.close(), 'close() with a kept-alive connection open', 2000)
+      assert.equal(origin.connections(), 0)
+      await within(disconnected, 'the client sees its kept-alive connection closed', 2000)
     } finally {
       await agent.close()
     }
