@@ -1,14 +1,17 @@
 /**
- * `sluice check HOST:PORT`: what would the policy do, and why. Runs the same
- * parse → decide → resolve → decide path as a real CONNECT, minus the dial.
- * Exit 0 allowed, 1 denied (or the name does not resolve), 2 bad input.
+ * `sluice check HOST:PORT`: what would the policy do, and why. Runs the
+ * proxy's own evaluation (policy/evaluate.ts) with the proxy's facts, minus
+ * the dial, and names every rule it passed over. Exit 0 allowed, 1 refused
+ * (or the name does not resolve), 2 bad input.
  */
+import type { AddressInfo } from 'node:net'
 import { parseTarget } from '../connect/target.js'
-import { isProxyError } from '../errors.js'
 import type { Config } from '../config/load.js'
 import { createResolver } from '../net/resolver.js'
-import { decideRequest, judgeAddresses, type RequestFacts, type Verdict } from '../policy/decide.js'
-import { DIRECT } from '../upstream/route.js'
+import { selfMatcher } from '../net/self.js'
+import type { Miss, RequestFacts, Skip } from '../policy/decide.js'
+import { evaluate, routeFor } from '../policy/evaluate.js'
+import type { Choice, Route } from '../upstream/route.js'
 
 export interface CheckInput {
   readonly target: string
@@ -19,7 +22,12 @@ export interface CheckInput {
 
 export interface CheckResult {
   readonly target: string
+  /** The listener the request is judged as arriving on. */
+  readonly listener?: string
   readonly allowed: boolean
+  /** What the proxy would answer: 200, or the refusal's status and code. */
+  readonly status: number
+  readonly code?: string
   readonly rule: string
   readonly stage: string
   readonly reason: string
@@ -29,59 +37,85 @@ export interface CheckResult {
   readonly choices?: readonly string[]
   readonly error?: string
   readonly addresses: ReadonlyArray<{ address: string, allowed: boolean, rule: string, reason: string }>
+  /** Rules passed over before the one that decided, and why. */
+  readonly skipped: ReadonlyArray<{ rule: string, why: string }>
 }
 
-function summary (target: string, v: Verdict, addresses: CheckResult['addresses']): CheckResult {
-  return { target, allowed: v.allow, rule: v.rule, stage: v.stage, reason: v.reason, wouldDeny: v.wouldDeny === true, addresses }
+/** Codes whose reason is the policy's own; any other refusal (DNS, loop) is shown as an error. */
+const POLICY_CODES = new Set(['ERR_POLICY_DENIED', 'ERR_DESTINATION_PROHIBITED', 'ERR_AUTH_REQUIRED'])
+
+function choiceText (c: Choice): string {
+  return c.kind === 'direct' ? 'direct to the target' : c.hops.map(h => `parent ${h.name} (${h.authority})`).join(' > ')
+}
+
+function firstParent (route: Route): string | undefined {
+  const c = route.choices[0]
+  return c?.kind === 'chain' ? c.hops[0]?.name : undefined
+}
+
+function why (config: Config, facts: RequestFacts, s: Skip, address: string | undefined): string {
+  const m: Record<Miss, () => string> = {
+    ports: () => `port ${facts.port} is not in its ports`,
+    clients: () => `client ${facts.client} is not in its clients`,
+    hosts: () => facts.isName ? `${facts.host} is not in its hosts` : `its hosts cannot match the IP literal ${facts.host}`,
+    listeners: () => facts.listener === undefined ? 'it names listeners and no --listener was given' : `listener ${facts.listener} is not in its listeners`,
+    users: () => facts.user === undefined ? 'it names users and the request has none' : `user ${facts.user} is not in its users`,
+    ips: () => `${address ?? 'the address'} is not in its ips`,
+    'ips-via-parent': () => `its ips cannot match a name sent to parent ${firstParent(routeFor(config.routing, s.via, facts)) ?? '?'}`
+  }
+  return m[s.miss]()
+}
+
+/** The facts a real CONNECT with these inputs would carry (connect/handle.ts requestFacts). */
+function facts (config: Config, input: CheckInput, host: string, port: number, isName: boolean): RequestFacts {
+  const auth = config.auth
+  return {
+    host,
+    port,
+    isName,
+    client: input.client,
+    ...(input.user === undefined ? {} : { user: input.user, groups: auth?.groups.get(input.user) ?? new Set<string>() }),
+    ...(input.listener === undefined ? {} : { listener: input.listener }),
+    // An anonymous request to a proxy with auth is challenged as the proxy would.
+    ...(auth === undefined || input.user !== undefined ? {} : { challenge: auth.required ? 'always' : 'rules' })
+  }
 }
 
 /** Throws a ProxyError (ERR_BAD_TARGET) for a malformed target. */
 export async function check (config: Config, input: CheckInput): Promise<CheckResult> {
   const target = parseTarget(input.target)
-  const facts: RequestFacts = {
-    host: target.host,
-    port: target.port,
-    isName: target.kind === 'name',
-    client: input.client,
-    ...(input.user === undefined ? {} : { user: input.user, groups: config.auth?.groups.get(input.user) ?? new Set<string>() }),
-    ...(input.listener === undefined ? {} : { listener: input.listener })
+  // Every real request arrives on some listener: without --listener, the first one.
+  const listener = input.listener ?? config.listen[0]?.name
+  const f = facts(config, { ...input, ...(listener === undefined ? {} : { listener }) }, target.host, target.port, target.kind === 'name')
+  const resolver = createResolver({ servers: config.dns.servers, timeoutMs: config.timeouts.dns, maxTtlMs: 0, negativeTtlMs: 0 })
+  const listening = config.listen.map((l): AddressInfo => ({ address: l.host, port: l.port, family: l.host.includes(':') ? 'IPv6' : 'IPv4' }))
+  const d = await evaluate({
+    policy: config.policy,
+    routing: config.routing,
+    resolve: async (host) => await resolver.resolve(host),
+    isSelf: selfMatcher(listening),
+    explain: true
+  }, f)
+  const refusal = d.refusal
+  const v = d.verdict
+  const decisive = d.judgements?.find(j => j.verdict === v) ?? d.judgements?.[0]
+  const skips = decisive?.skipped ?? d.skipped ?? []
+  const policyRefusal = refusal === undefined || POLICY_CODES.has(refusal.code)
+  return {
+    target: target.authority,
+    ...(listener === undefined ? {} : { listener }),
+    allowed: refusal === undefined,
+    status: refusal?.status ?? 200,
+    ...(refusal === undefined ? {} : { code: refusal.code }),
+    rule: d.rule ?? '-',
+    stage: d.stage ?? 'address',
+    reason: policyRefusal ? (v?.reason ?? '') : `the proxy would answer ${refusal.status}`,
+    wouldDeny: refusal === undefined && (v?.wouldDeny === true || d.judgements?.some(j => j.verdict.allow && j.verdict.wouldDeny === true) === true),
+    ...(refusal === undefined ? { route: d.route.name, choices: d.route.choices.map(choiceText) } : {}),
+    ...(policyRefusal ? {} : { error: `${refusal.code}: ${refusal.message}` }),
+    addresses: (d.judgements ?? []).map(j => ({ address: j.address, allowed: j.verdict.allow, rule: j.verdict.rule, reason: j.verdict.reason })),
+    skipped: skips.map(s => ({ rule: s.rule, why: why(config, f, s, decisive?.address) }))
   }
-  const early = decideRequest(config.policy, facts)
-  if (early !== undefined && !early.allow) return summary(target.authority, early, [])
-  const routeOf = (via: string | undefined): Pick<CheckResult, 'route' | 'choices'> => {
-    const r = via !== undefined
-      ? (config.routing.routes.get(via) ?? config.routing.defaultRoute)
-      : config.routing.noProxy?.(target.host, target.port) === true ? DIRECT : config.routing.defaultRoute
-    return { route: r.name, choices: r.choices.map(c => c.kind === 'direct' ? 'direct' : c.hops.map(h => `${h.name} (${h.authority})`).join(' > ')) }
-  }
-  if (early !== undefined && target.kind === 'name') {
-    const r = routeOf(early.via)
-    // A name sent to a parent first is resolved by it, not by Sluice.
-    if (r.choices?.[0] !== 'direct') return { ...summary(target.authority, early, []), ...r }
-  }
-  let candidates: readonly string[]
-  try {
-    const resolver = createResolver({ servers: config.dns.servers, timeoutMs: config.timeouts.dns, maxTtlMs: 0, negativeTtlMs: 0 })
-    candidates = await resolver.resolve(target.host)
-  } catch (err) {
-    if (!isProxyError(err)) throw err
-    return {
-      target: target.authority,
-      allowed: false,
-      rule: early?.rule ?? '-',
-      stage: 'address',
-      wouldDeny: false,
-      reason: `the proxy would answer ${err.status}`,
-      error: `${err.code}: ${err.message}`,
-      addresses: []
-    }
-  }
-  const { allowed, judgements } = judgeAddresses(config.policy, facts, candidates)
-  const addresses = judgements.map(j => ({ address: j.address, allowed: j.verdict.allow, rule: j.verdict.rule, reason: j.verdict.reason }))
-  const decisive = judgements.find(j => j.verdict.allow) ?? judgements[0]
-  if (decisive === undefined) throw new Error('resolver returned no addresses')
-  const result = { ...summary(target.authority, decisive.verdict, addresses), ...routeOf(decisive.verdict.via ?? early?.via) }
-  return allowed.length > 0 ? result : { ...result, allowed: false }
 }
 
 /** Human-readable report, one fact per line. */
@@ -92,8 +126,16 @@ export function formatCheck (r: CheckResult): string {
     `rule:     ${r.rule} (stage: ${r.stage === 'request' ? 'request, before DNS' : 'address, after DNS'})`,
     `reason:   ${r.reason}`
   ]
-  if (r.allowed && r.route !== undefined) lines.push(`route:    ${r.route}: ${(r.choices ?? []).join(', then ')}`)
+  if (!r.allowed) lines.push(`answer:   ${r.status} ${r.code ?? ''}`)
+  if (r.allowed && r.route !== undefined) {
+    const choices = (r.choices ?? []).join(', then ')
+    lines.push(`route:    ${r.route === 'direct' ? choices : `${r.route}: ${choices}`}`)
+  }
   if (r.error !== undefined) lines.push(`error:    ${r.error}`)
+  if (r.skipped.length > 0) {
+    lines.push('skipped:')
+    for (const s of r.skipped) lines.push(`  rule ${s.rule}: ${s.why}`)
+  }
   if (r.addresses.length > 0) {
     lines.push('addresses:')
     const width = Math.max(...r.addresses.map(a => a.address.length))

@@ -7,7 +7,8 @@ import type { IncomingMessage } from 'node:http'
 import { ProxyError } from '../errors.js'
 import type { AuthFailure, Principal } from '../auth/authenticator.js'
 import type { Tunnel } from '../tunnel/tunnel.js'
-import type { AuthState, ConnectContext } from './handle.js'
+import type { AuthState, ConnectContext } from './context.js'
+import { F } from '../observability/fields.js'
 
 const AUTH_FAILURES: Readonly<Record<AuthFailure, string>> = {
   not_basic: 'only the Basic scheme is supported',
@@ -24,10 +25,12 @@ export async function authenticate (ctx: ConnectContext, auth: AuthState, tunnel
   if (outcome.kind === 'none') return undefined
   if (outcome.kind === 'ok') {
     ctx.lockout.succeed(client)
+    tunnel.authenticated(outcome.principal.user)
     return outcome.principal
   }
+  tunnel.authenticated(outcome.user, false)
   // The log names the user (when there is one), never the password or the header.
-  ctx.log.info({ tunnel: tunnel.id, client, user: outcome.user, reason: outcome.reason }, 'authentication failed')
+  ctx.log.info({ [F.tunnel]: tunnel.id, [F.client]: tunnel.client, [F.attemptedUser]: outcome.user, [F.reason]: outcome.reason }, 'authentication failed')
   if (ctx.lockout.fail(client)) {
     const l = auth.config.lockout
     ctx.log.warn({ client, failures: l.failures, window_ms: l.windowMs, lockout_ms: l.durationMs }, 'client locked out after repeated failed logins')

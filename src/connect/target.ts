@@ -1,17 +1,18 @@
 /**
  * Parse a CONNECT request target. RFC 9110 §9.3.6 requires authority-form
- * (`host:port`); llhttp accepts far more (NODE-NOTES A5: `/foo`, no port,
- * userinfo), so this is the one place that decides what a target is.
+ * (`host:port`); llhttp accepts far more (docs/node-internals.md A5: `/foo`,
+ * no port, userinfo), so this is the one place that decides what a target is.
  *
- * IP literals are normalised to one canonical spelling here, so no later
- * check can be dodged by writing `127.1`, `0x7f.0.0.1` or `2130706433`
- * (WHATWG URL host parsing, which curl and browsers also follow).
+ * IP literals are normalised to one canonical spelling here (net/ip.ts), so
+ * no later check can be dodged by writing `127.1`, `0x7f.0.0.1` or
+ * `2130706433` (WHATWG URL host parsing, which curl and browsers also
+ * follow); names are normalised by net/host.ts, the same code that
+ * normalises policy `hosts:`.
  */
 import { isIPv6 } from 'node:net'
-import { domainToASCII } from 'node:url'
-import ipaddr from 'ipaddr.js'
 import { ProxyError } from '../errors.js'
-import { classifyAddress } from '../net/address-guard.js'
+import { normaliseHost } from '../net/host.js'
+import { canonicalIp, formatHostPort } from '../net/ip.js'
 
 export type TargetKind = 'name' | 'ipv4' | 'ipv6'
 
@@ -24,80 +25,49 @@ export interface Target {
   readonly authority: string
 }
 
-/** RFC 1035 limits on the presentation form. */
-const MAX_NAME = 253
-const MAX_LABEL = 63
-/** LDH plus `_`, which real internal names use (SRV-style, AD). */
-const LABEL = /^[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?$/
-/** WHATWG "ends in a number": such a host must parse as IPv4 or is invalid. */
-const ENDS_IN_NUMBER = /(?:^|\.)(?:\d+|0x[0-9a-f]*)\.?$/
+/** The longest target worth parsing: a 253-byte name, brackets, `:65535`. */
+const MAX_TARGET = 253 + 8
 
 function bad (detail: string): ProxyError {
   return new ProxyError('ERR_BAD_TARGET', { detail })
 }
 
-function parsePort (text: string): number {
-  if (!/^\d{1,5}$/.test(text)) throw bad(text === '' ? 'port is missing' : 'port must be a number 1-65535')
+function parsePort (text: string, host: string): number {
+  if (text === '') throw bad(`port is missing: add one, e.g. ${host === '' ? 'example.com' : host}:443`)
+  if (!/^\d{1,5}$/.test(text)) throw bad('port must be a number 1-65535')
   const port = Number(text)
   if (port < 1 || port > 65535) throw bad('port must be a number 1-65535')
   return port
 }
 
-/** Canonical IPv4 via the WHATWG host parser, or null if it is not one. */
-function parseIPv4Like (host: string): string | null {
-  try {
-    const parsed = new URL(`http://${host}/`).hostname
-    return ipaddr.IPv4.isValidFourPartDecimal(parsed) ? parsed : null
-  } catch {
-    return null
-  }
-}
-
-function parseName (raw: string): string {
-  // eslint-disable-next-line no-control-regex
-  let host = /[^\x00-\x7f]/.test(raw) ? domainToASCII(raw) : raw.toLowerCase()
-  if (host === '') throw bad('host is not a valid name')
-  if (host.endsWith('.')) host = host.slice(0, -1)
-  if (host.length === 0 || host.length > MAX_NAME) throw bad('host name is empty or longer than 253 characters')
-  for (const label of host.split('.')) {
-    if (label.length > MAX_LABEL) throw bad('host name label longer than 63 characters')
-    if (!LABEL.test(label)) throw bad('host name has an empty label or a character outside a-z 0-9 - _')
-  }
-  return host
-}
-
-/** Parse `req.url` of a CONNECT; throws ProxyError ERR_BAD_TARGET with a specific detail. */
+/** Parse a CONNECT target; throws ProxyError ERR_BAD_TARGET with a specific detail. */
 export function parseTarget (url: string | undefined): Target {
   if (url === undefined || url === '') throw bad('request target is empty')
-  if (url.length > MAX_NAME + 8) throw bad('request target is too long')
+  if (url.length > MAX_TARGET) throw bad('request target is too long')
   if (url.includes('@')) throw bad('userinfo is not allowed in the request target')
   if (/[/?#\\]/.test(url) || url.includes('://')) throw bad('request target must be host:port, without scheme or path')
-
   if (url.startsWith('[')) {
     const close = url.indexOf(']')
     if (close < 0) throw bad('unterminated IPv6 literal')
     const literal = url.slice(1, close)
-    if (url[close + 1] !== ':') throw bad('port is missing')
-    const port = parsePort(url.slice(close + 2))
+    if (url[close + 1] !== ':') throw bad(`port is missing: add one, e.g. ${url.slice(0, close + 1)}:443`)
+    const port = parsePort(url.slice(close + 2), url.slice(0, close + 1))
     if (literal.includes('%')) throw bad('IPv6 zone identifiers are not allowed')
-    if (!isIPv6(literal)) throw bad('not a valid IPv6 literal')
-    // classifyAddress's parser fixes ipaddr.js reading `::a.b.c.d` as IPv4-mapped.
-    const host = classifyAddress(literal).address
-    return { host, port, kind: 'ipv6', authority: `[${host}]:${port}` }
+    const host = isIPv6(literal) ? canonicalIp(literal) : undefined
+    if (host === undefined) throw bad('not a valid IPv6 literal')
+    return { host, port, kind: 'ipv6', authority: formatHostPort(host, port) }
   }
 
+  // Percent-encoding has no place in an authority a proxy dials (issue 12):
+  // `%31%32%37.0.0.1` must not become 127.0.0.1.
+  if (url.includes('%')) throw bad('percent-encoding is not allowed in the request target')
   const colon = url.lastIndexOf(':')
-  if (colon < 0) throw bad('port is missing')
+  if (colon < 0) throw bad(`port is missing: add one, e.g. ${url}:443`)
   const rawHost = url.slice(0, colon)
-  const port = parsePort(url.slice(colon + 1))
-  if (rawHost === '') throw bad('host is empty')
   if (rawHost.includes(':')) throw bad('IPv6 literals must be in brackets')
-
-  if (ENDS_IN_NUMBER.test(rawHost.toLowerCase())) {
-    const v4 = parseIPv4Like(rawHost)
-    if (v4 === null) throw bad('host looks numeric but is not a valid IPv4 address')
-    return { host: v4, port, kind: 'ipv4', authority: `${v4}:${port}` }
-  }
-  const host = parseName(rawHost)
-  return { host, port, kind: 'name', authority: `${host}:${port}` }
+  const port = parsePort(url.slice(colon + 1), rawHost)
+  if (rawHost === '') throw bad('host is empty')
+  const h = normaliseHost(rawHost)
+  if (h.kind === 'invalid') throw bad(h.reason)
+  return { host: h.host, port, kind: h.kind, authority: formatHostPort(h.host, port) }
 }

@@ -15,6 +15,7 @@
  * ipaddr.parse and the result.
  */
 import ipaddr from 'ipaddr.js'
+import { parseIp } from './ip.js'
 
 /** The verdict on one address. */
 export interface AddressClass {
@@ -186,18 +187,9 @@ function decode (embed: Embed, p: readonly number[]): number {
 }
 
 function parse (ip: string): ipaddr.IPv4 | ipaddr.IPv6 {
-  let addr
-  try {
-    addr = ipaddr.parse(ip)
-  } catch {
-    throw new TypeError(`not an IP address: ${JSON.stringify(ip)}`)
-  }
-  // ipaddr.js reads '::a.b.c.d' as IPv4-mapped, but RFC 4291 §2.5.5.1 and
-  // inet_pton (so net.connect, and glibc's text for a compatible AAAA) make
-  // it IPv4-compatible ::/96. The object is ours, so undo the ffff in place.
-  if (addr instanceof ipaddr.IPv6 && addr.parts[5] === 0xffff && ip.startsWith('::') && ip.indexOf(':', 2) === -1) {
-    addr.parts[5] = 0
-  }
+  // net/ip.ts reads `::a.b.c.d` as RFC 4291 and inet_pton do: IPv4-compatible.
+  const addr = parseIp(ip)
+  if (addr === undefined) throw new TypeError(`not an IP address: ${JSON.stringify(ip)}`)
   return addr
 }
 

@@ -4,10 +4,10 @@
  */
 import { networkInterfaces } from 'node:os'
 import type { AddressInfo } from 'node:net'
-import { toBytes } from '../policy/match.js'
+import { toIpKey } from './ip.js'
 
 function key (address: string, port: number): string {
-  const b = toBytes(address)
+  const b = toIpKey(address)
   return b === undefined ? `${address}|${port}` : `${b.bytes.join('.')}|${port}`
 }
 
@@ -30,11 +30,11 @@ export function selfMatcher (listening: readonly AddressInfo[]): (address: strin
   return (address, port) => {
     if (self.has(key(address, port))) return true
     if (!ports.has(port)) return false
-    const u = toBytes(address)
+    const u = toIpKey(address)
+    if (u === undefined) return false
     // Linux connects to 0.0.0.0 / :: as to this host itself.
-    if (u !== undefined && u.bytes.every(b => b === 0)) return true
+    if (u.bytes.every(b => b === 0)) return true
     if (!loopbackPorts.has(port)) return false
-    const b = toBytes(address)
-    return b !== undefined && ((b.v4 && b.bytes[0] === 127) || address === '::1')
+    return u.v4 ? u.bytes[0] === 127 : u.bytes.every((b, i) => b === (i === 15 ? 1 : 0))
   }
 }

@@ -28,6 +28,8 @@ export interface CompiledPolicy {
   readonly defaultAllow: boolean
   /** Every deny is only reported (file-level `mode: report`). */
   readonly report: boolean
+  /** Some rule matches `clients:`: parse the client address once per decision. */
+  readonly usesClients: boolean
 }
 
 export function compilePolicy (
@@ -40,6 +42,7 @@ export function compilePolicy (
   return Object.freeze({
     defaultAllow: defaultAction === 'allow',
     report: mode === 'report',
+    usesClients: rules.some(r => r.clients !== undefined),
     rules: Object.freeze(rules.map((r, i): CompiledRule => Object.freeze({
       // Rules without a name get a stable one from their position.
       name: r.name ?? `rule-${i + 1}`,

@@ -15,6 +15,7 @@
  * `wouldDeny`. The special-purpose guard is not a rule and is always enforced.
  */
 import { classifyAddress } from '../net/address-guard.js'
+import { toIpKey, type IpKey } from '../net/ip.js'
 import type { CompiledPolicy, CompiledRule } from './compile.js'
 
 export interface RequestFacts {
@@ -55,13 +56,25 @@ export interface Verdict {
   readonly via?: string
 }
 
-function matchesRequest (r: CompiledRule, f: RequestFacts, ignoreUsers = false): boolean {
-  if (r.ports !== undefined && !r.ports.match(f.port)) return false
-  if (r.clients !== undefined && !r.clients.match(f.client)) return false
-  if (r.hosts !== undefined && !(f.isName && r.hosts.match(f.host))) return false
-  if (r.listeners !== undefined && (f.listener === undefined || !r.listeners.has(f.listener))) return false
-  if (!ignoreUsers && r.users !== undefined && r.groups !== undefined && !matchesPrincipal(r.users, r.groups, f)) return false
-  return true
+/** Which matcher of a rule did not match: how `sluice check` explains a skipped rule. */
+export type Miss = 'ports' | 'clients' | 'hosts' | 'listeners' | 'users' | 'ips' | 'ips-via-parent'
+
+/** A rule passed over, and the first matcher that did not match. */
+export interface Skip {
+  readonly rule: string
+  readonly miss: Miss
+  /** The rule's `via`, for 'ips-via-parent'. */
+  readonly via?: string | undefined
+}
+
+/** The first matcher of `r` that the request fails, or undefined when all match. */
+function mismatch (r: CompiledRule, f: RequestFacts, client: IpKey | undefined, ignoreUsers = false): Miss | undefined {
+  if (r.ports !== undefined && !r.ports.match(f.port)) return 'ports'
+  if (r.clients !== undefined && (client === undefined || !r.clients.match(client))) return 'clients'
+  if (r.hosts !== undefined && !(f.isName && r.hosts.match(f.host))) return 'hosts'
+  if (r.listeners !== undefined && (f.listener === undefined || !r.listeners.has(f.listener))) return 'listeners'
+  if (!ignoreUsers && r.users !== undefined && r.groups !== undefined && !matchesPrincipal(r.users, r.groups, f)) return 'users'
+  return undefined
 }
 
 function matchesPrincipal (users: ReadonlySet<string>, groups: ReadonlySet<string>, f: RequestFacts): boolean {
@@ -69,6 +82,11 @@ function matchesPrincipal (users: ReadonlySet<string>, groups: ReadonlySet<strin
   if (users.has(f.user)) return true
   if (f.groups !== undefined) for (const g of f.groups) if (groups.has(g)) return true
   return false
+}
+
+/** The client address, parsed once per decision when a rule looks at it. */
+function clientKey (p: CompiledPolicy, f: RequestFacts): IpKey | undefined {
+  return p.usesClients ? toIpKey(f.client) : undefined
 }
 
 function ruleVerdict (r: CompiledRule, stage: Stage): Verdict {
@@ -88,19 +106,24 @@ function challengeVerdict (rule: string, stage: Stage): Verdict {
 }
 
 /** Would `r` match if the anonymous request had the right user? */
-function wantsUser (r: CompiledRule, f: RequestFacts): boolean {
-  return f.challenge !== undefined && f.user === undefined && r.users !== undefined && matchesRequest(r, f, true)
+function wantsUser (r: CompiledRule, f: RequestFacts, client: IpKey | undefined): boolean {
+  return f.challenge !== undefined && f.user === undefined && r.users !== undefined && mismatch(r, f, client, true) === undefined
 }
 
-/** Stage 1. `undefined` means the answer depends on the resolved address. */
-export function decideRequest (p: CompiledPolicy, f: RequestFacts): Verdict | undefined {
+/**
+ * Stage 1. `undefined` means the answer depends on the resolved address.
+ * `skipped`, when given, collects the rules passed over and why.
+ */
+export function decideRequest (p: CompiledPolicy, f: RequestFacts, skipped?: Skip[]): Verdict | undefined {
+  const client = clientKey(p, f)
   for (const r of p.rules) {
     // A users rule whose ips are still unknown is judged with the address.
-    if (wantsUser(r, f)) return r.ips !== undefined && !(f.isName && r.viaParent) ? undefined : challengeVerdict(r.name, 'request')
-    if (!matchesRequest(r, f)) continue
+    if (wantsUser(r, f, client)) return r.ips !== undefined && !(f.isName && r.viaParent) ? undefined : challengeVerdict(r.name, 'request')
+    const miss = mismatch(r, f, client)
+    if (miss !== undefined) { skipped?.push({ rule: r.name, miss }); continue }
     if (r.ips !== undefined) {
       // A name sent to a parent is never resolved here: such a rule cannot match it.
-      if (f.isName && r.viaParent) continue
+      if (f.isName && r.viaParent) { skipped?.push({ rule: r.name, miss: 'ips-via-parent', via: r.via }); continue }
       return undefined
     }
     // An allow here is provisional: the address guard still runs in stage 2.
@@ -110,14 +133,22 @@ export function decideRequest (p: CompiledPolicy, f: RequestFacts): Verdict | un
   return defaultVerdict(p, 'request')
 }
 
-/** Stage 2, for one candidate address that would be dialed. */
-export function decideAddress (p: CompiledPolicy, f: RequestFacts, address: string): Verdict {
+/**
+ * Stage 2, for one candidate address that would be dialed. The address is
+ * parsed once, by net/ip.ts, for every rule and the guard.
+ */
+export function decideAddress (p: CompiledPolicy, f: RequestFacts, address: string, skipped?: Skip[]): Verdict {
+  const key = toIpKey(address)
+  if (key === undefined) throw new TypeError(`not an IP address: ${JSON.stringify(address)}`)
+  const client = clientKey(p, f)
   let decided: Verdict | undefined
   let unlocked = false
   for (const r of p.rules) {
-    const ipsMatch = r.ips === undefined || (!(f.isName && r.viaParent) && r.ips.match(address))
-    if (wantsUser(r, f) && ipsMatch) return challengeVerdict(r.name, 'address')
-    if (!ipsMatch || !matchesRequest(r, f)) continue
+    const viaParent = r.ips !== undefined && f.isName && r.viaParent
+    const ipsMatch = r.ips === undefined || (!viaParent && r.ips.match(key))
+    if (wantsUser(r, f, client) && ipsMatch) return challengeVerdict(r.name, 'address')
+    const miss = mismatch(r, f, client) ?? (ipsMatch ? undefined : viaParent ? 'ips-via-parent' : 'ips')
+    if (miss !== undefined) { skipped?.push({ rule: r.name, miss, via: r.via }); continue }
     decided = ruleVerdict(r, 'address')
     unlocked = r.ips !== undefined && r.allow
     break
@@ -135,24 +166,4 @@ export function decideAddress (p: CompiledPolicy, f: RequestFacts, address: stri
     prohibitedAddress: true,
     reason: `${address} is special-purpose (${what}${cls.range === undefined ? '' : ' ' + cls.range}); allow it with a rule listing it under ips`
   }
-}
-
-export interface AddressJudgement {
-  readonly address: string
-  readonly verdict: Verdict
-}
-
-/** Stage 2 over every candidate: which addresses may be dialed, and why each other one may not. */
-export function judgeAddresses (p: CompiledPolicy, f: RequestFacts, addresses: readonly string[]): {
-  readonly allowed: readonly string[]
-  readonly judgements: readonly AddressJudgement[]
-} {
-  const allowed: string[] = []
-  const judgements: AddressJudgement[] = []
-  for (const address of addresses) {
-    const verdict = decideAddress(p, f, address)
-    if (verdict.allow) allowed.push(address)
-    judgements.push({ address, verdict })
-  }
-  return { allowed, judgements }
 }

@@ -4,8 +4,8 @@
  * range list, CIDRs grouped by family and prefix length so a lookup is one
  * Set probe per distinct prefix length (fast with 10,000 entries).
  */
-import ipaddr from 'ipaddr.js'
-import { parseCidr, parsePortSpec } from './schema.js'
+import { parseCidr, type IpKey } from '../net/ip.js'
+import { parsePortSpec } from './schema.js'
 
 export interface HostMatcher { match (host: string): boolean }
 
@@ -49,7 +49,10 @@ export function compilePorts (specs: ReadonlyArray<number | string>): PortMatche
   }
 }
 
-export interface CidrMatcher { match (address: string): boolean }
+export interface CidrMatcher {
+  /** `key` is the address parsed once per decision (net/ip.ts toIpKey). */
+  match (key: IpKey): boolean
+}
 
 /** Network prefix of `bytes` as a string key, `bits` long. */
 function prefixKey (bytes: readonly number[], bits: number): string {
@@ -62,44 +65,29 @@ function prefixKey (bytes: readonly number[], bits: number): string {
 }
 
 /**
- * IPv4-mapped IPv6 (`::ffff:a.b.c.d`) is matched as the IPv4 it carries, so
- * `10.0.0.0/8` also covers `::ffff:10.0.0.1`.
+ * CIDRs are parsed by net/ip.ts, the parser every other address check uses:
+ * IPv4-mapped `::ffff:a.b.c.d` is matched as the IPv4 it carries (so
+ * `10.0.0.0/8` covers `::ffff:10.0.0.1`); IPv4-compatible `::a.b.c.d` is
+ * IPv6 and never matched as its IPv4 (issue 11, finding 5).
  */
-export function toBytes (address: string): { v4: boolean, bytes: number[] } | undefined {
-  try {
-    let a = ipaddr.parse(address)
-    if (a.kind() === 'ipv6' && (a as ipaddr.IPv6).isIPv4MappedAddress()) a = (a as ipaddr.IPv6).toIPv4Address()
-    return { v4: a.kind() === 'ipv4', bytes: a.toByteArray() }
-  } catch {
-    return undefined
-  }
-}
-
 export function compileCidrs (specs: readonly string[]): CidrMatcher {
   const v4 = new Map<number, Set<string>>()
   const v6 = new Map<number, Set<string>>()
   for (const s of specs) {
-    const parsed = parseCidr(s)
-    if (parsed === undefined) throw new TypeError(`bad CIDR ${s}`)
-    let [addr, bits] = parsed
-    if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress() && bits >= 96) {
-      addr = (addr as ipaddr.IPv6).toIPv4Address()
-      bits -= 96
-    }
-    const table = addr.kind() === 'ipv4' ? v4 : v6
-    let set = table.get(bits)
-    if (set === undefined) table.set(bits, (set = new Set()))
-    set.add(prefixKey(addr.toByteArray(), bits))
+    const c = parseCidr(s)
+    if (c === undefined) throw new TypeError(`bad CIDR ${s}`)
+    const table = c.v4 ? v4 : v6
+    let set = table.get(c.bits)
+    if (set === undefined) table.set(c.bits, (set = new Set()))
+    set.add(prefixKey(c.bytes, c.bits))
   }
   // Longest prefixes first does not matter for a yes/no answer; order is fixed for predictability.
   const v4Lens = [...v4.entries()].sort((a, b) => b[0] - a[0])
   const v6Lens = [...v6.entries()].sort((a, b) => b[0] - a[0])
   return {
-    match (address: string): boolean {
-      const parsed = toBytes(address)
-      if (parsed === undefined) return false
-      for (const [bits, set] of parsed.v4 ? v4Lens : v6Lens) {
-        if (set.has(prefixKey(parsed.bytes, bits))) return true
+    match (key: IpKey): boolean {
+      for (const [bits, set] of key.v4 ? v4Lens : v6Lens) {
+        if (set.has(prefixKey(key.bytes, bits))) return true
       }
       return false
     }

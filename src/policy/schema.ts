@@ -3,8 +3,8 @@
  * strict zod schema: unknown keys are errors, and every error has a path.
  */
 import { z } from 'zod'
-import { domainToASCII } from 'node:url'
-import ipaddr from 'ipaddr.js'
+import { parseCidr } from '../net/ip.js'
+import { normaliseHost } from '../net/host.js'
 
 const PORT_HINT = 'expected a port 1-65535 or a range like 8000-8080'
 
@@ -24,33 +24,17 @@ export const cidrSpec = z.string().refine((v) => parseCidr(v) !== undefined, {
   message: 'expected an IP address or CIDR like 10.0.0.0/8 or 2001:db8::/32'
 })
 
-export function parseCidr (v: string): [ipaddr.IPv4 | ipaddr.IPv6, number] | undefined {
-  try {
-    if (v.includes('/')) return ipaddr.parseCIDR(v)
-    const a = ipaddr.parse(v)
-    return [a, a.kind() === 'ipv4' ? 32 : 128]
-  } catch {
-    return undefined
-  }
-}
-
 /**
- * Host patterns are normalised the way targets are (connect/target.ts):
- * lower case, no trailing dot, IDN → punycode; then `name` or `*.suffix`.
+ * Host patterns are normalised by the code that normalises targets
+ * (net/host.ts): lower case, no trailing dot, IDN → punycode; then `name`
+ * or `*.suffix`. A pattern that normalises to an IP address is refused:
+ * addresses go under `ips`.
  */
 export function normaliseHostPattern (v: string): string | undefined {
   const wild = v.startsWith('*.')
-  let name = wild ? v.slice(2) : v
-  if (name.endsWith('.')) name = name.slice(0, -1)
-  // eslint-disable-next-line no-control-regex
-  name = /[^\x00-\x7f]/.test(name) ? domainToASCII(name) : name.toLowerCase()
-  if (name === '' || name.length > 253 || name.includes('*')) return undefined
-  // WHATWG: a name ending in a number is an IPv4 address (or invalid), never a host name.
-  if (/(?:^|\.)(?:\d+|0x[0-9a-f]*)$/.test(name)) return undefined
-  for (const label of name.split('.')) {
-    if (!/^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/.test(label)) return undefined
-  }
-  return wild ? `*.${name}` : name
+  const h = normaliseHost(wild ? v.slice(2) : v)
+  if (h.kind !== 'name') return undefined
+  return wild ? `*.${h.host}` : h.host
 }
 
 export const hostPattern = z.string().transform((v, ctx) => {

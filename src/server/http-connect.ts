@@ -12,9 +12,12 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { ProxyError } from '../errors.js'
-import { handleConnect, type ConnectContext } from '../connect/handle.js'
+import { handleConnect } from '../connect/handle.js'
+import type { ConnectContext } from '../connect/context.js'
 import { Tunnel, type TunnelHost } from '../tunnel/tunnel.js'
-import { errorParts, errorResponse } from './respond.js'
+import { errorParts, errorResponse, flushAndClose } from '../tunnel/respond.js'
+import { clientAddress, formatHostPort } from '../net/ip.js'
+import { F } from '../observability/fields.js'
 
 export interface HttpConnectOptions {
   /** Listener name, matched by policy `listeners:`. */
@@ -27,6 +30,25 @@ export interface HttpConnectOptions {
 const refused = new WeakSet<Duplex>()
 /** 407 challenges sent per connection (keep-alive retries are bounded). */
 const challenges = new WeakMap<Duplex, number>()
+
+function clientOf (socket: Socket): string {
+  return formatHostPort(clientAddress(socket.remoteAddress ?? ''), socket.remotePort ?? 0)
+}
+
+/**
+ * A request target as a log may show it: printable, at most 256 characters,
+ * and never with credentials (`http://user:pw@host/` → `http://[redacted]@host/`).
+ */
+function loggable (target: string): string {
+  return target.slice(0, 256).replace(/[^\x21-\x7e]/g, '?').replace(/^([^/@]*\/\/)?[^/@]*@/, '$1[redacted]@')
+}
+
+/** Method and target of a request line that llhttp refused, for the log only. */
+function requestLine (raw: Buffer): { method: string, target: string } | undefined {
+  const m = /^([^\s]{1,32}) ([^\s]+)/.exec(raw.subarray(0, 512).toString('latin1'))
+  if (m === null) return undefined
+  return { method: loggable(m[1] ?? ''), target: loggable(m[2] ?? '') }
+}
 
 export function createConnectServer (ctx: ConnectContext, opts: HttpConnectOptions): Server {
   const server = createServer({
@@ -65,7 +87,7 @@ export function createConnectServer (ctx: ConnectContext, opts: HttpConnectOptio
     refused.add(req.socket)
     const err = new ProxyError('ERR_METHOD_NOT_ALLOWED', { detail: req.method ?? '' })
     const { status, headers, body } = errorParts(err, { Allow: 'CONNECT' })
-    ctx.log.info({ client: `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? 0}`, method: req.method, status, code: err.code }, 'request refused')
+    ctx.log.info({ [F.client]: clientOf(req.socket), [F.method]: req.method, [F.target]: loggable(req.url ?? ''), [F.status]: status, [F.code]: err.code }, 'request refused')
     res.writeHead(status, headers)
     res.end(body)
   })
@@ -79,14 +101,19 @@ export function createConnectServer (ctx: ConnectContext, opts: HttpConnectOptio
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? new ProxyError('ERR_HEADERS_TIMEOUT', { detail: `limit is ${opts.headerTimeoutMs} ms` })
         : new ProxyError('ERR_BAD_REQUEST', { detail: err.code ?? err.message })
-    const s = socket as Socket
-    ctx.log.info({ client: `${s.remoteAddress ?? ''}:${s.remotePort ?? 0}`, status: e.status, code: e.code, parser: err.code }, 'request refused')
+    // llhttp stopped before a request existed: what it had read is in rawPacket (NODE-NOTES A7).
+    const raw = (err as { rawPacket?: Buffer }).rawPacket
+    const line = raw === undefined ? undefined : requestLine(raw)
+    ctx.log.info({
+      [F.client]: clientOf(socket as Socket),
+      [F.method]: line?.method,
+      [F.target]: line?.target,
+      [F.status]: e.status,
+      [F.code]: e.code,
+      parser: err.code
+    }, 'request refused')
     // The parser is still attached, so do not linger reading: flush and close.
-    socket.end(errorResponse(e))
-    socket.once('finish', () => socket.destroy())
-    const timer = setTimeout(() => socket.destroy(), 2000)
-    timer.unref()
-    socket.once('close', () => clearTimeout(timer))
+    flushAndClose(socket, errorResponse(e))
   })
 
   /**

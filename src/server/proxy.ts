@@ -13,7 +13,10 @@ import { ParentHealth } from '../upstream/health.js'
 import { dialRoute, type RouteDialOptions } from '../upstream/route.js'
 import { TunnelRegistry } from './registry.js'
 import { createConnectServer } from './http-connect.js'
-import type { AuthState, ConnectContext } from '../connect/handle.js'
+import type { AuthState, ConnectContext } from '../connect/context.js'
+import { formatHostPort } from '../net/ip.js'
+import { relayMode } from '../tunnel/relay.js'
+import { F } from '../observability/fields.js'
 import { Authenticator } from '../auth/authenticator.js'
 import { BcryptPool } from '../auth/bcrypt-pool.js'
 import { Lockout } from '../auth/lockout.js'
@@ -97,7 +100,7 @@ export function createProxy (opts: ProxyOptions): Proxy {
   async function bind (): Promise<readonly AddressInfo[]> {
     for (const { host, port, name } of opts.listen ?? config.listen) {
       const server = createConnectServer(ctx, {
-        name: name ?? `${host.includes(':') ? `[${host}]` : host}:${port}`,
+        name: name ?? formatHostPort(host, port),
         headerTimeoutMs: t.header,
         maxHeaderSize: config.limits.max_header_size
       })
@@ -107,7 +110,8 @@ export function createProxy (opts: ProxyOptions): Proxy {
       addresses.push(server.address() as AddressInfo)
     }
     isSelf = selfMatcher(addresses)
-    log.info({ listen: addresses.map(a => a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`), config: config.file, hash: config.hash }, 'sluice listening')
+    // The relay path in use (docs/node-internals.md B2): `pipe` when forced by SLUICE_RELAY=pipe or when Node's private fields are missing.
+    log.info({ listen: addresses.map(a => formatHostPort(a.address, a.port)), config: config.file, hash: config.hash, relay: relayMode() }, 'sluice listening')
     return addresses
   }
 
@@ -132,10 +136,11 @@ export function createProxy (opts: ProxyOptions): Proxy {
       log.info({ config: next.file, hash: next.hash, previous_hash: previous.hash }, 'configuration reloaded')
       if (next.revokeOnReload) {
         // Open tunnels keep the decision they were given, unless asked otherwise.
-        const revoked = registry.filter(t => t.state === 'established' && t.facts !== undefined &&
-          !stillAllowed(next.policy, t.facts, t.dialedAddress, t.hops.length > 0))
+        const revoked = registry.filter(t => t.state === 'established' && t.decision !== undefined &&
+          !stillAllowed(next.policy, t.decision.facts, t.dialed, t.hops.length > 0))
         for (const t of revoked) {
-          log.info({ tunnel: t.id, target: t.target?.authority, dialed: t.dialedAddress }, 'revoking tunnel denied by the new policy')
+          const d = t.dialed
+          log.info({ [F.tunnel]: t.id, [F.target]: t.target?.authority, [F.dialed]: d === undefined ? undefined : formatHostPort(d.address, d.port) }, 'revoking tunnel denied by the new policy')
           t.destroy('revoked')
         }
       }

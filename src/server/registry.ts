@@ -81,19 +81,7 @@ export class TunnelRegistry {
   private sweepOnce (): void {
     const now = Date.now()
     const { idleMs, maxLifetimeMs } = this.opts
-    for (const t of this.tunnels) {
-      if (t.state !== 'established' || t.upstream === undefined) continue
-      if (maxLifetimeMs > 0 && performance.now() - t.startedAt >= maxLifetimeMs) {
-        t.destroy('max_lifetime')
-        continue
-      }
-      const bytes = t.downstream.bytesRead + t.upstream.bytesRead
-      if (bytes !== t.lastBytes) {
-        t.lastBytes = bytes
-        t.lastActive = now
-      } else if (idleMs > 0 && now - t.lastActive >= idleMs) {
-        t.destroy('idle_timeout')
-      }
-    }
+    // Each tunnel keeps its own idle bookkeeping (Tunnel.sweep); this is only the clock.
+    for (const t of this.tunnels) t.sweep(now, idleMs, maxLifetimeMs)
   }
 }

@@ -1,6 +1,9 @@
 /**
  * One CONNECT, from accept to close, as one object (Smokescreen's
- * InstrumentedConn). It owns both sockets; `finalize()` runs exactly once,
+ * InstrumentedConn). It owns both sockets and its state: other modules move
+ * it on with its transition methods (parsed, admit, authenticated, decided,
+ * dialing, establish, fail, challenge, destroy) and read it through
+ * getters. `finalize()` runs exactly once,
  * after every socket it owns has closed, leaves the registry and writes the
  * one canonical `tunnel closed` log line.
  *
@@ -10,11 +13,17 @@ import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { ProxyError } from '../errors.js'
 import type { Target } from '../connect/target.js'
-import type { RequestFacts } from '../policy/decide.js'
-import { errorResponse, respondAndClose } from '../server/respond.js'
-import { Relay } from './relay.js'
+import type { Decision } from '../policy/evaluate.js'
+import { clientAddress, formatHostPort, type Endpoint } from '../net/ip.js'
+import { F } from '../observability/fields.js'
+import { errorResponse, respondAndClose } from './respond.js'
+import { canReset, Relay } from './relay.js'
 
-export type TunnelState = 'accepted' | 'dialing' | 'established' | 'closed'
+/**
+ * accepted → admitted (counted, registered) → dialing → established → closed;
+ * a refusal or a challenge goes to closed from any state before established.
+ */
+export type TunnelState = 'accepted' | 'admitted' | 'dialing' | 'established' | 'closed'
 
 /** Who ended the tunnel and how; `proxy` means we did. */
 export type ClosedBy = 'client' | 'upstream' | 'proxy'
@@ -51,43 +60,36 @@ function onSocketClose (this: Owned): void { this[kTunnel]?.socketClose(this) }
 function onSocketEnd (this: Owned): void { this[kTunnel]?.socketEnd(this) }
 function onDialReadable (this: Owned): void { this[kTunnel]?.dialReadable() }
 
-/** Whether `resetAndDestroy()` can work: it needs a TCP handle (Node 20 net.js). */
-function isTcp (socket: Socket): boolean {
-  return (socket as Socket & { _handle?: object | null })._handle?.constructor.name === 'TCP'
-}
-
 export class Tunnel {
   readonly id: string
   readonly startedAt = performance.now()
   readonly downstream: Socket
+  /** Client address as rules and limits see it (IPv4-mapped unwrapped). */
   readonly clientAddress: string
   readonly clientPort: number
-  state: TunnelState = 'accepted'
-  target: Target | undefined
-  upstream: Socket | undefined
-  dialedAddress: string | undefined
-  rule: string | undefined
-  /** Route taken and its parents in order (empty for direct). */
-  route: string | undefined
-  hops: readonly string[] = NO_HOPS
-  /** Authenticated user, when there is one (never the password). */
-  user: string | undefined
-  /** What the policy was asked, kept so a reload can re-judge open tunnels. */
-  facts: RequestFacts | undefined
-  /** Policy stage that decided: 'request' (before DNS) or 'address'. */
-  stage: 'request' | 'address' | undefined
-  status = 0
-  error: ProxyError | undefined
-  connectMs: number | undefined
-  closedBy: ClosedBy | undefined
-  closeHow: CloseHow | undefined
-  /** Idle bookkeeping for the registry's shared sweep: no per-chunk work (NODE-NOTES B3). */
-  lastBytes = 0
-  lastActive = 0
+  private _state: TunnelState = 'accepted'
+  private _target: Target | undefined
+  private _user: string | undefined
+  private attemptedUser: string | undefined
+  /** The policy's decision, kept so a reload can re-judge the open tunnel. */
+  private _decision: Decision | undefined
+  private routeName: string | undefined
+  private _hops: readonly string[] = NO_HOPS
+  private failedChoices: string[] | undefined
+  private _dialed: Endpoint | undefined
+  private status = 0
+  private error: ProxyError | undefined
+  private connectMs: number | undefined
+  private closedBy: ClosedBy | undefined
+  private closeHow: CloseHow | undefined
+  /** Idle bookkeeping, read only by sweep(): no per-chunk work (docs/node-internals.md B3). */
+  private lastBytes = 0
+  private lastActive = 0
   /** Upstream byte counters at establishment: a parent's CONNECT exchange is not tunnel traffic. */
   private upBase = 0
   private downBase = 0
   private readonly host: TunnelHost
+  private _upstream: Socket | undefined
   private relay: Relay | undefined
   /** Aborted when the client goes away or the tunnel is refused while dialing; dropped once established. */
   private controller: AbortController | undefined = new AbortController()
@@ -95,7 +97,7 @@ export class Tunnel {
 
   constructor (downstream: Socket, host: TunnelHost) {
     // First thing: after 'connect' Node leaves the socket with no 'error'
-    // listener, and a client RST would crash the process (NODE-NOTES A3).
+    // listener, and a client RST would crash the process (docs/node-internals.md A3).
     const owned = downstream as Owned
     owned[kTunnel] = this
     downstream.on('error', onSocketError)
@@ -103,20 +105,67 @@ export class Tunnel {
     this.downstream = downstream
     this.host = host
     this.id = (++nextId).toString(36)
-    this.clientAddress = downstream.remoteAddress ?? ''
+    this.clientAddress = clientAddress(downstream.remoteAddress ?? '')
     this.clientPort = downstream.remotePort ?? 0
   }
+
+  get state (): TunnelState { return this._state }
+  get target (): Target | undefined { return this._target }
+  get user (): string | undefined { return this._user }
+  get decision (): Decision | undefined { return this._decision }
+  get hops (): readonly string[] { return this._hops }
+  get dialed (): Endpoint | undefined { return this._dialed }
+  get upstream (): Socket | undefined { return this._upstream }
+  /** `ip:port` of the client, IPv6 in brackets. */
+  get client (): string { return formatHostPort(this.clientAddress, this.clientPort) }
 
   /** Aborted when the client goes away or the tunnel is refused before establishment. */
   get signal (): AbortSignal { return this.controller?.signal ?? SETTLED }
 
   private cancel (reason: Error): void {
-    if (this.state !== 'established') this.controller?.abort(reason)
+    if (this._state !== 'established') this.controller?.abort(reason)
+  }
+
+  /** The request was parsed: this is what it asks for. */
+  parsed (target: Target): void {
+    this._target = target
+  }
+
+  /**
+   * Counted against the limits and in the registry: from here on, notice a
+   * client that gives up while we authenticate, decide or dial.
+   */
+  admit (): void {
+    if (this._state !== 'accepted') return
+    this._state = 'admitted'
+    this.downstream.on('readable', onDialReadable)
+  }
+
+  /** Who the request is from: the authenticated user, or the user a failed login named. */
+  authenticated (user: string | undefined, ok = true): void {
+    if (ok) this._user = user
+    else this.attemptedUser = user
+  }
+
+  /** The policy's decision (its rule and stage go on the log line, whatever comes next). */
+  decided (decision: Decision): void {
+    this._decision = decision
+  }
+
+  /** Dialing `route`. */
+  dialing (route: string): void {
+    if (this._state === 'admitted') this._state = 'dialing'
+    this.routeName = route
+  }
+
+  /** A route choice failed and the next is tried (issue 10: folded into the closing line). */
+  failover (choice: string, err: ProxyError): void {
+    (this.failedChoices ??= []).push(`${choice}: ${err.code}`)
   }
 
   /** Refuse before establishment: error response, lingering close, then finalize. */
   fail (err: ProxyError, extraHeaders?: Readonly<Record<string, string>>): void {
-    if (this.state === 'established' || this.state === 'closed' || this.error !== undefined) return
+    if (this._state === 'established' || this._state === 'closed' || this.error !== undefined) return
     this.error = err
     this.status = err.status
     this.mark('proxy', 'rejected')
@@ -126,10 +175,11 @@ export class Tunnel {
 
   /**
    * Answer with a challenge (407) and give the connection back for the
-   * client's retry: this tunnel ends here (one log line), the socket lives on.
+   * client's retry: this tunnel ends here (one log line, `close:
+   * "challenged"`), the socket lives on. Undefined if it cannot.
    */
-  release (err: ProxyError, extraHeaders: Readonly<Record<string, string>>): Socket | undefined {
-    if (this.state !== 'accepted' && this.state !== 'dialing') return undefined
+  challenge (err: ProxyError, extraHeaders: Readonly<Record<string, string>>): Socket | undefined {
+    if (this._state === 'established' || this._state === 'closed' || this.error !== undefined) return undefined
     this.error = err
     this.status = err.status
     this.mark('proxy', 'challenged')
@@ -150,36 +200,31 @@ export class Tunnel {
   }
 
   /**
-   * While dialing, notice a client that gives up (FIN) without consuming
-   * its bytes: a 'readable' event with nothing buffered is the end of the
-   * stream. A client that sent data first and then FIN is noticed at
-   * establishment instead.
+   * @internal The client became readable while we dial: with nothing
+   * buffered, that is the end of the stream (a client that sent data first
+   * and then FIN is noticed at establishment instead).
    */
-  watchClient (): void {
-    this.downstream.on('readable', onDialReadable)
-  }
-
-  /** @internal The client became readable while we dial. */
   dialReadable (): void {
-    if (this.downstream.readableLength !== 0 || this.state === 'established') return
+    if (this.downstream.readableLength !== 0 || this._state === 'established') return
     this.mark('client', 'fin')
     this.cancel(CLIENT_GONE)
   }
 
   /** Take over a connected upstream: forward `head`, answer 200, relay. */
-  establish (upstream: Socket, dialedAddress: string, head: Buffer): void {
-    if (this.state === 'closed' || this.downstream.destroyed || this.error !== undefined) {
+  establish (upstream: Socket, dialed: Endpoint, hops: readonly string[], head: Buffer): void {
+    this._hops = hops
+    if (this._state === 'closed' || this.downstream.destroyed || this.error !== undefined) {
       upstream.destroy()
       return
     }
     if (upstream.destroyed) {
       // Lost between the dial and now; its error went to the dialer's no-op listener.
-      this.fail(new ProxyError('ERR_UPSTREAM_RESET', { detail: `${dialedAddress} closed before the tunnel was established` }))
+      this.fail(new ProxyError('ERR_UPSTREAM_RESET', { detail: `${formatHostPort(dialed.address, dialed.port)} closed before the tunnel was established` }))
       return
     }
-    this.state = 'established'
-    this.upstream = upstream
-    this.dialedAddress = dialedAddress
+    this._state = 'established'
+    this._upstream = upstream
+    this._dialed = dialed
     this.status = 200
     this.connectMs = performance.now() - this.startedAt
     this.lastActive = Date.now()
@@ -203,19 +248,52 @@ export class Tunnel {
     // this (endEmitted → end in nextTick). Forward it now.
     if (this.downstream.readableEnded) this.socketEnd(this.downstream)
     if (upstream.readableEnded) this.socketEnd(upstream)
+    if (this.host.log.isLevelEnabled('debug')) {
+      // Long tunnels are otherwise invisible until they close (issue 10).
+      this.host.log.debug({
+        [F.tunnel]: this.id,
+        [F.client]: this.client,
+        [F.target]: this._target?.authority,
+        [F.user]: this._user,
+        [F.dialed]: formatHostPort(dialed.address, dialed.port),
+        [F.route]: this.routeName,
+        [F.hops]: hops.length === 0 ? undefined : hops,
+        [F.rule]: this._decision?.rule
+      }, 'tunnel opened')
+    }
+  }
+
+  /**
+   * The registry's shared sweep (one timer for all tunnels): close this
+   * tunnel if it outlived `maxLifetimeMs` or moved no byte for `idleMs`.
+   */
+  sweep (now: number, idleMs: number, maxLifetimeMs: number): void {
+    const up = this._upstream
+    if (this._state !== 'established' || up === undefined) return
+    if (maxLifetimeMs > 0 && performance.now() - this.startedAt >= maxLifetimeMs) {
+      this.destroy('max_lifetime')
+      return
+    }
+    const bytes = this.downstream.bytesRead + up.bytesRead
+    if (bytes !== this.lastBytes) {
+      this.lastBytes = bytes
+      this.lastActive = now
+    } else if (idleMs > 0 && now - this.lastActive >= idleMs) {
+      this.destroy('idle_timeout')
+    }
   }
 
   /** Close from our side (idle, lifetime, shutdown, revoke). */
   destroy (how: CloseHow): void {
-    if (this.state === 'closed') return
-    if (this.state !== 'established') {
+    if (this._state === 'closed') return
+    if (this._state !== 'established') {
       // Already answered and lingering: close it now.
       if (this.error !== undefined) { this.downstream.destroy(); return }
       this.fail(new ProxyError(how === 'shutdown' ? 'ERR_SHUTTING_DOWN' : 'ERR_INTERNAL', { detail: how }))
       return
     }
     this.mark('proxy', how)
-    this.upstream?.destroy()
+    this._upstream?.destroy()
     this.downstream.destroy()
   }
 
@@ -233,7 +311,7 @@ export class Tunnel {
   socketEnd (socket: Socket): void {
     const client = socket === this.downstream
     this.mark(client ? 'client' : 'upstream', 'fin')
-    const other = client ? this.upstream : this.downstream
+    const other = client ? this._upstream : this.downstream
     if (other !== undefined && !other.destroyed) other.end()
   }
 
@@ -242,15 +320,15 @@ export class Tunnel {
     const side = socket === this.downstream ? 'client' : 'upstream'
     const reset = (err as { code?: string }).code === 'ECONNRESET'
     this.mark(side, reset ? 'reset' : 'error')
-    const other = side === 'client' ? this.upstream : this.downstream
+    const other = side === 'client' ? this._upstream : this.downstream
     // Pass a reset on as a reset (RST), anything else as a plain close.
     if (other !== undefined && !other.destroyed) {
       // resetAndDestroy() throws ERR_INVALID_HANDLE_TYPE on a non-TCP handle
       // (a TLS upstream to an https parent): here that is an uncaught crash.
-      if (reset && this.state === 'established' && isTcp(other)) other.resetAndDestroy()
+      if (reset && this._state === 'established' && canReset(other)) other.resetAndDestroy()
       else other.destroy()
     }
-    if (side === 'client' && this.state !== 'established') this.cancel(CLIENT_GONE)
+    if (side === 'client' && this._state !== 'established') this.cancel(CLIENT_GONE)
   }
 
   /** @internal */
@@ -258,8 +336,8 @@ export class Tunnel {
     const side = socket === this.downstream ? 'client' : 'upstream'
     // Only a dial in progress listens; an aborted signal with no reason
     // builds a DOMException with a stack (~10 µs): skip it when established.
-    if (side === 'client' && this.state !== 'established') this.cancel(CLIENT_GONE)
-    const other = side === 'client' ? this.upstream : this.downstream
+    if (side === 'client' && this._state !== 'established') this.cancel(CLIENT_GONE)
+    const other = side === 'client' ? this._upstream : this.downstream
     // If the other side still has bytes to send, nobody is left to read them.
     if (other !== undefined && !other.destroyed && !other.readableEnded) other.destroy()
     this.finalize()
@@ -267,32 +345,41 @@ export class Tunnel {
 
   private finalize (released = false): void {
     if (this.finalized) return
-    if (this.upstream !== undefined && !this.upstream.closed) return
+    if (this._upstream !== undefined && !this._upstream.closed) return
     if (!released && !this.downstream.closed) return
     this.finalized = true
-    this.state = 'closed'
+    this._state = 'closed'
     this.relay?.release()
     if (this.closedBy === undefined) this.mark('client', 'fin')
-    const up = this.upstream
-    this.host.log.info({
-      tunnel: this.id,
-      client: `${this.clientAddress}:${this.clientPort}`,
-      target: this.target?.authority,
-      user: this.user,
-      dialed: this.dialedAddress,
-      route: this.route,
-      hops: this.hops.length === 0 ? undefined : this.hops,
-      rule: this.rule,
-      stage: this.stage,
-      status: this.status,
-      code: this.error?.code,
-      bytes_up: up === undefined ? 0 : up.bytesWritten - this.upBase,
-      bytes_down: up === undefined ? 0 : up.bytesRead - this.downBase,
-      connect_ms: this.connectMs === undefined ? undefined : Math.round(this.connectMs * 100) / 100,
-      duration_ms: Math.round((performance.now() - this.startedAt) * 100) / 100,
-      closed_by: this.closedBy,
-      close: this.closeHow
-    }, 'tunnel closed')
+    // Built only when it is written (issue 12: no log object at levels that are off).
+    if (this.host.log.isLevelEnabled('info')) this.host.log.info(this.closedLine(), 'tunnel closed')
     this.host.onClosed(this)
+  }
+
+  /** The one canonical line (field names: observability/fields.ts). */
+  private closedLine (): Record<string, unknown> {
+    const up = this._upstream
+    const d = this._dialed
+    return {
+      [F.tunnel]: this.id,
+      [F.client]: this.client,
+      [F.target]: this._target?.authority,
+      [F.user]: this._user,
+      [F.attemptedUser]: this.attemptedUser,
+      [F.dialed]: d === undefined ? undefined : formatHostPort(d.address, d.port),
+      [F.route]: this.routeName,
+      [F.hops]: this._hops.length === 0 ? undefined : this._hops,
+      [F.failedChoices]: this.failedChoices,
+      [F.rule]: this._decision?.rule,
+      [F.stage]: this._decision?.stage,
+      [F.status]: this.status,
+      [F.code]: this.error?.code,
+      [F.bytesUp]: up === undefined ? 0 : up.bytesWritten - this.upBase,
+      [F.bytesDown]: up === undefined ? 0 : up.bytesRead - this.downBase,
+      [F.connectMs]: this.connectMs === undefined ? undefined : Math.round(this.connectMs * 100) / 100,
+      [F.durationMs]: Math.round((performance.now() - this.startedAt) * 100) / 100,
+      [F.closedBy]: this.closedBy,
+      [F.close]: this.closeHow
+    }
   }
 }

@@ -8,6 +8,7 @@
  */
 import { connect, type Socket } from 'node:net'
 import { ProxyError, type ErrorCode } from '../errors.js'
+import { formatHostPort } from '../net/ip.js'
 
 export interface RaceOptions {
   readonly port: number
@@ -34,9 +35,7 @@ const ERRNO_CODES: Readonly<Record<string, ErrorCode>> = {
   ETIMEDOUT: 'ERR_UPSTREAM_TIMEOUT'
 }
 
-function hop (address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`
-}
+const hop = formatHostPort
 
 /** Turn a socket errno into our registry, naming the hop (RFC 9209 next-hop). */
 export function connectError (err: unknown, address: string, port: number): ProxyError {

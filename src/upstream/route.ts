@@ -10,6 +10,7 @@ import type { Logger } from 'pino'
 import { toProxyError, type ErrorCode, type ProxyError } from '../errors.js'
 import type { Target } from '../connect/target.js'
 import type { Resolver } from '../net/resolver.js'
+import type { Endpoint } from '../net/ip.js'
 import { race } from './happy-eyeballs.js'
 import { dialChain } from './chain.js'
 import type { ParentHealth } from './health.js'
@@ -41,13 +42,17 @@ export interface RouteDialRequest {
   /** Policy-checked addresses for a direct choice (resolved only if one is tried). */
   readonly directAddresses: () => Promise<readonly string[]>
   readonly signal: AbortSignal
-  readonly tunnel: string
+  /**
+   * A choice failed and the next is tried: the tunnel records it for its
+   * one closing log line (issue 10: no separate line per failed choice).
+   */
+  readonly onFailover?: (choice: string, err: ProxyError) => void
 }
 
 export interface RouteDialed {
   readonly socket: Socket
-  /** The address dialed: the target's for direct, the first parent's otherwise. */
-  readonly dialed: string
+  /** What was dialed: the target's address for direct, the first parent's host otherwise. */
+  readonly dialed: Endpoint
   /** Parent names in order; empty for direct. */
   readonly hops: readonly string[]
 }
@@ -87,7 +92,7 @@ export async function dialRoute (req: RouteDialRequest, opts: RouteDialOptions):
           keepAliveMs: opts.keepAliveMs,
           signal: req.signal
         })
-        return { socket, dialed: address.includes(':') ? `[${address}]:${req.target.port}` : `${address}:${req.target.port}`, hops: NO_HOPS }
+        return { socket, dialed: { address, port: req.target.port }, hops: NO_HOPS }
       }
       const socket = await dialChain(choice.hops, req.target, {
         resolver: opts.resolver,
@@ -97,13 +102,14 @@ export async function dialRoute (req: RouteDialRequest, opts: RouteDialOptions):
         signal: req.signal
       })
       for (const h of choice.hops) opts.health.succeeded(h.name)
-      return { socket, dialed: choice.hops[0]?.authority ?? '', hops: choice.hops.map(h => h.name) }
+      const first = choice.hops[0]
+      return { socket, dialed: { address: first?.host ?? '', port: first?.port ?? 0 }, hops: choice.hops.map(h => h.name) }
     } catch (err) {
       const e = toProxyError(err)
       if (req.signal.aborted || !retryable(e)) throw e
       const hop = e.params['next-hop']
       if (choice.kind === 'chain' && typeof hop === 'string' && UNHEALTHY.has(e.code)) opts.health.failed(hop, e.code)
-      opts.log.info({ tunnel: req.tunnel, route: req.route.name, choice: label(choice), code: e.code, detail: e.detail }, 'route choice failed')
+      req.onFailover?.(label(choice), e)
       last = e
     }
   }

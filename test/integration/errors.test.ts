@@ -129,9 +129,9 @@ const NAME_254 = `${'n'.repeat(62)}.`.repeat(4) + 'ab'
 
 /** [target, detail] — each refused by Sluice's own parser with that detail. */
 const BAD_TARGETS: ReadonlyArray<readonly [string, string]> = [
-  ['example.com', 'port is missing'],
-  ['example.com:', 'port is missing'],
-  ['[::1]', 'port is missing'],
+  ['example.com', 'port is missing: add one, e.g. example.com:443'],
+  ['example.com:', 'port is missing: add one, e.g. example.com:443'],
+  ['[::1]', 'port is missing: add one, e.g. [::1]:443'],
   ['example.com:0', PORT_RANGE],
   ['example.com:65536', PORT_RANGE],
   ['example.com:https', PORT_RANGE],
@@ -155,7 +155,9 @@ const BAD_TARGETS: ReadonlyArray<readonly [string, string]> = [
   ['[::1:443', 'unterminated IPv6 literal'],
   ['[1.2.3.4]:443', 'not a valid IPv6 literal'],
   ['foo.123:443', 'host looks numeric but is not a valid IPv4 address'],
-  ['1.2.3.4.5:443', 'host looks numeric but is not a valid IPv4 address']
+  ['1.2.3.4.5:443', 'host looks numeric but is not a valid IPv4 address'],
+  // Stricter than WHATWG, which would decode this into 127.0.0.1 (issue 12).
+  ['%31%32%37.0.0.1:443', 'percent-encoding is not allowed in the request target']
 ]
 
 describe('malformed requests', { timeout: 15_000 }, () => {

@@ -72,7 +72,7 @@ function redirectDial (echoPort: () => number, seen: Dialed[]): typeof dialRoute
     const socket = connect({ host: '127.0.0.1', port: echoPort(), allowHalfOpen: true })
     await once(socket, 'connect')
     const first = addresses[0] ?? '?'
-    return { socket, dialed: first.includes(':') ? `[${first}]:${req.target.port}` : `${first}:${req.target.port}`, hops: [] }
+    return { socket, dialed: { address: first, port: req.target.port }, hops: [] }
   }
 }
 

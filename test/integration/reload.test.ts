@@ -177,7 +177,7 @@ rules:
       await req.directAddresses() // the address stage and its policy still run
       const socket = connect({ host: '127.0.0.1', port: echo.port, allowHalfOpen: true })
       await once(socket, 'connect')
-      return { socket, dialed: '93.184.216.34:443', hops: [] }
+      return { socket, dialed: { address: '93.184.216.34', port: 443 }, hops: [] }
     }
     const proxy = createProxy({ config: config('rules: [{ name: https, action: allow, ports: [443] }]', 'a.yaml'), logger, dial, listen: [{ host: '127.0.0.1', port: 0 }] })
     const [addr] = await proxy.listen()
@@ -226,7 +226,7 @@ describe('proxy.reload: a CONNECT in flight', () => {
       await gate
       const socket = connect({ host: '127.0.0.1', port: echo.port, allowHalfOpen: true })
       await once(socket, 'connect')
-      return { socket, dialed: `${address ?? '?'}:${req.target.port}`, hops: [] }
+      return { socket, dialed: { address: address ?? '?', port: req.target.port }, hops: [] }
     }
     const proxy = createProxy({ config: config(ALLOW_LOOPBACK, 'a.yaml'), logger, dial, listen: [{ host: '127.0.0.1', port: 0 }] })
     const [addr] = await proxy.listen()

@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { ERRORS, ProxyError, toProxyError, type ErrorCode } from '../../src/errors.js'
-import { errorResponse, proxyStatus } from '../../src/server/respond.js'
+import { errorResponse, proxyStatus } from '../../src/tunnel/respond.js'
 
 const codes = Object.keys(ERRORS) as ErrorCode[]
 

@@ -10,7 +10,7 @@ import type { ProxyError } from '../errors.js'
 export const PROXY_STATUS_NAME = 'sluice'
 
 /** How long a refused client may keep sending before we drop it (Apache's lingering close). */
-const LINGER_MS = 2000
+export const LINGER_MS = 2000
 
 /** RFC 8941 sf-string: printable ASCII with `"` and `\` escaped. */
 function sfString (value: string): string {
@@ -78,4 +78,17 @@ export function respondAndClose (socket: Duplex, response: string): void {
   // Half-open server sockets stay open after our FIN until the client's FIN;
   // 'end' means the client is done too.
   socket.once('end', () => socket.destroy())
+}
+
+/**
+ * Write `response` and close once it is flushed, or after LINGER_MS at the
+ * latest. For sockets whose HTTP parser is still attached (http.Server's
+ * 'clientError'), where reading on to linger would feed the parser again.
+ */
+export function flushAndClose (socket: Duplex, response: string): void {
+  socket.end(response)
+  socket.once('finish', () => socket.destroy())
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS)
+  timer.unref()
+  socket.once('close', () => clearTimeout(timer))
 }

@@ -1,0 +1,46 @@
+/**
+ * What the CONNECT pipeline needs from the proxy that runs it. A module of
+ * its own so that the pipeline's steps (handle.ts, authenticate.ts) import
+ * it without importing each other.
+ */
+import type { Socket } from 'node:net'
+import type { Logger } from 'pino'
+import type { Config } from '../config/load.js'
+import type { Resolver } from '../net/resolver.js'
+import type { dialRoute, RouteDialOptions } from '../upstream/route.js'
+import type { TunnelRegistry } from '../server/registry.js'
+import type { AuthConfig } from '../auth/load.js'
+import type { Authenticator } from '../auth/authenticator.js'
+import type { Lockout } from '../auth/lockout.js'
+
+export interface ConnectContext {
+  readonly log: Logger
+  /** The current config; a reload swaps what this returns. */
+  readonly config: () => Config
+  readonly resolver: Resolver
+  readonly registry: TunnelRegistry
+  readonly draining: () => boolean
+  /** True for one of this proxy's own listening endpoints (loop guard). */
+  readonly isSelf: (address: string, port: number) => boolean
+  /** How routes are dialed (resolver, parent health, timeouts). */
+  readonly routeOptions: () => RouteDialOptions
+  readonly dial: typeof dialRoute
+  /** The current authenticator, when the config has an `auth` section. */
+  readonly auth: () => AuthState | undefined
+  readonly lockout: Lockout
+}
+
+export interface AuthState {
+  readonly authenticator: Authenticator
+  readonly config: AuthConfig
+}
+
+/** What the listener knows about this connection. */
+export interface ConnectionInfo {
+  /** Listener name, for policy `listeners:`. */
+  readonly listener: string
+  /** 407s already sent on this connection. */
+  readonly challenges: number
+  /** Hand the connection back to the HTTP parser after a 407 (keep-alive retry). */
+  readonly rearm: (socket: Socket, head: Buffer) => void
+}

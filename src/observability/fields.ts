@@ -1,0 +1,39 @@
+/**
+ * Log field names, in one place (Smokescreen's LogField… constants): the
+ * canonical `tunnel closed` line and every line about a tunnel or a request
+ * use these, so a field is spelled one way everywhere and README's log
+ * reference has one list to match.
+ */
+export const F = {
+  /** Tunnel id, unique within the process. */
+  tunnel: 'tunnel',
+  /** Client `ip:port`, IPv6 in brackets. */
+  client: 'client',
+  /** Request method of a refused request. */
+  method: 'method',
+  /** Canonical CONNECT authority `host:port`. */
+  target: 'target',
+  /** Authenticated user. */
+  user: 'user',
+  /** The user a failed or challenged login named (never the password). */
+  attemptedUser: 'attempted_user',
+  /** `ip:port` dialed (direct) or the first parent's `host:port`. */
+  dialed: 'dialed',
+  route: 'route',
+  /** Parent names in order, when a parent was used. */
+  hops: 'hops',
+  /** Route choices that failed before the one used (or before giving up). */
+  failedChoices: 'failed_choices',
+  rule: 'rule',
+  stage: 'stage',
+  reason: 'reason',
+  status: 'status',
+  code: 'code',
+  bytesUp: 'bytes_up',
+  bytesDown: 'bytes_down',
+  connectMs: 'connect_ms',
+  durationMs: 'duration_ms',
+  closedBy: 'closed_by',
+  close: 'close',
+  address: 'address'
+} as const
