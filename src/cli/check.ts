@@ -129,7 +129,9 @@ export function formatCheck (r: CheckResult): string {
   if (!r.allowed) lines.push(`answer:   ${r.status} ${r.code ?? ''}`)
   if (r.allowed && r.route !== undefined) {
     const choices = (r.choices ?? []).join(', then ')
-    lines.push(`route:    ${r.route === 'direct' ? choices : `${r.route}: ${choices}`}`)
+    // `direct` and a parent used as its own route need no route name in front.
+    const named = r.route !== 'direct' && !(r.choices?.length === 1 && r.choices[0]?.startsWith(`parent ${r.route} (`) === true)
+    lines.push(`route:    ${named ? `${r.route}: ${choices}` : choices}`)
   }
   if (r.error !== undefined) lines.push(`error:    ${r.error}`)
   if (r.skipped.length > 0) {
@@ -143,7 +145,7 @@ export function formatCheck (r: CheckResult): string {
       lines.push(`  ${a.address.padEnd(width)}  ${a.allowed ? 'allow' : 'deny '}  ${a.rule}: ${a.reason}`)
     }
   } else if (r.stage === 'request' && !r.allowed) {
-    lines.push('addresses: not resolved (denied before DNS)')
+    lines.push(r.status === 407 ? 'addresses: not resolved (credentials are needed first)' : 'addresses: not resolved (denied before DNS)')
   } else if (r.allowed) {
     lines.push('addresses: not resolved here (the parent proxy resolves the name)')
   }
