@@ -45,8 +45,20 @@ function decode (part: string, what: string): string {
   }
 }
 
+/** The fields that hold or point at a secret: `sluice validate` can do without them. */
+export type SecretField = 'password_env' | 'password_file' | 'key_file'
+
+export interface SecretOptions {
+  /**
+   * Called instead of throwing when a secret cannot be had (an unset variable,
+   * an unreadable file); the parent is then built without it. Only for
+   * validating: a parent built this way must never be dialed.
+   */
+  readonly onMissingSecret?: (field: SecretField, message: string) => void
+}
+
 /** Build a Parent; throws Error with a message fit for a config problem. */
-export function loadParent (name: string, spec: ParentSpec, configFile: string, env: NodeJS.ProcessEnv = process.env): Parent {
+export function loadParent (name: string, spec: ParentSpec, configFile: string, env: NodeJS.ProcessEnv = process.env, secrets: SecretOptions = {}): Parent {
   let url: URL
   try {
     url = new URL(spec.url)
@@ -62,14 +74,27 @@ export function loadParent (name: string, spec: ParentSpec, configFile: string, 
   const port = explicit?.[1] !== undefined ? Number(explicit[1]) : (tls ? 443 : 3128)
   if (port < 1 || port > 65535) throw new Error('url: port must be 1-65535')
   const readRel = (file: string): string => readFileSync(resolve(dirname(configFile), file), 'utf8')
+  /** A secret that cannot be had: an error, or with onMissingSecret a warning and nothing. */
+  const missing = (field: SecretField, message: string): undefined => {
+    if (secrets.onMissingSecret === undefined) throw new Error(`${field}: ${message}`)
+    secrets.onMissingSecret(field, message)
+    return undefined
+  }
+  const readSecret = (field: SecretField, file: string): string | undefined => {
+    const path = resolve(dirname(configFile), file)
+    try {
+      return readFileSync(path, 'utf8')
+    } catch (err) {
+      return missing(field, `cannot read ${path}: ${(err as Error).message}`)
+    }
+  }
 
   let user = url.username === '' ? spec.username : decode(url.username, 'user name')
   let password = url.password === '' ? undefined : decode(url.password, 'password')
   if (spec.password_env !== undefined) {
-    password = env[spec.password_env]
-    if (password === undefined) throw new Error(`password_env: environment variable ${spec.password_env} is not set`)
+    password = env[spec.password_env] ?? missing('password_env', `environment variable ${spec.password_env} is not set`) ?? ''
   }
-  if (spec.password_file !== undefined) password = readRel(spec.password_file).replace(/\r?\n$/, '')
+  if (spec.password_file !== undefined) password = (readSecret('password_file', spec.password_file) ?? '').replace(/\r?\n$/, '')
   if (password !== undefined && user === undefined) user = ''
   // RFC 7617 §2: the user-id cannot contain a colon (the parent would split there).
   if (user?.includes(':') === true) throw new Error('the user name for a parent cannot contain ":"')
@@ -79,7 +104,7 @@ export function loadParent (name: string, spec: ParentSpec, configFile: string, 
     ? {
         ...(spec.ca_file === undefined ? {} : { ca: readRel(spec.ca_file) }),
         ...(spec.cert_file === undefined ? {} : { cert: readRel(spec.cert_file) }),
-        ...(spec.key_file === undefined ? {} : { key: readRel(spec.key_file) }),
+        ...(spec.key_file === undefined ? {} : { key: readSecret('key_file', spec.key_file) ?? '' }),
         ...(spec.servername === undefined ? {} : { servername: spec.servername })
       }
     : undefined

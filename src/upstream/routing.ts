@@ -19,7 +19,17 @@ export interface RoutingOverrides {
   /** `--parent URL`: a parent named `cli` that becomes the default route. */
   readonly parentUrl?: string
   readonly env?: NodeJS.ProcessEnv
+  /**
+   * `warn`: a parent's secret that cannot be had (password_env unset,
+   * password_file or key_file unreadable) is reported in `missingSecrets`
+   * instead of being a problem, so `sluice validate` can run where the
+   * secrets are not (CI). Default `require`: serving and `check` need them.
+   */
+  readonly secrets?: 'require' | 'warn'
 }
+
+/** A parent secret that could not be had, at its path in the file (`['parents', 'corp', 'password_env']`). */
+export interface MissingSecret { readonly path: readonly string[], readonly message: string }
 
 /**
  * NO_PROXY exactly as undici 7's EnvHttpProxyAgent reads it
@@ -40,15 +50,19 @@ export function noProxyMatcher (value: string): (host: string, port: number) => 
   }
 }
 
-export function loadRouting (f: SluiceFile, file: string, o: RoutingOverrides = {}): { routing: Routing, problems: string[] } {
+export function loadRouting (f: SluiceFile, file: string, o: RoutingOverrides = {}): { routing: Routing, problems: string[], missingSecrets: MissingSecret[] } {
   const problems: string[] = []
+  const missingSecrets: MissingSecret[] = []
   const env = o.env ?? process.env
   const parents = new Map<string, Parent>()
   // Parents that exist but failed to load: reported once, not again as "unknown".
   const broken = new Set<string>()
   const add = (name: string, spec: Parameters<typeof loadParent>[1], where: string): void => {
+    const secrets = o.secrets === 'warn'
+      ? { onMissingSecret: (field: string, message: string) => { missingSecrets.push({ path: ['parents', name, field], message }) } }
+      : {}
     try {
-      parents.set(name, loadParent(name, spec, file, env))
+      parents.set(name, loadParent(name, spec, file, env, secrets))
     } catch (err) {
       broken.add(name)
       problems.push(`${file}: ${where}: ${(err as Error).message}`)
@@ -97,6 +111,7 @@ export function loadRouting (f: SluiceFile, file: string, o: RoutingOverrides = 
   const noProxyValue = env['no_proxy'] ?? env['NO_PROXY']
   return {
     problems,
+    missingSecrets,
     routing: Object.freeze({
       routes,
       parents,
