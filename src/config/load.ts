@@ -1,17 +1,19 @@
 /**
  * load → validate → compile. Reads a Sluice YAML file, reports *every*
- * problem at once as `file: path: expected …`, and returns a frozen Config.
+ * problem at once as `file:LINE: path: expected …`, and returns a frozen Config.
  */
 import { readFile } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
-import { parseDocument } from 'yaml'
+import { LineCounter, parseDocument } from 'yaml'
 import type { z } from 'zod'
 import { fileSchema, parseListen, type SluiceFile } from './schema.js'
 import { compilePolicy, type CompiledPolicy } from '../policy/compile.js'
 import { loadAuth, type AuthConfig } from '../auth/load.js'
 import { loadRouting, referenceProblems, type Routing, type RoutingOverrides } from '../upstream/routing.js'
 import { ConfigError } from './errors.js'
+import { flattenUnions, formatPath, issueMessage, unknownKeyMessage } from './issues.js'
+import { createLocator, formatYamlErrors, type DocPath, type Locator } from './yaml-position.js'
 
 export { ConfigError }
 
@@ -38,33 +40,47 @@ export interface Config {
   readonly auth?: AuthConfig
   readonly routing: Routing
   readonly parentBackoffMs: number
+  /**
+   * `file:LINE: path: message`, in file order: secrets that were missing
+   * (with `secrets: 'warn'`). Empty for a plain load.
+   */
+  readonly warnings: readonly string[]
 }
 
 export interface LoadOptions extends RoutingOverrides {}
 
-/** `['rules', 3, 'ports', 1]` → `rules[3].ports[1]`. */
-function formatPath (path: ReadonlyArray<PropertyKey>): string {
-  let out = ''
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : (out === '' ? String(p) : `.${String(p)}`)
-  return out === '' ? '(top level)' : out
+/** `file:LINE: path` (no line when the path is not in the text, e.g. a required key left out). */
+function where (file: string, locator: Locator, path: DocPath, key?: string): { line: number | undefined, text: string } {
+  const line = locator.line(path, key)
+  return { line, text: `${file}${line === undefined ? '' : `:${line}`}: ${formatPath(path)}` }
 }
 
-function formatIssue (file: string, issue: z.core.$ZodIssue): string {
-  let msg = issue.message
-  if (issue.code === 'unrecognized_keys') msg = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map(k => `'${k}'`).join(', ')}`
-  return `${file}: ${formatPath(issue.path)}: ${msg}`
+/** A zod issue as problem lines; an issue naming several unknown keys gives one line per key. */
+function formatIssue (file: string, locator: Locator, issue: z.core.$ZodIssue): Array<{ line: number, text: string }> {
+  const problem = (at: { line: number | undefined, text: string }, message: string): { line: number, text: string } =>
+    ({ line: at.line ?? Number.MAX_SAFE_INTEGER, text: `${at.text}: ${message}` })
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map(k => problem(where(file, locator, issue.path, k), unknownKeyMessage(fileSchema, issue.path, k)))
+  }
+  return [problem(where(file, locator, issue.path), issue.message)]
 }
 
 /** Validate already-read text; `file` names it in errors. */
 export function parseConfig (text: string, file: string, options: LoadOptions = {}): Config {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true })
+  const counter = new LineCounter()
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter: counter })
   if (doc.errors.length > 0) {
-    throw new ConfigError(file, doc.errors.map(e => `${file}: ${e.message.split('\n')[0] ?? ''}`))
+    throw new ConfigError(file, formatYamlErrors(file, text, counter, doc.errors))
   }
+  const locator = createLocator(doc, counter)
   const raw: unknown = doc.toJS() ?? {}
-  const result = fileSchema.safeParse(raw)
+  // Our wording for zod's issues (config/issues.ts); the input is kept to say what was found.
+  const result = fileSchema.safeParse(raw, { reportInput: true, error: issueMessage })
   if (!result.success) {
-    throw new ConfigError(file, [...result.error.issues.map(i => formatIssue(file, i)), ...referenceProblems(raw, file)])
+    const issues = result.error.issues.flatMap(flattenUnions).flatMap(i => formatIssue(file, locator, i))
+    // In file order; a problem with no line (a required key left out) after those with one.
+    issues.sort((a, b) => a.line - b.line)
+    throw new ConfigError(file, [...issues.map(i => i.text), ...referenceProblems(raw, file)])
   }
   const f = result.data
   const listen = (Array.isArray(f.listen) ? f.listen : [f.listen]).map(entry => {
@@ -75,7 +91,7 @@ export function parseConfig (text: string, file: string, options: LoadOptions = 
   })
   const hash = createHash('sha256').update(text)
   const files = [file]
-  const { routing, problems } = loadRouting(f, file, options)
+  const { routing, problems, missingSecrets } = loadRouting(f, file, options)
   const names = new Set<string>()
   for (const l of listen) {
     if (names.has(l.name)) problems.push(`${file}: listen: two listeners are named '${l.name}'`)
@@ -86,6 +102,17 @@ export function parseConfig (text: string, file: string, options: LoadOptions = 
   }))
   if (problems.length > 0) throw new ConfigError(file, problems)
   const authConfig = f.auth === undefined ? undefined : loadAuth(f.auth, file, (path, content) => { files.push(path); hash.update('\0').update(content) })
+  const policy = compilePolicy(f.rules, f.default, f.mode, (via) => {
+    // A rule without `via` takes the default route (unless NO_PROXY may send it direct).
+    const route = via === undefined ? (routing.noProxy === undefined ? routing.defaultRoute : undefined) : routing.routes.get(via)
+    return route?.choices[0]?.kind === 'chain'
+  })
+  const found = [
+    ...missingSecrets.map(m => ({ path: m.path, message: `${m.message} (serve and check need it)` }))
+  ].map(w => {
+    const at = where(file, locator, w.path)
+    return { line: at.line ?? Number.MAX_SAFE_INTEGER, text: `${at.text}: ${w.message}` }
+  }).sort((a, b) => a.line - b.line)
   return Object.freeze({
     file,
     files: Object.freeze(files),
@@ -95,14 +122,11 @@ export function parseConfig (text: string, file: string, options: LoadOptions = 
     timeouts: Object.freeze(f.timeouts),
     limits: Object.freeze(f.limits),
     dns: Object.freeze({ ...f.dns, servers: Object.freeze([...f.dns.servers]) }),
-    policy: compilePolicy(f.rules, f.default, f.mode, (via) => {
-      // A rule without `via` takes the default route (unless NO_PROXY may send it direct).
-      const route = via === undefined ? (routing.noProxy === undefined ? routing.defaultRoute : undefined) : routing.routes.get(via)
-      return route?.choices[0]?.kind === 'chain'
-    }),
+    policy,
     routing,
     parentBackoffMs: f.parent_backoff,
-    revokeOnReload: f.revoke_on_reload
+    revokeOnReload: f.revoke_on_reload,
+    warnings: Object.freeze(found.map(w => w.text))
   })
 }
 

@@ -6,20 +6,24 @@
 import { z } from 'zod'
 import { parseDuration } from './duration.js'
 import { policySchema } from '../policy/schema.js'
+import { describeValue } from './issues.js'
 
-const duration = z.union([z.number(), z.string()])
-  .refine((v) => parseDuration(v) !== undefined, { message: 'expected a duration like 500ms, 30s, 10m, 1h or a number of milliseconds' })
+const DURATION_HINT = 'expected a duration like 500ms, 30s, 10m, 1h or a number of milliseconds'
+/** `${hint}, got …` for a value of the wrong type or form (config/issues.ts wording). */
+const hint = (text: string) => (iss: { input?: unknown }) => iss.input === undefined ? `required: ${text}` : `${text}, got ${describeValue(iss.input)}`
+
+const duration = z.union([z.number(), z.string()], { error: hint(DURATION_HINT) })
+  .refine((v) => parseDuration(v) !== undefined, { error: hint(DURATION_HINT) })
   .transform((v) => parseDuration(v) ?? 0)
 
-export const listenSpec = z.string().refine((v) => parseListen(v) !== undefined, {
-  message: 'expected host:port, e.g. 127.0.0.1:3128 or [::1]:3128'
-})
+const LISTEN_HINT = 'expected host:port, e.g. 127.0.0.1:3128 or [::1]:3128'
+export const listenSpec = z.string({ error: hint(LISTEN_HINT) }).refine((v) => parseListen(v) !== undefined, { error: hint(LISTEN_HINT) })
 
 /** A listener: `host:port`, or `{ address: host:port, name }` so rules can match it by name. */
 const listenEntry = z.union([listenSpec, z.strictObject({
   address: listenSpec,
   name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'expected a name of letters, digits, _ . -' })
-})])
+})], { error: hint('expected host:port or { address: host:port, name: NAME }') })
 
 /** `127.0.0.1:3128`, `[::1]:3128`, `:3128` (all interfaces, explicit opt-in) → host, port. */
 export function parseListen (v: string): { host: string, port: number } | undefined {
@@ -113,7 +117,7 @@ const choice = z.union([nameSpec, z.array(nameSpec).min(1).max(8)])
 
 export const fileSchema = z.strictObject({
   version: z.literal(1, { message: 'expected version: 1' }),
-  listen: z.union([listenEntry, z.array(listenEntry).min(1)]).default('127.0.0.1:3128'),
+  listen: z.union([listenEntry, z.array(listenEntry).min(1)], { error: hint('expected host:port, { address: host:port, name: NAME } or a list of them') }).default('127.0.0.1:3128'),
   timeouts: timeouts.default(timeouts.parse({})),
   limits: limits.default(limits.parse({})),
   dns: dns.default(dns.parse({})),
