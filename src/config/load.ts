@@ -13,6 +13,7 @@ import { loadAuth, type AuthConfig } from '../auth/load.js'
 import { loadRouting, referenceProblems, type Routing, type RoutingOverrides } from '../upstream/routing.js'
 import { ConfigError } from './errors.js'
 import { flattenUnions, formatPath, issueMessage, unknownKeyMessage } from './issues.js'
+import { lintConfig } from './lint.js'
 import { createLocator, formatYamlErrors, type DocPath, type Locator } from './yaml-position.js'
 
 export { ConfigError }
@@ -42,12 +43,16 @@ export interface Config {
   readonly parentBackoffMs: number
   /**
    * `file:LINE: path: message`, in file order: secrets that were missing
-   * (with `secrets: 'warn'`). Empty for a plain load.
+   * (with `secrets: 'warn'`) and, with `lint`, what config/lint.ts found.
+   * Empty for a plain load.
    */
   readonly warnings: readonly string[]
 }
 
-export interface LoadOptions extends RoutingOverrides {}
+export interface LoadOptions extends RoutingOverrides {
+  /** Also look for mistakes a valid file can hold (config/lint.ts): `sluice validate`. */
+  readonly lint?: boolean
+}
 
 /** `file:LINE: path` (no line when the path is not in the text, e.g. a required key left out). */
 function where (file: string, locator: Locator, path: DocPath, key?: string): { line: number | undefined, text: string } {
@@ -108,7 +113,8 @@ export function parseConfig (text: string, file: string, options: LoadOptions = 
     return route?.choices[0]?.kind === 'chain'
   })
   const found = [
-    ...missingSecrets.map(m => ({ path: m.path, message: `${m.message} (serve and check need it)` }))
+    ...missingSecrets.map(m => ({ path: m.path, message: `${m.message} (serve and check need it)` })),
+    ...(options.lint === true ? lintConfig({ file: f, listen, policy, routing }) : [])
   ].map(w => {
     const at = where(file, locator, w.path)
     return { line: at.line ?? Number.MAX_SAFE_INTEGER, text: `${at.text}: ${w.message}` }
