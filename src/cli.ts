@@ -9,7 +9,7 @@ import cluster from 'node:cluster'
 import { serve } from './cli/serve.js'
 import { runPrimary } from './cli/cluster.js'
 import { passwd } from './cli/passwd.js'
-import { ConfigError, loadConfig } from './config/load.js'
+import { ConfigError, loadConfig, type Config } from './config/load.js'
 import { isProxyError } from './errors.js'
 
 function version (): string {
@@ -17,17 +17,36 @@ function version (): string {
   return pkg.version ?? '0.0.0'
 }
 
-async function validate (files: readonly string[]): Promise<number> {
+/**
+ * `sluice validate [--strict] FILE...`: every problem of every file, and the
+ * warnings of config/lint.ts as `warning: file:LINE: path: message` lines.
+ * Needs no secrets: a parent's unset password_env or unreadable
+ * password_file / key_file is a warning here (serve and check refuse it).
+ * Exit 0 when every file is valid (warnings or not), 2 otherwise; with
+ * --strict a file with warnings is not valid.
+ */
+async function validate (files: readonly string[], strict: boolean): Promise<number> {
   let bad = 0
+  const out = (line: string): void => { process.stdout.write(line + '\n') }
   for (const file of files) {
+    let c: Config
     try {
-      const c = await loadConfig(file)
-      process.stdout.write(`${file}: ok (${c.policy.rules.length} rules, default ${c.policy.defaultAllow ? 'allow' : 'deny'}${c.policy.report ? ', report mode' : ''}, hash ${c.hash})\n`)
+      c = await loadConfig(file, { secrets: 'warn', lint: true })
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err
       bad++
-      process.stdout.write(err.problems.join('\n') + '\n')
+      out(err.problems.join('\n'))
+      continue
     }
+    for (const w of c.warnings) out(`warning: ${w}`)
+    const n = c.warnings.length
+    const warned = n === 0 ? '' : `, ${n} warning${n === 1 ? '' : 's'}`
+    if (strict && n > 0) {
+      bad++
+      out(`${file}: invalid with --strict (${n} warning${n === 1 ? '' : 's'})`)
+      continue
+    }
+    out(`${file}: ok (${c.policy.rules.length} rules, default ${c.policy.defaultAllow ? 'allow' : 'deny'}${c.policy.report ? ', report mode' : ''}, hash ${c.hash}${warned})`)
   }
   return bad === 0 ? 0 : 2
 }
@@ -36,7 +55,7 @@ async function run (cmd: Command): Promise<number> {
   switch (cmd.command) {
     case 'help': process.stdout.write(USAGE + '\n'); return 0
     case 'version': process.stdout.write(version() + '\n'); return 0
-    case 'validate': return await validate(cmd.files)
+    case 'validate': return await validate(cmd.files, cmd.strict)
     case 'serve':
       // The primary of a cluster only supervises; workers (and a single process) serve.
       if (cmd.workers > 1 && cluster.isPrimary) return await runPrimary(cmd)
@@ -55,7 +74,8 @@ async function main (argv: readonly string[]): Promise<number> {
     return await run(parseCli(argv))
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`sluice: ${err.message}\n\n${USAGE}\n`)
+      // One line and where to look, not the whole help: the mistake stays on screen.
+      process.stderr.write(`sluice: ${err.message}\nsee 'sluice --help'\n`)
       return 2
     }
     if (err instanceof ConfigError) {

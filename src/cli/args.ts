@@ -1,14 +1,20 @@
-/** argv → a command, strictly: an unknown flag or bad value is a usage error (exit 2). */
+/**
+ * argv → a command, strictly: an unknown flag or bad value is a usage error
+ * (exit 2), told in one line, with a "did you mean" for a near miss.
+ */
 import { parseArgs } from 'node:util'
 import { isIP } from 'node:net'
 import { LOG_LEVELS, type LogLevel } from '../observability/log.js'
 import { parseListen } from '../config/schema.js'
+import { didYouMean } from '../config/suggest.js'
 import { resolveWorkers } from './cluster.js'
 
 export const USAGE = `Usage:
   sluice [serve] [options]          run the proxy
   sluice check [options] HOST:PORT  explain what the policy does with a target
-  sluice validate FILE...           check config files, print every problem
+  sluice validate [--strict] FILE...
+                                    check config files: every problem, and
+                                    warnings about likely mistakes
   sluice passwd [--scheme S] NAME   print a users-file line; the password is
                                     read from the terminal or stdin
 
@@ -36,19 +42,23 @@ Options (check):
       --listener NAME      the listener the request arrives on
       --json               print the result as JSON
 
+Options (validate):
+      --strict             warnings are errors too (exit 2)
+
 Options (passwd):
       --scheme SCHEME      bcrypt (default; what htpasswd -B writes) or scrypt
 
 Signals (serve): SIGTERM/SIGINT drain and exit 0 (a second one exits at once);
 SIGHUP reloads the config (the file is also watched).
-Exit codes: 0 ok / allowed, 1 runtime failure / denied, 2 bad usage or invalid config.`
+Exit codes: 0 ok / allowed (validate: valid, perhaps with warnings), 1 runtime
+failure / denied, 2 bad usage or invalid config.`
 
 export type Command =
   | { readonly command: 'help' }
   | { readonly command: 'version' }
   | { readonly command: 'serve', readonly config?: string, readonly parent?: string, readonly listen?: { host: string, port: number }, readonly logLevel: LogLevel, readonly pretty: boolean, readonly workers: number, readonly scheduling: 'rr' | 'os' }
   | { readonly command: 'check', readonly config?: string, readonly parent?: string, readonly target: string, readonly client: string, readonly user?: string, readonly listener?: string, readonly json: boolean }
-  | { readonly command: 'validate', readonly files: readonly string[] }
+  | { readonly command: 'validate', readonly files: readonly string[], readonly strict: boolean }
   | { readonly command: 'passwd', readonly name: string, readonly scheme: 'bcrypt' | 'scrypt' }
 
 export class UsageError extends Error {
@@ -68,6 +78,7 @@ const OPTIONS = {
   scheme: { type: 'string' },
   workers: { type: 'string', short: 'w' },
   scheduling: { type: 'string' },
+  strict: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' }
 } as const
@@ -76,8 +87,30 @@ const OPTIONS = {
 const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   serve: ['listen', 'config', 'parent', 'log-level', 'log-format', 'workers', 'scheduling'],
   check: ['config', 'parent', 'client', 'user', 'listener', 'json'],
-  validate: [],
+  validate: ['strict'],
   passwd: ['scheme']
+}
+
+/** The first option in `argv` that is not one of ours, with a "did you mean". */
+function unknownOption (argv: readonly string[]): string | undefined {
+  const longs = Object.keys(OPTIONS)
+  const shorts = new Set<string>(Object.values(OPTIONS).flatMap(o => 'short' in o ? [o.short] : []))
+  for (const arg of argv) {
+    if (arg === '--') return undefined
+    if (arg.startsWith('--')) {
+      const name = arg.slice(2).split('=')[0] ?? ''
+      if (!longs.includes(name)) return `unknown option '--${name}'${didYouMean(`--${name}`, longs.map(l => `--${l}`))}`
+    } else if (arg.startsWith('-') && arg.length > 1 && !shorts.has(arg[1] ?? '')) {
+      return `unknown option '-${arg[1] ?? ''}'`
+    }
+  }
+  return undefined
+}
+
+/** node's parseArgs messages, first sentence, lower-case start: `option '--json' does not take an argument`. */
+function parseArgsMessage (err: Error): string {
+  const first = err.message.split(/\.\s/)[0] ?? err.message
+  return first.charAt(0).toLowerCase() + first.slice(1)
 }
 
 export function parseCli (argv: readonly string[]): Command {
@@ -85,7 +118,8 @@ export function parseCli (argv: readonly string[]): Command {
   try {
     parsed = parseArgs({ args: [...argv], allowPositionals: true, strict: true, options: OPTIONS })
   } catch (err) {
-    throw new UsageError((err as Error).message)
+    const unknown = (err as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? unknownOption(argv) : undefined
+    throw new UsageError(unknown ?? parseArgsMessage(err as Error))
   }
   const { values, positionals } = parsed
   if (values.help === true) return { command: 'help' }
@@ -93,14 +127,14 @@ export function parseCli (argv: readonly string[]): Command {
   const [first, ...rest] = positionals
   const command = first ?? 'serve'
   const allowed = ALLOWED[command]
-  if (allowed === undefined) throw new UsageError(`unknown command '${command}'`)
+  if (allowed === undefined) throw new UsageError(`unknown command '${command}'${didYouMean(command, Object.keys(ALLOWED))}`)
   for (const key of Object.keys(values)) {
     if (!allowed.includes(key)) throw new UsageError(`option '--${key}' does not apply to '${command}'`)
   }
 
   if (command === 'validate') {
     if (rest.length === 0) throw new UsageError('validate needs at least one FILE')
-    return { command, files: rest }
+    return { command, files: rest, strict: values.strict === true }
   }
   if (command === 'passwd') {
     if (rest.length !== 1) throw new UsageError('passwd needs exactly one NAME')

@@ -47,19 +47,49 @@ describe('sluice CLI: usage', () => {
     assert.equal(r.stderr, '')
   })
 
-  it('--bogus exits 2 naming the option on stderr', async () => {
+  it('--bogus exits 2 with one line naming the option and a pointer to --help, not the whole help', async () => {
     const r = await run(['--bogus'])
     assert.equal(r.code, 2)
     assert.equal(r.stdout, '')
-    assert.match(r.stderr, /^sluice: .*'--bogus'/)
-    assert.match(r.stderr, /\n\nUsage:\s/)
+    assert.equal(r.stderr, "sluice: unknown option '--bogus'\nsee 'sluice --help'\n")
+  })
+
+  it('a near miss gets a "did you mean": options and commands', async () => {
+    const cases: ReadonlyArray<readonly [string[], string]> = [
+      [['--lisen', '127.0.0.1:0'], "sluice: unknown option '--lisen' (did you mean '--listen'?)"],
+      [['check', '--jsn', 'a.test:443'], "sluice: unknown option '--jsn' (did you mean '--json'?)"],
+      [['valdate', 'x.yaml'], "sluice: unknown command 'valdate' (did you mean 'validate'?)"],
+      [['frobnicate'], "sluice: unknown command 'frobnicate'"],
+      [['-x'], "sluice: unknown option '-x'"]
+    ]
+    for (const [args, line] of cases) {
+      const r = await run(args)
+      assert.equal(r.code, 2, args.join(' '))
+      assert.equal(r.stdout, '')
+      assert.equal(r.stderr, `${line}\nsee 'sluice --help'\n`, args.join(' '))
+    }
+  })
+
+  it('an option without its value, or one that does not apply: one line each', async () => {
+    const missing = await run(['--listen'])
+    assert.equal(missing.code, 2)
+    assert.match(missing.stderr, /^sluice: option '-l, --listen <value>' argument missing\nsee 'sluice --help'\n$/)
+    const strict = await run(['check', '--strict', 'a.test:443'])
+    assert.equal(strict.code, 2)
+    assert.equal(strict.stderr, "sluice: option '--strict' does not apply to 'check'\nsee 'sluice --help'\n")
+  })
+
+  it('--help documents validate --strict', async () => {
+    const r = await run(['--help'])
+    assert.match(r.stdout, /sluice validate \[--strict\] FILE\.\.\./)
+    assert.match(r.stdout, /--strict {13}warnings are errors too \(exit 2\)/)
   })
 
   it('--log-level loud exits 2', async () => {
     const r = await run(['--log-level', 'loud'])
     assert.equal(r.code, 2)
     assert.equal(r.stdout, '')
-    assert.match(r.stderr, /^sluice: --log-level must be one of .*got 'loud'/)
+    assert.match(r.stderr, /^sluice: --log-level must be one of .*got 'loud'\nsee 'sluice --help'\n$/)
   })
 
   it('--listen nonsense exits 2', async () => {
@@ -74,8 +104,9 @@ describe('sluice CLI: usage', () => {
     assert.equal(r.code, 2)
     assert.equal(r.stdout, '', 'nothing is served, so nothing is logged')
     assert.match(r.stderr, /^sluice: test\/fixtures\/bad\.yaml: invalid configuration\n/)
-    assert.match(r.stderr, /test\/fixtures\/bad\.yaml: rules\[0\]\.ports\[0\]: expected a port 1-65535/)
-    assert.match(r.stderr, /test\/fixtures\/bad\.yaml: \(top level\): unknown key 'bogus'/)
+    assert.match(r.stderr, /test\/fixtures\/bad\.yaml:4: rules\[0\]\.ports\[0\]: expected a port 1-65535/)
+    assert.match(r.stderr, /test\/fixtures\/bad\.yaml:3: \(top level\): unknown key 'bogus'/)
+    assert.doesNotMatch(r.stderr, /Usage:/, 'a config error is not a usage error: no help')
   })
 })
 
