@@ -12,7 +12,8 @@ import { appendFileSync, cpSync, existsSync, mkdirSync, readFileSync, writeFileS
 import { join } from 'node:path'
 import { runCaptured } from './children.js'
 import { freePort, startProcess, workDir } from './process-peer.js'
-import { launch, type Peer, type PeerContext, type RunningPeer } from './peers.js'
+import { launch } from './peers.js'
+import type { Peer, PeerContext, RunningPeer } from './types.js'
 
 const PACKAGED_CONFIG = '/etc/trafficserver'
 

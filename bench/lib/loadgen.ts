@@ -5,8 +5,7 @@
  */
 import { appendFileSync } from 'node:fs'
 import { runCaptured } from './children.js'
-
-export interface OriginPorts { readonly echo: number, readonly sink: number, readonly source: number }
+import type { OriginPorts } from './types.js'
 
 export interface LoadgenEnv {
   readonly bin: string

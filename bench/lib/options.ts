@@ -1,6 +1,6 @@
 /** bench/run.ts command line → settings. */
 import { parseArgs } from 'node:util'
-import type { Scenario } from './table.js'
+import type { Scenario } from './types.js'
 
 export const HELP = `Usage: node --import tsx bench/run.ts [options]     (npm run bench -- [options])
 

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import type { ChildProcess } from 'node:child_process'
 import { spawnTracked, stopChild } from './children.js'
 import { freePort } from './process-peer.js'
-import type { OriginPorts } from './loadgen.js'
+import type { OriginPorts } from './types.js'
 
 export interface Origin {
   readonly ports: OriginPorts

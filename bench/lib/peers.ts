@@ -10,53 +10,12 @@ import { writeFileSync, chownSync } from 'node:fs'
 import { userInfo } from 'node:os'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
-import type { OriginPorts } from './loadgen.js'
-import type { Scenario } from './table.js'
 import { freePort, startProcess, workDir, type Launch } from './process-peer.js'
+import type { Peer, PeerContext } from './types.js'
 import { NODE_FLAGS } from '../../src/cli/node-flags.js'
 
-export interface PeerContext {
-  readonly root: string
-  /** argv prefix: fd limit + pin to the proxy CPU (may be empty). */
-  readonly prefix: readonly string[]
-  /** The CPU `prefix` pins to; undefined when not pinning. */
-  readonly proxyCpu: number | undefined
-  /** fd limit + every CPU (this driver is pinned, and children inherit that). */
-  readonly unpinned: readonly string[]
-  /** fd limit + pin to the load CPU, next to loadgen and the origin. */
-  readonly loadSide: readonly string[]
-  readonly logDir: string
-  readonly origin: OriginPorts
-  /** Largest number of tunnels a peer must hold at once. */
-  readonly maxTunnels: number
-}
-
-export interface RunningPeer {
-  readonly port: number | undefined
-  readonly pid: number | undefined
-  /** The measured proxy: its root process and every descendant (cluster workers too). */
-  tree (): number[]
-  alive (): boolean
-  stop (): Promise<void>
-  /** Extra loadgen arguments for every scenario (credentials, a CONNECT name). */
-  readonly loadgenArgs?: readonly string[]
-  /** Helper processes that are not the measured proxy (a parent); their CPU is reported apart. */
-  aux? (): number[]
-}
-
-export interface Peer {
-  readonly name: string
-  readonly direct: boolean
-  start (ctx: PeerContext): Promise<RunningPeer>
-  /** The scenarios it takes part in (default: all selected). */
-  readonly scenarios?: ReadonlySet<Scenario>
-  /** A variant of this peer: compared with it in the variants table, not with direct. */
-  readonly variantOf?: string
-  /** Also compared with this control peer (same conditions minus the feature). */
-  readonly control?: string
-  /** What differs from the base, for the report. */
-  readonly describe?: string
-}
+// For bench/run.ts, which imports them from here.
+export type { Peer, PeerContext, RunningPeer } from './types.js'
 
 export const direct: Peer = {
   name: 'direct',

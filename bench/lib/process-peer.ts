@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import type { ChildProcess } from 'node:child_process'
 import { exited, spawnTracked, stopChild } from './children.js'
 import { procTree } from './proc.js'
-import type { RunningPeer } from './peers.js'
+import type { RunningPeer } from './types.js'
 
 const usedPorts = new Set<number>()
 

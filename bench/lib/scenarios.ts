@@ -11,51 +11,10 @@ import { createInterface } from 'node:readline'
 import { runLoadgen, loadgenArgv, logLine, lastJson, num, obj, type LoadgenEnv } from './loadgen.js'
 import { spawnTracked, stopChild, waitExit } from './children.js'
 import { cpuSeconds, foreignPercent, foreignTicks, memory } from './proc.js'
-import type { RunningPeer } from './peers.js'
+import type { BulkResult, HoldResult, RateResult, RunningPeer } from './types.js'
 
 const GiB = 1024 ** 3
 const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
-
-export interface BulkResult {
-  readonly upMBps?: number
-  readonly downMBps?: number
-  /** Proxy CPU seconds per GiB relayed, both directions together. */
-  readonly cpuSPerGiB?: number
-  /** Other processes' CPU during the runs (% of one CPU; the worse direction). */
-  readonly otherCpuPct?: number
-  readonly attempts?: number
-  readonly ok: boolean
-  readonly note?: string
-}
-
-export interface RateResult {
-  readonly tunnelsPerS?: number
-  readonly connectP50Ms?: number
-  readonly connectP99Ms?: number
-  readonly cycleP99Ms?: number
-  readonly errors?: number
-  readonly cpuUsPerTunnel?: number
-  /** Multi-process proxies: µs/tunnel of the root process, then of each other process, busiest first. */
-  readonly cpuByProcessUs?: readonly number[]
-  /** CPU of the peer's helper processes (a parent proxy), µs/tunnel; not in cpuUsPerTunnel. */
-  readonly auxCpuUsPerTunnel?: number
-  /** loadgen's own CPU (it reports it), µs/tunnel: who else used the load CPU. */
-  readonly loadgenCpuUsPerTunnel?: number
-  readonly otherCpuPct?: number
-  readonly attempts?: number
-  readonly ok: boolean
-  readonly note?: string
-}
-
-export interface HoldResult {
-  readonly established?: number
-  readonly aliveAfter?: number
-  readonly pssKiBPerTunnel?: number
-  readonly rssKiBPerTunnel?: number
-  readonly setupS?: number
-  readonly ok: boolean
-  readonly note?: string
-}
 
 interface Measured<T> {
   readonly res: T

@@ -2,7 +2,8 @@
 import { execFileSync } from 'node:child_process'
 import { which } from './proc.js'
 import { UsageError } from './options.js'
-import { direct, sluice, squid, tinyproxy, type Peer } from './peers.js'
+import { direct, sluice, squid, tinyproxy } from './peers.js'
+import type { Peer } from './types.js'
 import { ats } from './ats.js'
 import { VARIANT_GROUPS, VARIANT_PEERS } from './variants.js'
 

@@ -3,18 +3,10 @@
  * "median (min–max)" over the repetitions, and for each proxy its ratio to
  * `direct` where direct has the same metric.
  */
-import type { BulkResult, HoldResult, RateResult } from './scenarios.js'
+import type { HoldResult, RepResult, Scenario } from './types.js'
 
-export type Scenario = 'bulk' | 'rate' | 'hold'
-
-export interface RepResult {
-  readonly rep: number
-  bulk?: BulkResult
-  rate?: RateResult
-  hold?: HoldResult
-  error?: string
-  seconds?: number
-}
+// For bench/run.ts, which imports them from here.
+export type { RepResult, Scenario } from './types.js'
 
 interface Metric {
   readonly scenario: Scenario

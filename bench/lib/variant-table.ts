@@ -4,8 +4,8 @@
  * when it has one), plus the notes only variants produce: a parent's CPU,
  * CPU per process of a cluster.
  */
-import type { Peer } from './peers.js'
-import { cell, fmt, median, type RepResult } from './table.js'
+import { cell, fmt, median } from './table.js'
+import type { Peer, RepResult } from './types.js'
 
 interface Column {
   readonly label: string

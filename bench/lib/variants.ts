@@ -26,13 +26,13 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { startDnsStubRetrying, type DnsStub } from '../../test/helpers/dns-stub.js'
 import { basicAuth, expectReplies, type Expectation } from './connect-check.js'
-import { launch, sluiceArgv, type Peer, type PeerContext, type RunningPeer } from './peers.js'
+import { launch, sluiceArgv } from './peers.js'
 import { freePort, startProcess, workDir } from './process-peer.js'
 import {
   ACL_SIZE, aclCidr, aclDomain, AUTH_PASS, AUTH_USER, LOOPBACK_RULE, ORIGIN_NAME,
   usersFileLine, writeSluiceConfig, type ConfigParts
 } from './sluice-config.js'
-import type { Scenario } from './table.js'
+import type { Peer, PeerContext, RunningPeer, Scenario } from './types.js'
 
 const RATE_ONLY: ReadonlySet<Scenario> = new Set(['rate'])
 

@@ -1,0 +1,105 @@
+/**
+ * The types the bench modules share: what a scenario returns, what a
+ * repetition records, and what a peer is. In one module that imports
+ * nothing, so the modules that produce and consume them do not import each
+ * other (issue 10: peers.ts ↔ process-peer.ts and peers.ts → table.ts →
+ * scenarios.ts → peers.ts were cycles).
+ */
+
+/** The origin's ports: echo, sink (upload) and source (download). */
+export interface OriginPorts { readonly echo: number, readonly sink: number, readonly source: number }
+
+export type Scenario = 'bulk' | 'rate' | 'hold'
+
+export interface RepResult {
+  readonly rep: number
+  bulk?: BulkResult
+  rate?: RateResult
+  hold?: HoldResult
+  error?: string
+  seconds?: number
+}
+
+export interface BulkResult {
+  readonly upMBps?: number
+  readonly downMBps?: number
+  /** Proxy CPU seconds per GiB relayed, both directions together. */
+  readonly cpuSPerGiB?: number
+  /** Other processes' CPU during the runs (% of one CPU; the worse direction). */
+  readonly otherCpuPct?: number
+  readonly attempts?: number
+  readonly ok: boolean
+  readonly note?: string
+}
+
+export interface RateResult {
+  readonly tunnelsPerS?: number
+  readonly connectP50Ms?: number
+  readonly connectP99Ms?: number
+  readonly cycleP99Ms?: number
+  readonly errors?: number
+  readonly cpuUsPerTunnel?: number
+  /** Multi-process proxies: µs/tunnel of the root process, then of each other process, busiest first. */
+  readonly cpuByProcessUs?: readonly number[]
+  /** CPU of the peer's helper processes (a parent proxy), µs/tunnel; not in cpuUsPerTunnel. */
+  readonly auxCpuUsPerTunnel?: number
+  /** loadgen's own CPU (it reports it), µs/tunnel: who else used the load CPU. */
+  readonly loadgenCpuUsPerTunnel?: number
+  readonly otherCpuPct?: number
+  readonly attempts?: number
+  readonly ok: boolean
+  readonly note?: string
+}
+
+export interface HoldResult {
+  readonly established?: number
+  readonly aliveAfter?: number
+  readonly pssKiBPerTunnel?: number
+  readonly rssKiBPerTunnel?: number
+  readonly setupS?: number
+  readonly ok: boolean
+  readonly note?: string
+}
+
+export interface PeerContext {
+  readonly root: string
+  /** argv prefix: fd limit + pin to the proxy CPU (may be empty). */
+  readonly prefix: readonly string[]
+  /** The CPU `prefix` pins to; undefined when not pinning. */
+  readonly proxyCpu: number | undefined
+  /** fd limit + every CPU (this driver is pinned, and children inherit that). */
+  readonly unpinned: readonly string[]
+  /** fd limit + pin to the load CPU, next to loadgen and the origin. */
+  readonly loadSide: readonly string[]
+  readonly logDir: string
+  readonly origin: OriginPorts
+  /** Largest number of tunnels a peer must hold at once. */
+  readonly maxTunnels: number
+}
+
+export interface RunningPeer {
+  readonly port: number | undefined
+  readonly pid: number | undefined
+  /** The measured proxy: its root process and every descendant (cluster workers too). */
+  tree (): number[]
+  alive (): boolean
+  stop (): Promise<void>
+  /** Extra loadgen arguments for every scenario (credentials, a CONNECT name). */
+  readonly loadgenArgs?: readonly string[]
+  /** Helper processes that are not the measured proxy (a parent); their CPU is reported apart. */
+  aux? (): number[]
+}
+
+export interface Peer {
+  readonly name: string
+  readonly direct: boolean
+  start (ctx: PeerContext): Promise<RunningPeer>
+  /** The scenarios it takes part in (default: all selected). */
+  readonly scenarios?: ReadonlySet<Scenario>
+  /** A variant of this peer: compared with it in the variants table, not with direct. */
+  readonly variantOf?: string
+  /** Also compared with this control peer (same conditions minus the feature). */
+  readonly control?: string
+  /** What differs from the base, for the report. */
+  readonly describe?: string
+}
