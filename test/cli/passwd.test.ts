@@ -110,14 +110,13 @@ describe('sluice passwd', { concurrency: true }, () => {
     }
   })
 
-  it('passwd without NAME, or with an unknown scheme → exit 2 with usage', async () => {
+  it('passwd without NAME, or with an unknown scheme → exit 2, one line and a pointer to --help', async () => {
     const argvs = [['passwd'], ['passwd', '--scheme', 'md5', 'alice']]
     const runs = await Promise.all(argvs.map(async args => await run(args, 'some-pw\n')))
     for (const [i, r] of runs.entries()) {
       assert.equal(r.code, 2, argvs[i]?.join(' '))
       assert.equal(r.stdout, '')
-      assert.match(r.stderr, /^sluice: /)
-      assert.match(r.stderr, /Usage:/)
+      assert.match(r.stderr, /^sluice: [^\n]+\nsee 'sluice --help'\n$/)
     }
   })
 
@@ -144,6 +143,6 @@ describe('sluice validate with auth', { concurrency: true }, () => {
   it('a config with a $2y$05$ users file is valid', async () => {
     const r = await run(['validate', `${FIXTURES}good.yaml`])
     assert.equal(r.code, 0, r.stdout + r.stderr)
-    assert.match(r.stdout, /good\.yaml: ok \(1 rules, default deny, hash [0-9a-f]{16}\)/)
+    assert.match(r.stdout, /good\.yaml: ok \(1 rule, default deny, hash [0-9a-f]{16}\)/)
   })
 })

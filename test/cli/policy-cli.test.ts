@@ -65,7 +65,7 @@ describe('sluice validate', () => {
     await writeFile(file, 'version: 1\nmode: report\nrules: [{ action: deny, ports: [23] }]\n')
     const r = await run(['validate', file])
     assert.equal(r.code, 0, r.stdout + r.stderr)
-    assert.match(r.stdout, /: ok \(1 rules, default deny, report mode, hash [0-9a-f]{16}\)\n$/)
+    assert.match(r.stdout, /: ok \(1 rule, default deny, report mode, hash [0-9a-f]{16}\)\n$/)
   })
 
   const BROKEN = [

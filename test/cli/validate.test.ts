@@ -86,7 +86,7 @@ describe('sluice validate: warnings', () => {
     const clean = await file('clean.yaml', 'version: 1\nrules:\n  - { name: https, action: allow, ports: [443] }\n')
     const ok = await run(['validate', '--strict', clean])
     assert.equal(ok.code, 0, ok.stdout + ok.stderr)
-    assert.match(ok.stdout, /: ok \(1 rules, default deny, hash [0-9a-f]{16}\)\n$/)
+    assert.match(ok.stdout, /: ok \(1 rule, default deny, hash [0-9a-f]{16}\)\n$/)
     const mixed = await run(['validate', clean, '--strict', await file('suspicious-mixed.yaml', SUSPICIOUS)])
     assert.equal(mixed.code, 2, mixed.stdout + mixed.stderr)
     assert.match(mixed.stdout, /^.*clean\.yaml: ok /m)
@@ -113,7 +113,7 @@ rules:
     const v = await run(['validate', f], env)
     assert.equal(v.code, 0, v.stdout + v.stderr)
     assert.equal(v.stdout.split('\n')[0], `warning: ${f}:6: parents.corp.password_env: environment variable ${UNSET} is not set (serve and check need it)`)
-    assert.match(v.stdout, /: ok \(1 rules, default deny, hash [0-9a-f]{16}, 1 warning\)\n$/)
+    assert.match(v.stdout, /: ok \(1 rule, default deny, hash [0-9a-f]{16}, 1 warning\)\n$/)
 
     const strict = await run(['validate', '--strict', f], env)
     assert.equal(strict.code, 2, 'with --strict a missing secret fails CI too')

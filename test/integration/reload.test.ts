@@ -351,8 +351,8 @@ describe('createReloader', () => {
     assert.equal(rejected['why'], 'file changed')
     assert.ok(Array.isArray(rejected['problems']))
     assert.deepEqual([...(rejected['problems'] as string[])].sort(), [
-      `${h.file}: (top level): unknown key 'bogus'`,
-      `${h.file}: rules[0].ports[0]: expected a port 1-65535 or a range like 8000-8080`
+      `${h.file}:2: (top level): unknown key 'bogus'`,
+      `${h.file}:5: rules[0].ports[0]: expected a port 1-65535 or a range like 8000-8080`
     ])
     assert.equal(h.applied.length, 0)
     assert.equal(h.current().policy.rules[0]?.name, 'a', 'the running config is kept')

@@ -366,7 +366,7 @@ default_route: b
     const p = problemsOf(`${PARENTS}default_route: ghost\nrules:\n  - { action: allow, ports: [99999], via: nowhere }\n`)
     assert.ok(p.includes("routes.yaml: default_route: unknown route or parent 'ghost'"), p.join('\n'))
     assert.ok(p.includes("routes.yaml: rules[0].via: unknown route or parent 'nowhere'"), p.join('\n'))
-    assert.ok(p.some(x => x.startsWith('routes.yaml: rules[0].ports[0]:')), p.join('\n'))
+    assert.ok(p.some(x => x.startsWith('routes.yaml:8: rules[0].ports[0]:')), p.join('\n'))
   })
 
   it('unknown keys in a parent are refused', () => {

@@ -31,6 +31,14 @@ describe('policies/*.yaml', () => {
     }
   })
 
+  it('every shipped policy is free of `sluice validate` warnings (an example must not teach a mistake)', async () => {
+    const files = (await readdir(POLICIES)).filter(f => f.endsWith('.yaml'))
+    for (const f of files) {
+      const config = await loadConfig(POLICIES + f, { lint: true })
+      assert.deepEqual(config.warnings, [], f)
+    }
+  })
+
   it('the default config path is policies/default.yaml', async () => {
     assert.equal(DEFAULT_CONFIG_PATH, DEFAULT)
     const config = await loadConfig()

@@ -109,10 +109,10 @@ rules:
   - action: allow
     users: ["alice bob", "@", "a:b", ""]
 `), [
-      'bad.yaml: rules[0].users[0]: expected a user name or @group',
-      'bad.yaml: rules[0].users[1]: expected a user name or @group',
-      'bad.yaml: rules[0].users[2]: expected a user name or @group',
-      'bad.yaml: rules[0].users[3]: expected a user name or @group'
+      'bad.yaml:5: rules[0].users[0]: expected a user name or @group',
+      'bad.yaml:5: rules[0].users[1]: expected a user name or @group',
+      'bad.yaml:5: rules[0].users[2]: expected a user name or @group',
+      'bad.yaml:5: rules[0].users[3]: expected a user name or @group'
     ])
   })
 })
@@ -170,9 +170,9 @@ rules:
   - action: allow
     listeners: []
 `), [
-      'bad.yaml: listen[0].name: expected a name of letters, digits, _ . -',
-      "bad.yaml: listen[1]: unknown key 'port'",
-      'bad.yaml: rules[0].listeners: Too small: expected array to have >=1 items'
+      'bad.yaml:4: listen[0].name: expected a name of letters, digits, _ . -',
+      "bad.yaml:5: listen[1]: unknown key 'port'",
+      'bad.yaml:8: rules[0].listeners: expected at least one entry, got an empty list'
     ])
   })
 })
@@ -282,8 +282,8 @@ rules:
   - action: deny
     mode: dry-run
 `), [
-      'bad.yaml: mode: Invalid option: expected one of "enforce"|"report"',
-      'bad.yaml: rules[0].mode: Invalid option: expected one of "enforce"|"report"'
+      "bad.yaml:3: mode: expected enforce or report, got 'audit'",
+      "bad.yaml:6: rules[0].mode: expected enforce or report, got 'dry-run'"
     ])
   })
 })
@@ -346,7 +346,7 @@ rules:
 rules:
   - action: allow
     ports: [0, 65536, "8080-8000", "1-65536", "abc", "80-", 1.5, -1, "443,444"]
-`), Array.from({ length: 9 }, (_, i) => `bad.yaml: rules[0].ports[${i}]: expected a port 1-65535 or a range like 8000-8080`))
+`), Array.from({ length: 9 }, (_, i) => `bad.yaml:5: rules[0].ports[${i}]: expected a port 1-65535 or a range like 8000-8080`))
   })
 })
 
@@ -503,22 +503,22 @@ rules:
 `, 'corp.yaml')
     assert.equal(got.filter(p => viaCorp('corp.yaml', 0).test(p)).length, 1, JSON.stringify(got))
     assert.deepEqual(got.map(p => p.startsWith('corp.yaml: rules[0].via: ') ? 'corp.yaml: rules[0].via: (checked below)' : p).sort(), [
-      'corp.yaml: default: Invalid option: expected one of "allow"|"deny"',
-      'corp.yaml: listen[1].name: expected a name of letters, digits, _ . -',
-      'corp.yaml: listen[2].address: expected host:port, e.g. 127.0.0.1:3128 or [::1]:3128',
-      'corp.yaml: mode: Invalid option: expected one of "enforce"|"report"',
-      'corp.yaml: revoke_on_reload: Invalid input: expected boolean, received string',
-      'corp.yaml: rules[0].ports[1]: expected a port 1-65535 or a range like 8000-8080',
       'corp.yaml: rules[0].via: (checked below)',
-      'corp.yaml: rules[1].action: Invalid option: expected one of "allow"|"deny"',
-      "corp.yaml: rules[1].hosts[0]: expected a host name or *.suffix, got '*.*.x' (wildcards only as a leading '*.'; IP addresses go under ips)",
-      "corp.yaml: rules[1].hosts[2]: expected a host name or *.suffix, got 'a..b' (wildcards only as a leading '*.'; IP addresses go under ips)",
-      'corp.yaml: rules[1].mode: Invalid option: expected one of "enforce"|"report"',
-      'corp.yaml: rules[2].clients[0]: expected an IP address or CIDR like 10.0.0.0/8 or 2001:db8::/32',
-      'corp.yaml: rules[2].ips[0]: expected an IP address or CIDR like 10.0.0.0/8 or 2001:db8::/32',
-      'corp.yaml: rules[2].listeners: Too small: expected array to have >=1 items',
-      'corp.yaml: rules[2].users[0]: expected a user name or @group',
-      "corp.yaml: rules[2]: unknown key 'host'"
+      'corp.yaml:13: rules[0].ports[1]: expected a port 1-65535 or a range like 8000-8080',
+      "corp.yaml:15: rules[1].action: expected allow or deny, got 'permit'",
+      "corp.yaml:16: rules[1].hosts[0]: expected a host name or *.suffix, got '*.*.x' (wildcards only as a leading '*.'; IP addresses go under ips)",
+      "corp.yaml:16: rules[1].hosts[2]: expected a host name or *.suffix, got 'a..b' (wildcards only as a leading '*.'; IP addresses go under ips)",
+      "corp.yaml:17: rules[1].mode: expected enforce or report, got 'audit'",
+      "corp.yaml:19: rules[2]: unknown key 'host' (did you mean 'hosts'?)",
+      'corp.yaml:20: rules[2].users[0]: expected a user name or @group',
+      'corp.yaml:21: rules[2].listeners: expected at least one entry, got an empty list',
+      'corp.yaml:22: rules[2].clients[0]: expected an IP address or CIDR like 10.0.0.0/8 or 2001:db8::/32',
+      'corp.yaml:23: rules[2].ips[0]: expected an IP address or CIDR like 10.0.0.0/8 or 2001:db8::/32',
+      "corp.yaml:3: mode: expected enforce or report, got 'audit'",
+      'corp.yaml:6: listen[1].name: expected a name of letters, digits, _ . -',
+      "corp.yaml:7: listen[2].address: expected host:port, e.g. 127.0.0.1:3128 or [::1]:3128, got a string 'nope'",
+      "corp.yaml:8: revoke_on_reload: expected true or false, got a string 'yes'",
+      "corp.yaml:9: default: expected allow or deny, got 'maybe'"
     ])
   })
 
@@ -537,7 +537,7 @@ rules:
       config = load(yaml, 'literal.yaml')
     } catch (err) {
       assert.ok(err instanceof ConfigError)
-      assert.match(err.problems.join('\n'), /^literal\.yaml: rules\[0\]\.hosts\[0\]: /m)
+      assert.match(err.problems.join('\n'), /^literal\.yaml:7: rules\[0\]\.hosts\[0\]: /m)
       return
     }
     const v = decideRequest(config.policy, { host: '93.184.216.34', port: 443, isName: false, client: '198.51.100.7' })
