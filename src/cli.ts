@@ -82,6 +82,11 @@ async function main (argv: readonly string[]): Promise<number> {
       process.stderr.write(`sluice: ${err.message}\n`)
       return 2
     }
+    if (isProxyError(err) && err.code === 'ERR_BAD_TARGET') {
+      // Say what to type, not "authority-form": `check localhost` → "add one, e.g. localhost:443".
+      process.stderr.write(`sluice: ${err.code}: the target must be HOST:PORT: ${err.detail ?? err.message}\n`)
+      return 2
+    }
     if (isProxyError(err)) {
       process.stderr.write(`sluice: ${err.code}: ${err.message}\n`)
       return 2

@@ -1,6 +1,6 @@
 /**
  * `--workers N`: N worker processes share the listeners through node:cluster
- * (Node 20 has no reusePort; NODE-NOTES B7). The primary only supervises:
+ * (Node 20 has no reusePort; docs/node-internals.md B7). The primary only supervises:
  * it forwards SIGHUP (reload) and SIGTERM/SIGINT (graceful drain) to every
  * worker, restarts a worker that dies unexpectedly, and exits when all
  * workers have exited after a shutdown. A second signal kills them at once.

@@ -1,7 +1,7 @@
 /**
  * Name resolution for the dialer, with a bounded TTL cache, negative caching
  * and in-flight de-duplication, so a burst of tunnels to one name costs one
- * lookup (NODE-NOTES B5: dns.lookup runs on the 4-thread libuv pool).
+ * lookup (docs/node-internals.md B5: dns.lookup runs on the 4-thread libuv pool).
  *
  * Two back ends:
  * - `servers` set: c-ares (`dns.promises.Resolver`) against those servers,

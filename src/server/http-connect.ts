@@ -1,12 +1,12 @@
 /**
  * The explicit-proxy listener: an http.Server that answers CONNECT and
- * nothing else. llhttp does the parsing (NODE-NOTES E); our own checks
+ * nothing else. llhttp does the parsing (docs/node-internals.md E); our own checks
  * (connect/target.ts) narrow what it accepts.
  *
  * - 'connect'     → a Tunnel and the CONNECT pipeline
  * - 'request'     → 405 with Allow: CONNECT, answered synchronously so a
- *                   pipelined CONNECT cannot overtake it (NODE-NOTES A6)
- * - 'clientError' → 400 / 408 / 431 with Proxy-Status (NODE-NOTES A7)
+ *                   pipelined CONNECT cannot overtake it (docs/node-internals.md A6)
+ * - 'clientError' → 400 / 408 / 431 with Proxy-Status (docs/node-internals.md A7)
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
@@ -52,7 +52,7 @@ function requestLine (raw: Buffer): { method: string, target: string } | undefin
 
 export function createConnectServer (ctx: ConnectContext, opts: HttpConnectOptions): Server {
   const server = createServer({
-    // Constructor options, not properties, so Node validates them (NODE-NOTES A4).
+    // Constructor options, not properties, so Node validates them (docs/node-internals.md A4).
     headersTimeout: opts.headerTimeoutMs,
     requestTimeout: opts.headerTimeoutMs,
     // headersTimeout is only checked this often; keep it well under the timeout.
@@ -63,7 +63,7 @@ export function createConnectServer (ctx: ConnectContext, opts: HttpConnectOptio
     keepAlive: true,
     keepAliveInitialDelay: 60_000
   })
-  // server.timeout stays 0: it would stay armed on tunnels (NODE-NOTES A4).
+  // server.timeout stays 0: it would stay armed on tunnels (docs/node-internals.md A4).
   server.timeout = 0
 
   // One for all tunnels: nothing per tunnel beyond the Tunnel itself.
@@ -71,7 +71,7 @@ export function createConnectServer (ctx: ConnectContext, opts: HttpConnectOptio
   server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const tunnel = new Tunnel(socket, host)
     if (refused.has(socket)) {
-      // Pipelined behind a refused request: never acted on (NODE-NOTES A6).
+      // Pipelined behind a refused request: never acted on (docs/node-internals.md A6).
       tunnel.mark('proxy', 'rejected')
       socket.destroy()
       return
@@ -101,7 +101,7 @@ export function createConnectServer (ctx: ConnectContext, opts: HttpConnectOptio
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? new ProxyError('ERR_HEADERS_TIMEOUT', { detail: `limit is ${opts.headerTimeoutMs} ms` })
         : new ProxyError('ERR_BAD_REQUEST', { detail: err.code ?? err.message })
-    // llhttp stopped before a request existed: what it had read is in rawPacket (NODE-NOTES A7).
+    // llhttp stopped before a request existed: what it had read is in rawPacket (docs/node-internals.md A7).
     const raw = (err as { rawPacket?: Buffer }).rawPacket
     const line = raw === undefined ? undefined : requestLine(raw)
     ctx.log.info({
@@ -119,7 +119,7 @@ export function createConnectServer (ctx: ConnectContext, opts: HttpConnectOptio
   /**
    * After a 407, give the socket back to Node's HTTP machinery so the client
    * can send its next CONNECT on the same connection. Node detached the
-   * parser before 'connect' (NODE-NOTES A3); 'connection' attaches a new one.
+   * parser before 'connect' (docs/node-internals.md A3); 'connection' attaches a new one.
    */
   function rearm (socket: Socket, head: Buffer): void {
     challenges.set(socket, (challenges.get(socket) ?? 0) + 1)

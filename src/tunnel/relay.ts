@@ -1,5 +1,5 @@
 /**
- * The two-way byte pump (issue 6, NODE-NOTES B1/B2), and the one module
+ * The two-way byte pump (issue 6, docs/node-internals.md B1/B2), and the one module
  * that touches Node's private socket fields (issue 10).
  *
  * A plain socket allocates a fresh 64 KiB buffer for every read and pushes
@@ -20,7 +20,7 @@
  * direction stops reading until it has, so the buffer is never overwritten
  * while queued; that is also the backpressure.
  *
- * Sockets accepted by http.Server are built without `onread` (NODE-NOTES
+ * Sockets accepted by http.Server are built without `onread` (docs/node-internals.md
  * B2), so it is switched on after the fact through net.Socket's own fields
  * (Node 20 `onStreamRead` reads them on every read). A socket that lacks
  * them, such as a TLS socket, is relayed with `pipe()`. Once a socket is

@@ -239,7 +239,7 @@ export class Tunnel {
     upstream.on('close', onSocketClose)
     this.downstream.on('end', onSocketEnd)
     upstream.on('end', onSocketEnd)
-    // Bytes the client sent with its CONNECT (NODE-NOTES A1) go first.
+    // Bytes the client sent with its CONNECT (docs/node-internals.md A1) go first.
     if (head.length > 0) upstream.write(head)
     this.downstream.write(ESTABLISHED)
     this.relay = new Relay(this.downstream, upstream)
@@ -306,7 +306,7 @@ export class Tunnel {
 
   /**
    * @internal A FIN: who sent the first is how the tunnel ended, if nothing
-   * worse happens; it is forwarded on its own (half-close, NODE-NOTES A9).
+   * worse happens; it is forwarded on its own (half-close, docs/node-internals.md A9).
    */
   socketEnd (socket: Socket): void {
     const client = socket === this.downstream

@@ -7,8 +7,8 @@
  *
  * Nothing from the client is sent before the last 200 (the HackerOne case
  * behind https-proxy-agent: a refusing parent must never see client bytes);
- * a non-200 destroys the socket; bytes after a 200 are kept (NODE-NOTES D2).
- * The tunnel socket is never pooled or reused (NODE-NOTES D7).
+ * a non-200 destroys the socket; bytes after a 200 are kept (docs/node-internals.md D2).
+ * The tunnel socket is never pooled or reused (docs/node-internals.md D7).
  */
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import { isIP, type Socket } from 'node:net'

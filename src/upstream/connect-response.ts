@@ -1,6 +1,6 @@
 /**
  * Read a parent proxy's reply to our CONNECT: bounded, incremental, strict
- * (modelled on proxy-agents' parse-proxy-response.ts; NODE-NOTES D7 lists
+ * (modelled on proxy-agents' parse-proxy-response.ts; docs/node-internals.md D7 lists
  * the hazards of hand-rolled readers: unbounded and quadratic buffering,
  * replies split across chunks). Bytes after the head belong to the tunnel
  * and are handed back, never dropped.

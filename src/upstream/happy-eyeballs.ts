@@ -1,7 +1,7 @@
 /**
  * RFC 8305 connection racing. Node 20's own `autoSelectFamily` closes each
  * attempt after 250 ms and fails any origin slower than that on every
- * address but the last (NODE-NOTES B6, nodejs/node#54359), so we race
+ * address but the last (docs/node-internals.md B6, nodejs/node#54359), so we race
  * ourselves: start the next address after `attemptDelayMs` or as soon as
  * the current attempt fails, keep earlier attempts alive, take the first
  * to connect and destroy the rest.
@@ -107,7 +107,7 @@ export async function race (addresses: readonly string[], opts: RaceOptions): Pr
       const address = addresses[next++]
       if (address === undefined || settled) return
       // allowHalfOpen: a FIN from the target must not auto-end our write side
-      // while the client is still sending (NODE-NOTES A9).
+      // while the client is still sending (docs/node-internals.md A9).
       const s = connect({ host: address, port: opts.port, allowHalfOpen: true, noDelay: true, autoSelectFamily: false })
       const onError = (err: Error): void => {
         if (settled) return

@@ -1,7 +1,7 @@
 /**
  * Parent proxies from config: URL, credentials (URL userinfo, an environment
  * variable or a file, so the YAML need not hold secrets) and TLS settings.
- * The Proxy-Authorization value is computed once here (NODE-NOTES D5), and
+ * The Proxy-Authorization value is computed once here (docs/node-internals.md D5), and
  * a parent is only ever shown by name and host:port, never with credentials.
  */
 import { readFileSync } from 'node:fs'
