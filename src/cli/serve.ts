@@ -76,7 +76,9 @@ export async function serve (opts: ServeOptions): Promise<number> {
         watchFiles: config.files,
         log: logger,
         currentHash: () => current.hash,
-        apply: (next) => { current = next; proxy.reload(next) }
+        apply: (next) => { current = next; proxy.reload(next) },
+        // The running config's reload_settle: a file changed in place waits this long (issue 11).
+        settleMs: () => current.reloadSettleMs
       })
     }, (err: unknown) => {
       logger.fatal({ err }, 'cannot listen')

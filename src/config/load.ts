@@ -41,6 +41,8 @@ export interface Config {
   readonly auth?: AuthConfig
   readonly routing: Routing
   readonly parentBackoffMs: number
+  /** `reload_settle`: how long a file changed in place must stay unchanged before a reload applies it. */
+  readonly reloadSettleMs: number
   /**
    * `file:LINE: path: message`, in file order: secrets that were missing
    * (with `secrets: 'warn'`) and, with `lint`, what config/lint.ts found.
@@ -131,6 +133,7 @@ export function parseConfig (text: string, file: string, options: LoadOptions = 
     policy,
     routing,
     parentBackoffMs: f.parent_backoff,
+    reloadSettleMs: f.reload_settle,
     revokeOnReload: f.revoke_on_reload,
     warnings: Object.freeze(found.map(w => w.text))
   })

@@ -8,6 +8,9 @@ import { parseDuration } from './duration.js'
 import { policySchema } from '../policy/schema.js'
 import { describeValue } from './issues.js'
 
+/** Default `reload_settle`: long enough for an editor or a script to finish writing (issue 11, finding 4). */
+export const DEFAULT_RELOAD_SETTLE_MS = 2000
+
 const DURATION_HINT = 'expected a duration like 500ms, 30s, 10m, 1h or a number of milliseconds'
 /** `${hint}, got …` for a value of the wrong type or form (config/issues.ts wording). */
 const hint = (text: string) => (iss: { input?: unknown }) => iss.input === undefined ? `required: ${text}` : `${text}, got ${describeValue(iss.input)}`
@@ -132,6 +135,8 @@ export const fileSchema = z.strictObject({
   parents_from_env: z.boolean().default(false),
   /** First backoff for a parent that failed; doubles per consecutive failure, at most 5 minutes. */
   parent_backoff: duration.default(10_000),
+  /** A watched file changed in place is applied once unchanged for this long (config/reloader.ts; issue 11, finding 4). */
+  reload_settle: duration.default(DEFAULT_RELOAD_SETTLE_MS),
   ...policySchema
 })
 

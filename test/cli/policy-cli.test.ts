@@ -339,6 +339,32 @@ describe('sluice serve: reload', () => {
     const reloaded = await s.waitForLog(l => l.msg === 'configuration reloaded')
     assert.equal(reloaded['config'], file)
     assert.equal(await connectStatus(s.port, `127.0.0.1:${echo.port}`, sockets), deniedByMaintenance())
+    assert.equal(s.logs.some(l => l.msg === 'configuration changed in place: waiting for it to settle'), false, 'a rename is applied at once')
+
+    s.child.kill('SIGTERM')
+    const { code } = await s.exited()
+    assert.equal(code, 0)
+  })
+
+  it('a file changed in place is applied once it has been still for the running config\'s reload_settle (issue 11)', async () => {
+    const sub = join(dir, 'in-place')
+    await mkdir(sub)
+    const file = join(sub, 'sluice.yaml')
+    const settle = 1000
+    await writeFile(file, `${await readFile(join(ROOT, FIX, 'loopback.yaml'), 'utf8')}reload_settle: ${settle}ms\n`)
+    const s = await serve(file)
+    assert.equal(await connectStatus(s.port, `127.0.0.1:${echo.port}`, sockets), allowed())
+
+    const written = Date.now()
+    await copyFile(join(ROOT, FIX, 'deny-loopback.yaml'), file) // in place: same inode, new content
+    const waiting = await s.waitForLog(l => l.msg === 'configuration changed in place: waiting for it to settle' || l.msg === 'configuration reloaded')
+    assert.equal(waiting.msg, 'configuration changed in place: waiting for it to settle')
+    assert.equal(waiting['settle_ms'], settle, 'the running file\'s reload_settle')
+    assert.equal(waiting['level'], 'info')
+    assert.equal(await connectStatus(s.port, `127.0.0.1:${echo.port}`, sockets), allowed(), 'not applied before it settled')
+    await s.waitForLog(l => l.msg === 'configuration reloaded')
+    assert.ok(Date.now() - written >= settle, 'applied after reload_settle')
+    assert.equal(await connectStatus(s.port, `127.0.0.1:${echo.port}`, sockets), deniedByMaintenance())
 
     s.child.kill('SIGTERM')
     const { code } = await s.exited()

@@ -7,11 +7,12 @@
  * createReloader on a real temp file: a changed file is applied once, a
  * broken one is rejected with every problem and its path (the old config
  * keeps serving), and close() stops watching. Files are replaced by rename,
- * as editors do, so a half-written file is never read. No sleeps: every wait
- * is on apply, a log line, or a socket event.
+ * as editors do, so a half-written file is never read; a file changed in
+ * place waits for reload_settle (issue 11, finding 4, at the end). No sleeps:
+ * every wait is on apply, a log line, or a socket event.
  */
 import assert from 'node:assert/strict'
-import { mkdtemp, rename, rm, unlink, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, open, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises'
 import { once } from 'node:events'
 import { connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -348,7 +349,7 @@ describe('createReloader', () => {
     const rejected = await h.waitFor(r => r.msg === 'reload rejected: keeping the running configuration')
     assert.equal(rejected['level'], 'error')
     assert.equal(rejected['config'], h.file)
-    assert.equal(rejected['why'], 'file changed')
+    assert.equal(rejected['why'], 'file replaced')
     assert.ok(Array.isArray(rejected['problems']))
     assert.deepEqual([...(rejected['problems'] as string[])].sort(), [
       `${h.file}:2: (top level): unknown key 'bogus'`,
@@ -405,5 +406,172 @@ describe('createReloader', () => {
     // Its explicit reload still works (close stops watching, not reloading).
     assert.equal(await closed.reloader.reload('SIGHUP'), true)
     assert.equal(closed.applied.length, 1)
+  })
+})
+
+// ---------------------------------------------------------------- a change is applied only when complete
+
+/**
+ * Issue 11, finding 4: a policy file rewritten in place was loaded while
+ * half-written. The writer stops just before a rule's `users:` line; the
+ * prefix is itself a valid file that lets anonymous clients through. A
+ * real Sluice (auth on) is fed by a real reloader on a real temp file; the
+ * writer's pause is driven by events, not a timer: write the prefix, wait
+ * until the reloader has reacted to it (it either says it waits for the file
+ * to settle, or, before the fix, loads it), probe, then append the rest.
+ */
+describe('createReloader: a change is applied only when it is complete (issue 11, finding 4)', () => {
+  /** Shorter than the 2 s default, and long enough that a probe while the writer pauses ends before it. */
+  const SETTLE_MS = 1000
+  const PASSWORD = 'reload-pw'
+  const SETTLING = 'configuration changed in place: waiting for it to settle'
+  let dir: string
+  let usersFile: string
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sluice-settle-'))
+    usersFile = join(dir, 'users')
+    // bcryptjs at cost 4: the cheapest cost a users file may hold.
+    const { default: bcrypt } = await import('bcryptjs')
+    await writeFile(usersFile, `alice:${bcrypt.hashSync(PASSWORD, 4)}\n`)
+  })
+  after(async () => { await rm(dir, { recursive: true, force: true }) })
+
+  /** Auth on; `name` allows `users` (if any) to reach loopback. */
+  const policy = (settle: number, name: string, users?: string): string =>
+    `version: 1\nreload_settle: ${settle}ms\nauth:\n  users_file: ${usersFile}\nrules:\n  - name: ${name}\n    action: allow\n    ips: [127.0.0.0/8]\n` +
+    (users === undefined ? '' : `    users: [${users}]\n`)
+
+  interface Served {
+    readonly file: string
+    readonly port: number
+    readonly reloader: Reloader
+    readonly logs: LogRecord[]
+    waitFor (pred: (r: LogRecord) => boolean, timeoutMs?: number): Promise<LogRecord>
+    /** The status of a CONNECT to the echo server (anonymous unless `user`); the connection is closed after. */
+    status (user?: string): Promise<number>
+  }
+
+  let n = 0
+  /** Sluice and a watching reloader on DIR/NAME (or a path relative to DIR) holding `text`; both closed after the test. */
+  async function serveFile (t: TestContext, text: string, opts: { path?: string } = {}): Promise<Served> {
+    const file = join(dir, opts.path ?? `policy-${++n}.yaml`)
+    if (opts.path === undefined) await writeFile(file, text)
+    let current = parseConfig(text, file)
+    // One log for the proxy and the reloader, so a wait can watch both.
+    const { logger, logs, waitForLog } = captureLogs()
+    const proxy = createProxy({ config: current, logger, listen: [{ host: '127.0.0.1', port: 0 }] })
+    const [addr] = await proxy.listen()
+    t.after(async () => { await proxy.close(0) })
+    const reloader = createReloader({
+      file,
+      log: logger,
+      watchFiles: current.files,
+      currentHash: () => current.hash,
+      apply: (c) => { current = c; proxy.reload(c) },
+      settleMs: () => current.reloadSettleMs,
+      debounceMs: 20
+    })
+    t.after(() => { reloader.close() })
+    const port = addr?.port ?? 0
+    return {
+      file,
+      port,
+      reloader,
+      logs,
+      waitFor: waitForLog,
+      async status (user) {
+        const socket = await rawConnect(port)
+        t.after(() => { socket.destroy() })
+        const headers = user === undefined ? '' : `Proxy-Authorization: Basic ${Buffer.from(`${user}:${PASSWORD}`).toString('base64')}\r\n`
+        const res = await connectVia(port, `127.0.0.1:${echo.port}`, { socket, headers })
+        socket.destroy()
+        return res.status
+      }
+    }
+  }
+
+  const reloadedTo = (text: string, file: string) => (r: LogRecord): boolean =>
+    r.msg === 'configuration reloaded' && r['hash'] === parseConfig(text, file).hash
+
+  it('a file rewritten in place is not applied while half-written; the finished file is, after reload_settle', async (t) => {
+    const s = await serveFile(t, policy(SETTLE_MS, 'staff', 'alice'))
+    assert.equal(await s.status(), 407, 'the running policy asks anonymous clients to log in')
+
+    const prefix = policy(SETTLE_MS, 'staff-v2')
+    const finished = policy(SETTLE_MS, 'staff-v2', 'alice')
+    assert.ok(finished.startsWith(prefix))
+    assert.equal(parseConfig(prefix, s.file).policy.rules[0]?.users, undefined, 'the prefix is a valid file that lets anyone through')
+
+    // The writer: truncate, write up to the rule's users: line, and stop.
+    const writer = await open(s.file, 'w')
+    t.after(async () => { await writer.close().catch(() => {}) })
+    await writer.write(prefix)
+    const reaction = await s.waitFor(r => r.msg === SETTLING || r.msg === 'configuration reloaded')
+    assert.equal(reaction.msg, SETTLING, 'the half-written file was loaded')
+    assert.equal(reaction['settle_ms'], SETTLE_MS)
+    assert.equal(reaction['config'], s.file)
+    // While the writer is paused, the running policy still answers.
+    assert.equal(await s.status(), 407, 'an anonymous CONNECT while the file is half-written')
+
+    // The writer finishes; the file is applied once it has been still for the settle period.
+    const appended = Date.now()
+    await writer.write(finished.slice(prefix.length))
+    await writer.close()
+    const reloaded = await s.waitFor(reloadedTo(finished, s.file), SETTLE_MS + 5000)
+    assert.ok(Date.now() - appended >= SETTLE_MS - 1, `applied ${Date.now() - appended} ms after the last write, before reload_settle`)
+    assert.equal(s.logs.filter(r => r.msg === 'configuration reloaded').length, 1, 'one reload: the finished file')
+    assert.equal(reloaded['config'], s.file)
+
+    assert.equal(await s.status(), 407, 'the finished file asks anonymous clients to log in')
+    assert.equal(await s.status('alice'), 200)
+    const closed = await s.waitFor(r => r.msg === 'tunnel closed' && r['status'] === 200)
+    assert.equal(closed['rule'], 'staff-v2', 'the new policy decided')
+  })
+
+  it('a file replaced by rename is applied at once, well before reload_settle', async (t) => {
+    const LONG = 60_000
+    const s = await serveFile(t, policy(LONG, 'staff', 'alice'))
+    const next = policy(LONG, 'anyone')
+    const started = Date.now()
+    await replace(s.file, next)
+    // A failure bound far below reload_settle: waiting for it would time out here.
+    await s.waitFor(reloadedTo(next, s.file), 5000)
+    assert.ok(Date.now() - started < LONG / 10)
+    assert.equal(s.logs.some(r => r.msg === SETTLING), false, 'a rename is complete: nothing to wait for')
+    assert.equal(await s.status(), 200)
+  })
+
+  it('a Kubernetes ConfigMap update (a symlinked directory swapped by rename) is applied at once', async (t) => {
+    // The layout the kubelet makes: NAME -> ..data/NAME, ..data -> ..TIMESTAMP/;
+    // an update writes a new ..TIMESTAMP/ and renames a new ..data symlink over the old.
+    const LONG = 60_000
+    const mount = await mkdtemp(join(dir, 'configmap-'))
+    await mkdir(join(mount, '..v1'))
+    await writeFile(join(mount, '..v1', 'sluice.yaml'), policy(LONG, 'staff', 'alice'))
+    await symlink('..v1', join(mount, '..data'))
+    await symlink(join('..data', 'sluice.yaml'), join(mount, 'sluice.yaml'))
+    const s = await serveFile(t, policy(LONG, 'staff', 'alice'), { path: join(mount.slice(dir.length + 1), 'sluice.yaml') })
+
+    const next = policy(LONG, 'anyone')
+    await mkdir(join(mount, '..v2'))
+    await writeFile(join(mount, '..v2', 'sluice.yaml'), next)
+    await symlink('..v2', join(mount, '..data_tmp'))
+    await rename(join(mount, '..data_tmp'), join(mount, '..data'))
+    await s.waitFor(reloadedTo(next, s.file), 5000)
+    assert.equal(s.logs.some(r => r.msg === SETTLING), false)
+    assert.equal(await s.status(), 200)
+  })
+
+  it('SIGHUP applies a file changed in place at once: the operator says it is complete', async (t) => {
+    const LONG = 60_000
+    const s = await serveFile(t, policy(LONG, 'staff', 'alice'))
+    const next = policy(LONG, 'anyone')
+    await writeFile(s.file, next)
+    await s.waitFor(r => r.msg === SETTLING)
+    assert.equal(await s.status(), 407, 'not applied by the watcher before reload_settle')
+    assert.equal(await s.reloader.reload('SIGHUP'), true)
+    await s.waitFor(reloadedTo(next, s.file), 0)
+    assert.equal(await s.status(), 200)
   })
 })
