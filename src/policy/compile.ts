@@ -1,5 +1,6 @@
 /** Validated rules → matchers, once per load (never per request). */
 import type { RuleSpec } from './schema.js'
+import { INDEX_MIN_RULES, RuleIndex } from './rule-index.js'
 import { compileCidrs, compileHosts, compilePorts, type CidrMatcher, type HostMatcher, type PortMatcher } from './match.js'
 
 export interface CompiledRule {
@@ -30,6 +31,10 @@ export interface CompiledPolicy {
   readonly report: boolean
   /** Some rule matches `clients:`: parse the client address once per decision. */
   readonly usesClients: boolean
+  /** 0 … rules.length-1: the linear walk. */
+  readonly all: readonly number[]
+  /** Candidate lookup for large policies (policy/rule-index.ts); undefined when small. */
+  readonly index: RuleIndex | undefined
 }
 
 export function compilePolicy (
@@ -43,6 +48,8 @@ export function compilePolicy (
     defaultAllow: defaultAction === 'allow',
     report: mode === 'report',
     usesClients: rules.some(r => r.clients !== undefined),
+    all: Object.freeze(rules.map((_r, i) => i)),
+    index: rules.length < INDEX_MIN_RULES ? undefined : new RuleIndex(rules),
     rules: Object.freeze(rules.map((r, i): CompiledRule => Object.freeze({
       // Rules without a name get a stable one from their position.
       name: r.name ?? `rule-${i + 1}`,

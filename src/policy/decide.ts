@@ -16,6 +16,7 @@
  */
 import { classifyAddress } from '../net/address-guard.js'
 import { toIpKey, type IpKey } from '../net/ip.js'
+import { allRules } from './rule-index.js'
 import type { CompiledPolicy, CompiledRule } from './compile.js'
 
 export interface RequestFacts {
@@ -116,7 +117,9 @@ function wantsUser (r: CompiledRule, f: RequestFacts, client: IpKey | undefined)
  */
 export function decideRequest (p: CompiledPolicy, f: RequestFacts, skipped?: Skip[]): Verdict | undefined {
   const client = clientKey(p, f)
-  for (const r of p.rules) {
+  const walk = skipped === undefined && p.index !== undefined ? p.index.forRequest(f.host, f.isName) : allRules(p.all)
+  for (let i = walk.next(); i >= 0; i = walk.next()) {
+    const r = p.rules[i] as CompiledRule
     // A users rule whose ips are still unknown is judged with the address.
     if (wantsUser(r, f, client)) return r.ips !== undefined && !(f.isName && r.viaParent) ? undefined : challengeVerdict(r.name, 'request')
     const miss = mismatch(r, f, client)
@@ -143,7 +146,10 @@ export function decideAddress (p: CompiledPolicy, f: RequestFacts, address: stri
   const client = clientKey(p, f)
   let decided: Verdict | undefined
   let unlocked = false
-  for (const r of p.rules) {
+  // The index skips only rules that cannot match; explaining walks them all.
+  const walk = skipped === undefined && p.index !== undefined ? p.index.forAddress(f.host, f.isName, key) : allRules(p.all)
+  for (let i = walk.next(); i >= 0; i = walk.next()) {
+    const r = p.rules[i] as CompiledRule
     const viaParent = r.ips !== undefined && f.isName && r.viaParent
     const ipsMatch = r.ips === undefined || (!viaParent && r.ips.match(key))
     if (wantsUser(r, f, client) && ipsMatch) return challengeVerdict(r.name, 'address')
