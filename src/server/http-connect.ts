@@ -16,6 +16,7 @@ import { handleConnect } from '../connect/handle.js'
 import type { ConnectContext } from '../connect/context.js'
 import { Tunnel, type TunnelHost } from '../tunnel/tunnel.js'
 import { errorParts, errorResponse, flushAndClose } from '../tunnel/respond.js'
+import type { WaitingConnections } from './waiting.js'
 import { clientAddress, formatHostPort } from '../net/ip.js'
 import { F } from '../observability/fields.js'
 
@@ -24,6 +25,10 @@ export interface HttpConnectOptions {
   readonly name: string
   readonly headerTimeoutMs: number
   readonly maxHeaderSize: number
+  /** Accepted connections that are not (yet) tunnels. */
+  readonly waiting: WaitingConnections
+  /** Called after each accept (the accept guard counts descriptors). */
+  readonly accepted: () => void
 }
 
 /** Sockets we have answered with a closing error; a CONNECT pipelined behind it is dropped. */
@@ -68,7 +73,13 @@ export function createConnectServer (ctx: ConnectContext, opts: HttpConnectOptio
 
   // One for all tunnels: nothing per tunnel beyond the Tunnel itself.
   const host: TunnelHost = { log: ctx.log, onClosed: (t) => ctx.registry.delete(t) }
+  server.on('connection', (socket: Socket) => {
+    opts.waiting.add(socket)
+    opts.accepted()
+  })
   server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    // From here the tunnel registry counts it.
+    opts.waiting.delete(socket)
     const tunnel = new Tunnel(socket, host)
     if (refused.has(socket)) {
       // Pipelined behind a refused request: never acted on (docs/node-internals.md A6).
@@ -128,4 +139,21 @@ export function createConnectServer (ctx: ConnectContext, opts: HttpConnectOptio
   }
 
   return server
+}
+
+/**
+ * Shutdown: every connection still sending or between requests gets
+ * `503 ERR_SHUTTING_DOWN` (issue 11, finding 7), not a bare FIN; one that
+ * was already answered with a closing error is just closed.
+ */
+export function refuseWaiting (ctx: ConnectContext, waiting: WaitingConnections): void {
+  const err = new ProxyError('ERR_SHUTTING_DOWN', { headers: { 'Retry-After': '5' } })
+  for (const socket of waiting.all()) {
+    waiting.delete(socket)
+    if (refused.has(socket) || !socket.writable) { socket.destroy(); continue }
+    // A head completed after this is never acted on (the 'connect' handler checks).
+    refused.add(socket)
+    ctx.log.info({ [F.client]: clientOf(socket), [F.status]: err.status, [F.code]: err.code }, 'request refused')
+    flushAndClose(socket, errorResponse(err))
+  }
 }

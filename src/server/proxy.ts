@@ -12,7 +12,10 @@ import { createResolver, type Resolver } from '../net/resolver.js'
 import { ParentHealth } from '../upstream/health.js'
 import { dialRoute, type RouteDialOptions } from '../upstream/route.js'
 import { TunnelRegistry } from './registry.js'
-import { createConnectServer } from './http-connect.js'
+import { createConnectServer, refuseWaiting } from './http-connect.js'
+import { Server as NetServer } from 'node:net'
+import { AcceptGuard, fdLimit, openFds } from './accept-guard.js'
+import { WaitingConnections } from './waiting.js'
 import type { AuthState, ConnectContext } from '../connect/context.js'
 import { formatHostPort } from '../net/ip.js'
 import { relayMode } from '../tunnel/relay.js'
@@ -32,6 +35,8 @@ export interface ProxyOptions {
   readonly resolver?: Resolver
   /** How a route is dialed; tests inject one to reach "public" targets on loopback. */
   readonly dial?: typeof dialRoute
+  /** The descriptor limit to plan for (default: the process's RLIMIT_NOFILE); tests set a small one. */
+  readonly fdLimit?: number
 }
 
 export interface Proxy {
@@ -50,12 +55,15 @@ export interface Proxy {
   close (drainMs?: number): Promise<void>
 }
 
+/** net.Server's own close: stop listening, leave every connection as it is. */
+const netClose = NetServer.prototype.close
+
 export function createProxy (opts: ProxyOptions): Proxy {
   let config = opts.config
   let draining = false
   const log = opts.logger
   const t = config.timeouts
-  const registry = new TunnelRegistry({ idleMs: t.idle, maxLifetimeMs: t.max_lifetime })
+  const registry = new TunnelRegistry({ idleMs: t.idle, maxLifetimeMs: t.max_lifetime, onDelete: () => guard?.check() })
   const resolver = opts.resolver ?? createResolver({
     servers: config.dns.servers,
     timeoutMs: t.dns,
@@ -96,13 +104,19 @@ export function createProxy (opts: ProxyOptions): Proxy {
   const servers: Server[] = []
   const addresses: AddressInfo[] = []
   let listening: Promise<readonly AddressInfo[]> | undefined
+  // Descriptors held for clients: one per waiting connection, two per tunnel.
+  let guard: AcceptGuard | undefined
+  const waiting = new WaitingConnections(() => guard?.check())
+  const accepted = (): void => guard?.check()
 
   async function bind (): Promise<readonly AddressInfo[]> {
     for (const { host, port, name } of opts.listen ?? config.listen) {
       const server = createConnectServer(ctx, {
         name: name ?? formatHostPort(host, port),
         headerTimeoutMs: t.header,
-        maxHeaderSize: config.limits.max_header_size
+        maxHeaderSize: config.limits.max_header_size,
+        waiting,
+        accepted
       })
       server.listen({ host, port })
       servers.push(server)
@@ -110,6 +124,19 @@ export function createProxy (opts: ProxyOptions): Proxy {
       addresses.push(server.address() as AddressInfo)
     }
     isSelf = selfMatcher(addresses)
+    guard = new AcceptGuard({
+      log,
+      limit: opts.fdLimit ?? fdLimit(),
+      base: openFds(),
+      inUse: () => waiting.size + 2 * registry.size,
+      // net.Server's close: http.Server's would also close idle (and mid-head) connections.
+      pause: () => { for (const s of servers) if (s.listening) netClose.call(s) },
+      resume: () => { servers.forEach((s, i) => { const a = addresses[i]; if (!s.listening && a !== undefined && !draining) s.listen({ host: a.address, port: a.port }) }) }
+    })
+    if (config.limits.max_tunnels * 2 > guard.capacity) {
+      log.warn({ max_tunnels: config.limits.max_tunnels, fd_limit: opts.fdLimit ?? fdLimit(), tunnels_that_fit: Math.floor(guard.capacity / 2) },
+        'limits.max_tunnels needs more file descriptors than this process may open: accepting pauses first (raise ulimit -n / LimitNOFILE)')
+    }
     // The relay path in use (docs/node-internals.md B2): `pipe` when forced by SLUICE_RELAY=pipe or when Node's private fields are missing.
     log.info({ listen: addresses.map(a => formatHostPort(a.address, a.port)), config: config.file, hash: config.hash, relay: relayMode() }, 'sluice listening')
     return addresses
@@ -149,8 +176,9 @@ export function createProxy (opts: ProxyOptions): Proxy {
       draining = true
       // A close during listen() waits for the binding, then closes it too.
       await listening?.catch(() => [])
-      const closed = servers.map(async s => await new Promise<void>(resolve => s.close(() => resolve())))
-      for (const s of servers) s.closeIdleConnections()
+      for (const s of servers) if (s.listening) netClose.call(s)
+      // Requests half-sent or not yet sent get 503, not a bare FIN (issue 11, finding 7).
+      refuseWaiting(ctx, waiting)
       log.info({ tunnels: registry.size, drain_ms: drainMs }, 'shutting down: draining tunnels')
       if (!(await registry.drained(drainMs))) {
         log.warn({ tunnels: registry.size }, 'drain deadline passed: closing remaining tunnels')
@@ -158,7 +186,8 @@ export function createProxy (opts: ProxyOptions): Proxy {
         await registry.drained(5000)
       }
       for (const s of servers) s.closeAllConnections()
-      await Promise.all(closed)
+      // http.Server's close also stops its header-timeout sweep; resolves once every socket is gone.
+      await Promise.all(servers.map(async s => await new Promise<void>(resolve => s.close(() => resolve()))))
       await pool.close()
       log.info('shut down')
     }

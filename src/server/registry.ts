@@ -14,6 +14,8 @@ export interface RegistryOptions {
   readonly idleMs: number
   /** Close any tunnel after this long (ms); 0 = never. */
   readonly maxLifetimeMs: number
+  /** Called after a tunnel leaves (the accept guard may resume). */
+  readonly onDelete?: () => void
 }
 
 export class TunnelRegistry {
@@ -50,6 +52,7 @@ export class TunnelRegistry {
     const n = this.countFor(t.clientAddress) - 1
     if (n > 0) this.perClient.set(t.clientAddress, n)
     else this.perClient.delete(t.clientAddress)
+    this.opts.onDelete?.()
     if (this.tunnels.size === 0) {
       clearInterval(this.sweep)
       this.sweep = undefined
