@@ -5,6 +5,7 @@ import { createLogger } from '../observability/log.js'
 import { loadConfig } from '../config/load.js'
 import { createReloader, type Reloader } from '../config/reloader.js'
 import { createProxy } from '../server/proxy.js'
+import { startStats, statsIntervalFromEnv } from '../observability/stats.js'
 
 export interface ServeOptions {
   readonly config?: string
@@ -23,6 +24,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
   const proxy = createProxy({ config, logger, ...(opts.listen === undefined ? {} : { listen: [opts.listen] }) })
   let current = config
   let reloader: Reloader | undefined
+  let stopStats: (() => void) | undefined
   let stopping = false
   /** Under --workers, a drain the primary asked for: the worker's own first OS signal is not a "second". */
   let stoppedByPrimary = false
@@ -44,6 +46,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
       stopping = true
       logger.info({ signal }, 'signal received: graceful shutdown')
       reloader?.close()
+      stopStats?.()
       process.off('SIGHUP', onHup)
       const done = (code: number): void => {
         // The IPC channel to the primary would keep a worker alive.
@@ -70,6 +73,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
 
     proxy.listen().then(() => {
       if (stopping) return
+      stopStats = statsFromEnv(logger, () => proxy.registry.size)
       reloader = createReloader({
         file: config.file,
         loadOptions,
@@ -85,4 +89,16 @@ export async function serve (opts: ServeOptions): Promise<number> {
       resolve(1)
     })
   })
+}
+
+/** The periodic `stats` line, when SLUICE_STATS_INTERVAL asks for it (npm run soak does; issue 11). */
+function statsFromEnv (log: ReturnType<typeof createLogger>, tunnels: () => number): (() => void) | undefined {
+  let intervalMs: number | undefined
+  try {
+    intervalMs = statsIntervalFromEnv()
+  } catch (err) {
+    log.warn({ err }, 'no stats lines')
+    return undefined
+  }
+  return intervalMs === undefined ? undefined : startStats({ log, intervalMs, tunnels })
 }
