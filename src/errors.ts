@@ -41,6 +41,7 @@ export const ERRORS = {
   ERR_AUTH_REQUIRED: { status: 407, type: 'http_request_denied', message: 'proxy authentication required' },
   ERR_AUTH_FAILED: { status: 407, type: 'http_request_denied', message: 'proxy credentials rejected' },
   ERR_AUTH_LOCKED: { status: 429, type: 'http_request_denied', message: 'too many failed logins from this address' },
+  ERR_AUTH_BUSY: { status: 429, type: 'http_request_denied', message: 'too many logins waiting to be checked' },
   ERR_POLICY_DENIED: { status: 403, type: 'http_request_denied', message: 'denied by policy' },
   ERR_DESTINATION_PROHIBITED: { status: 403, type: 'destination_ip_prohibited', message: 'destination address not allowed' },
   ERR_LOOP_DETECTED: { status: 403, type: 'proxy_loop_detected', message: 'target is this proxy' },

@@ -7,11 +7,22 @@
  * secret: the cache never holds a password (nor its base64), a hit skips
  * parsing too, and a new Authenticator (built on every users-file reload)
  * starts with an empty cache.
+ *
+ * One call, in this order (issue 11): a locked-out client is refused
+ * first, even a cached credential; a cached credential is then one hash
+ * lookup; a check already running for the same header is joined (its
+ * verdict was already counted); anything else reserves a verdict from the
+ * client's lock-out budget, then waits its turn in the pool's fair queue.
+ * Unknown users are checked against a stand-in with a real user's cost
+ * (stand-in.ts), so they cost what real ones do.
  */
 import { hash as digest, randomBytes } from 'node:crypto'
 import basicAuth from 'basic-auth'
 import type { BcryptPool } from './bcrypt-pool.js'
-import { scryptVerify, type PasswordHash } from './hash.js'
+import { QueueFullError, type QueueLimits, type QueueScope } from './fair-queue.js'
+import type { PasswordHash } from './hash.js'
+import type { Lockout } from './lockout.js'
+import { standIns } from './stand-in.js'
 
 export interface Principal {
   readonly user: string
@@ -23,7 +34,12 @@ export type AuthFailure = 'not_basic' | 'malformed' | 'unknown_user' | 'bad_pass
 export type AuthOutcome =
   | { readonly kind: 'none' }
   | { readonly kind: 'ok', readonly principal: Principal, readonly cached: boolean }
-  | { readonly kind: 'fail', readonly reason: AuthFailure, readonly user?: string }
+  /** `lockedOut`: this failure started a lock-out (log it once). */
+  | { readonly kind: 'fail', readonly reason: AuthFailure, readonly user?: string, readonly lockedOut?: boolean }
+  /** Not judged: the client is locked out, or its lock-out budget is held by checks in flight. */
+  | { readonly kind: 'locked', readonly retryAfter: number }
+  /** Not judged: too many checks pending, from this client or in all. */
+  | { readonly kind: 'busy', readonly scope: QueueScope, readonly limit: number }
 
 export interface AuthenticatorOptions {
   readonly users: ReadonlyMap<string, PasswordHash>
@@ -32,27 +48,46 @@ export interface AuthenticatorOptions {
   readonly pool: BcryptPool
   readonly cacheTtlMs: number
   readonly cacheSize: number
+  /** Checks waiting or running per client address at most (default: no limit). */
+  readonly maxPendingPerClient?: number
+  /** Checks waiting or running in all at most (default: no limit). */
+  readonly maxPending?: number
 }
 
-/** A bcrypt hash of random bytes: unknown users cost the same as known ones. */
-const DUMMY_BCRYPT = '$2b$10$yZzrgbLDItOkHBJGHdll8uf0MXnUBrg08jkoC7blczLNOSeZnCUpy'
+/** Who asks and what guards them; without a lockout, failures are not counted. */
+export interface AuthContext {
+  readonly client: string
+  readonly lockout?: Lockout
+}
+
 const NO_GROUPS: ReadonlySet<string> = new Set()
+const NONE: AuthOutcome = Object.freeze({ kind: 'none' })
+const ANONYMOUS_CALLER: AuthContext = Object.freeze({ client: '' })
 /** Prefix of every cache key: without it a key would be a plain hash of the credentials. */
 const SECRET = randomBytes(32).toString('base64')
 
+type Verdict = Extract<AuthOutcome, { kind: 'ok' | 'fail' | 'busy' }>
+
 export class Authenticator {
   private readonly opts: AuthenticatorOptions
+  private readonly limits: QueueLimits
+  private readonly standIn: (name: string) => PasswordHash
   private readonly cache = new Map<string, { readonly principal: Principal, readonly expires: number }>()
   /** Verifications in progress by cache key: a burst of CONNECTs with the same credentials hashes once. */
-  private readonly pending = new Map<string, Promise<AuthOutcome>>()
+  private readonly pending = new Map<string, Promise<Verdict>>()
 
   constructor (opts: AuthenticatorOptions) {
     this.opts = opts
+    this.limits = { perKey: opts.maxPendingPerClient ?? Infinity, total: opts.maxPending ?? Infinity }
+    this.standIn = standIns(opts.users)
   }
 
-  /** Judge a Proxy-Authorization header value (or its absence). */
-  async authenticate (header: string | undefined): Promise<AuthOutcome> {
-    if (header === undefined || header === '') return { kind: 'none' }
+  /** Judge a Proxy-Authorization header value (or its absence) from `caller.client`. */
+  async authenticate (header: string | undefined, caller: AuthContext = ANONYMOUS_CALLER): Promise<AuthOutcome> {
+    const { client, lockout } = caller
+    const wait = lockout?.retryAfter(client) ?? 0
+    if (wait > 0) return { kind: 'locked', retryAfter: wait }
+    if (header === undefined || header === '') return NONE
     // crypto.hash is one call (~1 µs); an HMAC object costs ~4 µs per CONNECT.
     const key = digest('sha256', SECRET + header, 'base64')
     const hit = this.cache.get(key)
@@ -60,18 +95,30 @@ export class Authenticator {
       if (hit.expires > Date.now()) return { kind: 'ok', principal: hit.principal, cached: true }
       this.cache.delete(key)
     }
+    // The same header already being checked: its verdict is shared, and was counted once.
     const inflight = this.pending.get(key)
     if (inflight !== undefined) return await inflight
-    const verifying = this.verifyHeader(key, header)
+    const budget = lockout?.reserve(client) ?? 0
+    if (budget > 0) return { kind: 'locked', retryAfter: budget }
+    const verifying = this.verifyHeader(key, header, client)
     this.pending.set(key, verifying)
+    let verdict: Verdict
     try {
-      return await verifying
+      verdict = await verifying
+    } catch (err) {
+      lockout?.release(client)
+      throw err
     } finally {
       this.pending.delete(key)
     }
+    if (verdict.kind !== 'fail') {
+      lockout?.release(client)
+      return verdict
+    }
+    return lockout?.fail(client) === true ? { ...verdict, lockedOut: true } : verdict
   }
 
-  private async verifyHeader (key: string, header: string): Promise<AuthOutcome> {
+  private async verifyHeader (key: string, header: string, client: string): Promise<Verdict> {
     if (!/^\s*basic\s/i.test(header)) return { kind: 'fail', reason: 'not_basic' }
     const creds = basicAuth.parse(header)
     if (creds === undefined) return { kind: 'fail', reason: 'malformed' }
@@ -79,7 +126,14 @@ export class Authenticator {
     const password = creds.pass.normalize('NFC')
 
     const hash = this.opts.users.get(user)
-    const ok = await this.verify(hash, password)
+    let ok: boolean
+    try {
+      // Unknown or not, the same path: a stand-in with a real user's cost for an unknown name.
+      ok = await this.opts.pool.verify(hash ?? this.standIn(user), password, { client, limits: this.limits })
+    } catch (err) {
+      if (err instanceof QueueFullError) return { kind: 'busy', scope: err.scope, limit: err.limit }
+      throw err
+    }
     if (hash === undefined) return { kind: 'fail', reason: 'unknown_user', user }
     if (!ok) return { kind: 'fail', reason: 'bad_password', user }
     const principal: Principal = { user, groups: this.opts.groups.get(user) ?? NO_GROUPS }
@@ -89,14 +143,5 @@ export class Authenticator {
     }
     this.cache.set(key, { principal, expires: Date.now() + this.opts.cacheTtlMs })
     return { kind: 'ok', principal, cached: false }
-  }
-
-  private async verify (hash: PasswordHash | undefined, password: string): Promise<boolean> {
-    if (hash === undefined) {
-      await this.opts.pool.compare(password, DUMMY_BCRYPT)
-      return false
-    }
-    if (hash.scheme === 'scrypt') return await scryptVerify(hash, password)
-    return await this.opts.pool.compare(password, hash.hash)
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Password hashes Sluice accepts, and making new ones for `sluice passwd`.
- * scrypt runs on libuv's threadpool (crypto.scrypt); bcrypt runs in a
- * worker (bcrypt-pool.ts): neither blocks the event loop.
+ * The proxy checks both schemes in its worker threads (bcrypt-pool.ts);
+ * scryptVerify here runs on libuv's threadpool, for callers outside it.
+ * Neither blocks the event loop.
  */
 import { randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto'
 import bcrypt from 'bcryptjs'

@@ -17,6 +17,9 @@ export interface AuthConfig {
   readonly cacheTtlMs: number
   readonly cacheSize: number
   readonly lockout: { readonly failures: number, readonly windowMs: number, readonly durationMs: number }
+  /** Password checks waiting or running per client address, and in all, at most (issue 11). */
+  readonly maxPendingPerClient: number
+  readonly maxPending: number
   readonly users: ReadonlyMap<string, PasswordHash>
   /** user → the groups they belong to */
   readonly groups: ReadonlyMap<string, ReadonlySet<string>>
@@ -67,6 +70,8 @@ export function loadAuth (a: NonNullable<SluiceFile['auth']>, file: string, onFi
     cacheTtlMs: a.cache_ttl,
     cacheSize: a.cache_size,
     lockout: Object.freeze({ failures: a.lockout.failures, windowMs: a.lockout.window, durationMs: a.lockout.duration }),
+    maxPendingPerClient: a.max_pending_per_client,
+    maxPending: a.max_pending,
     users: parsedUsers.users,
     groups
   })

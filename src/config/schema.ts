@@ -88,6 +88,10 @@ const auth = z.strictObject({
   /** How long a verified user:password stays verified without re-hashing. */
   cache_ttl: duration.default(300_000),
   cache_size: z.number().int().min(1).default(10_000),
+  /** Password checks waiting or running per client address at most; beyond it 429 + Retry-After (issue 11). */
+  max_pending_per_client: z.number().int().min(1).default(8),
+  /** Password checks waiting or running in all at most; the longest backlog is shed first (issue 11). */
+  max_pending: z.number().int().min(1).default(128),
   lockout: z.strictObject({
     /** Failed logins from one client address, within `window`, that lock it out; 0 disables. */
     failures: z.number().int().min(0).default(10),

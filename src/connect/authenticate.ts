@@ -1,7 +1,8 @@
 /**
- * The authentication step of a CONNECT: lock-out check, Basic credentials,
- * failure counting. Returns the principal, undefined for an anonymous
- * request, or throws 407 / 429.
+ * The authentication step of a CONNECT: the Authenticator judges the
+ * credentials under the client's lock-out budget and the pool's fair queue
+ * (issue 11); this step turns its outcome into the principal, undefined
+ * for an anonymous request, or the 407 / 429 to answer, and logs failures.
  */
 import type { IncomingMessage } from 'node:http'
 import { ProxyError } from '../errors.js'
@@ -17,21 +18,28 @@ const AUTH_FAILURES: Readonly<Record<AuthFailure, string>> = {
   bad_password: 'unknown user or wrong password'
 }
 
+/** Retry-After for a check refused by the queue's limits: checks ahead of it end within a few hash times. */
+const BUSY_RETRY_S = '1'
+
 export async function authenticate (ctx: ConnectContext, auth: AuthState, tunnel: Tunnel, req: IncomingMessage, client: string): Promise<Principal | undefined> {
-  const wait = ctx.lockout.retryAfter(client)
-  if (wait > 0) throw new ProxyError('ERR_AUTH_LOCKED', { detail: `retry in ${wait} s`, headers: { 'Retry-After': String(wait) } })
-  const header = req.headers['proxy-authorization']
-  const outcome = await auth.authenticator.authenticate(header)
-  if (outcome.kind === 'none') return undefined
-  if (outcome.kind === 'ok') {
-    ctx.lockout.succeed(client)
-    tunnel.authenticated(outcome.principal.user)
-    return outcome.principal
+  const outcome = await auth.authenticator.authenticate(req.headers['proxy-authorization'], { client, lockout: ctx.lockout })
+  switch (outcome.kind) {
+    case 'none': return undefined
+    case 'ok':
+      tunnel.authenticated(outcome.principal.user)
+      return outcome.principal
+    case 'locked':
+      throw new ProxyError('ERR_AUTH_LOCKED', { detail: `retry in ${outcome.retryAfter} s`, headers: { 'Retry-After': String(outcome.retryAfter) } })
+    case 'busy':
+      throw new ProxyError('ERR_AUTH_BUSY', {
+        detail: outcome.scope === 'client' ? `${outcome.limit} pending from this address` : `${outcome.limit} pending in all`,
+        headers: { 'Retry-After': BUSY_RETRY_S }
+      })
   }
   tunnel.authenticated(outcome.user, false)
   // The log names the user (when there is one), never the password or the header.
   ctx.log.info({ [F.tunnel]: tunnel.id, [F.client]: tunnel.client, [F.attemptedUser]: outcome.user, [F.reason]: outcome.reason }, 'authentication failed')
-  if (ctx.lockout.fail(client)) {
+  if (outcome.lockedOut === true) {
     const l = auth.config.lockout
     ctx.log.warn({ client, failures: l.failures, window_ms: l.windowMs, lockout_ms: l.durationMs }, 'client locked out after repeated failed logins')
   }

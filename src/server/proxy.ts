@@ -84,10 +84,21 @@ export function createProxy (opts: ProxyOptions): Proxy {
   let isSelf: (address: string, port: number) => boolean = () => false
   // Lock-outs survive reloads; the bcrypt workers are shared by every authenticator.
   const lockout = new Lockout(config.auth?.lockout ?? { failures: 0, windowMs: 0, durationMs: 0 })
-  const pool = new BcryptPool(2)
+  const pool = new BcryptPool({ size: 2, log })
   const makeAuth = (c: Config): AuthState | undefined => c.auth === undefined
     ? undefined
-    : { config: c.auth, authenticator: new Authenticator({ users: c.auth.users, groups: c.auth.groups, pool, cacheTtlMs: c.auth.cacheTtlMs, cacheSize: c.auth.cacheSize }) }
+    : {
+        config: c.auth,
+        authenticator: new Authenticator({
+          users: c.auth.users,
+          groups: c.auth.groups,
+          pool,
+          cacheTtlMs: c.auth.cacheTtlMs,
+          cacheSize: c.auth.cacheSize,
+          maxPendingPerClient: c.auth.maxPendingPerClient,
+          maxPending: c.auth.maxPending
+        })
+      }
   let auth = makeAuth(config)
   const ctx: ConnectContext = {
     log,

@@ -627,7 +627,7 @@ describe('lock-out', () => {
     assert.equal(sluice.logs.filter(r => r.msg === 'authentication failed').length, failedBefore, 'locked attempts are not verified')
     assert.equal(sluice.logs.filter(isLockWarn).length, 1, 'one warning for the episode')
 
-    // The success reset the count: two more failures do not lock.
+    // The expired lock-out starts a new count: two more failures do not lock.
     assert.equal((await connectOnce(sluice.port, TARGET, basic('alice', 'guess-4'))).status, 407)
     assert.equal((await connectOnce(sluice.port, TARGET, basic('alice', 'guess-5'))).status, 407)
     assert.equal((await connectOnce(sluice.port, TARGET, basic('alice', PW.alice))).status, 200)
@@ -650,7 +650,7 @@ describe('lock-out and attempts in flight', () => {
     echo = await startEchoServer()
     TARGET = `127.0.0.1:${echo.port}`
     const users = await usersFile('inflight.htpasswd', [bcryptLine('alice', PW.alice), `slowpoke:${SLOW_HASH}`])
-    sluice = await start(usersRule(users, '{ failures: 3, window: 100ms, duration: 1m }', 'alice, slowpoke'))
+    sluice = await start(usersRule(users, '{ failures: 3, window: 1m, duration: 1m }', 'alice, slowpoke'))
   })
 
   after(async () => {
@@ -659,24 +659,31 @@ describe('lock-out and attempts in flight', () => {
     await echo?.close()
   })
 
-  it('a failure that completes after the lock-out began does not lift it', async () => {
+  it('a check in flight holds one of the window\'s verdicts: the budget is never overspent, and its failure locks (issue 11)', async () => {
     const slowFailed = (r: LogRecord): boolean => r.msg === 'authentication failed' && r['attempted_user'] === 'slowpoke'
-    // 1. A slow attempt: it passes the lock-out check now, its hash check takes ~0.3 s.
+    const isLockWarn = (r: LogRecord): boolean => r.msg.startsWith('client locked out')
+    // 1. A slow attempt: it reserves one of the 3 verdicts now; its hash check takes ~0.3 s.
     const slow = await open(sluice.port)
     slow.send(TARGET, basic('slowpoke', 'wrong-slow-guess'))
     // A round trip from another address: by then the slow CONNECT has been read.
     assertAuthError(await connectOnce(sluice.port, TARGET, undefined, '127.0.0.3'), 'ERR_AUTH_REQUIRED')
-    // 2. Three instant failures (wrong scheme, no hashing), sent together: locked out.
+    // 2. Three instant failures (wrong scheme, no hashing), sent together: two are judged, the third finds the budget spent.
     const bursts = await Promise.all([1, 2, 3].map(async () => await connectOnce(sluice.port, TARGET, 'Bearer x')))
-    for (const r of bursts) assertAuthError(r, 'ERR_AUTH_FAILED')
-    await sluice.waitForLog(r => r.msg.startsWith('client locked out'))
+    assert.deepEqual(bursts.map(r => r.status).sort(), [407, 407, 429])
+    const held = bursts.find(r => r.status === 429)
+    assert.equal(held?.headers['retry-after'], '1', 'the budget is held by a check in flight, not a lock-out')
+    assert.match(held?.headers['proxy-status'] ?? '', /details="ERR_AUTH_LOCKED: /)
     assert.equal(sluice.logs.filter(slowFailed).length, 0, 'setup: the slow attempt is still in flight')
+    assert.equal(sluice.logs.filter(isLockWarn).length, 0, 'not locked out yet')
+    // Even the right password is not judged while the budget is spent.
     assert.equal((await connectOnce(sluice.port, TARGET, basic('alice', PW.alice))).status, 429)
-    // 3. The slow attempt fails, more than the 100 ms window after the lock-out's first failure.
+    // 3. The slow attempt fails: the third failure, so the lock-out begins.
     assertAuthError(await slow.response(), 'ERR_AUTH_FAILED')
     await sluice.waitForLog(slowFailed)
+    await sluice.waitForLog(isLockWarn)
     const later = await connectOnce(sluice.port, TARGET, basic('alice', PW.alice))
-    assert.equal(later.status, 429, 'the 1 m lock-out is still in force')
+    assert.equal(later.status, 429)
+    assert.ok(Number(later.headers['retry-after']) > 1, 'the 1 m lock-out is in force')
   })
 })
 

@@ -379,15 +379,17 @@ describe('Lockout', () => {
     assert.ok(l.retryAfter('c', t0 + 61_000) > 0, `still locked out until ${t0 + 59_500 + 300_000}; retryAfter = ${l.retryAfter('c', t0 + 61_000)}`)
   })
 
-  it('a success forgets earlier failures', () => {
+  it('a success does not forget earlier failures in the window (issue 11: no reset by a known login)', () => {
     const l = new Lockout(opts)
     const now = Date.now()
+    assert.equal(l.reserve('c', now), 0)
     l.fail('c', now)
+    assert.equal(l.reserve('c', now), 0)
     l.fail('c', now)
-    l.succeed('c')
-    assert.equal(l.fail('c', now), false)
-    assert.equal(l.fail('c', now), false)
-    assert.equal(l.fail('c', now), true)
+    assert.equal(l.reserve('c', now), 0)
+    l.release('c') // a success
+    assert.equal(l.reserve('c', now), 0)
+    assert.equal(l.fail('c', now), true, 'the third failure in the window locks, success or not')
   })
 
   it('a success does not lift an active lock-out', () => {
@@ -396,7 +398,7 @@ describe('Lockout', () => {
     l.fail('c', now)
     l.fail('c', now)
     assert.equal(l.fail('c', now), true)
-    l.succeed('c')
+    l.release('c')
     assert.ok(l.retryAfter('c', now + 1000) > 0)
   })
 
@@ -463,9 +465,9 @@ describe('Authenticator under a burst', () => {
     const pool = new BcryptPool(1)
     let compares = 0
     const counting = {
-      async compare (password: string, h: string): Promise<boolean> {
+      async verify (h: PasswordHash, password: string): Promise<boolean> {
         compares++
-        return await pool.compare(password, h)
+        return await pool.verify(h, password)
       }
     } as unknown as BcryptPool
     const a = new Authenticator({ users: new Map([['burst', hash]]), groups: new Map(), pool: counting, cacheTtlMs: 60_000, cacheSize: 10 })
