@@ -115,7 +115,9 @@ export function createReloader (opts: ReloaderOptions): Reloader {
     lastRead = before
     if (next.hash === opts.currentHash()) return false
     opts.apply(next)
-    if (opts.watch !== false && !closed) rewatch(next.files)
+    // A new set of files (say another users file) needs new watches; the same set keeps its own.
+    const same = next.files.length === watched.length && next.files.every(f => watched.includes(f))
+    if (opts.watch !== false && !closed && !same) rewatch(next.files)
     return true
   }
 
