@@ -66,7 +66,12 @@ export function createConnectServer (ctx: ConnectContext, opts: HttpConnectOptio
     keepAliveTimeout: 5000,
     noDelay: true,
     keepAlive: true,
-    keepAliveInitialDelay: 60_000
+    keepAliveInitialDelay: 60_000,
+    // Node answers an HTTP/1.1 request without Host with its own bare 400
+    // (no Proxy-Status, no log line) before 'request' (docs/node-internals.md
+    // A5): let it reach the 405 below instead (issue 11, found by
+    // test/integration/request-head.fuzz.test.ts). CONNECT never needed Host.
+    requireHostHeader: false
   })
   // server.timeout stays 0: it would stay armed on tunnels (docs/node-internals.md A4).
   server.timeout = 0
@@ -94,14 +99,26 @@ export function createConnectServer (ctx: ConnectContext, opts: HttpConnectOptio
     })
   })
 
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+  const refuseRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    // Pipelined behind a request already refused: that answer closes the
+    // connection, so this one is never sent and must not be logged as sent
+    // (issue 11, found by test/integration/request-head.fuzz.test.ts).
+    if (refused.has(req.socket)) return
     refused.add(req.socket)
     const err = new ProxyError('ERR_METHOD_NOT_ALLOWED', { detail: req.method ?? '' })
     const { status, headers, body } = errorParts(err, { Allow: 'CONNECT' })
     ctx.log.info({ [F.client]: clientOf(req.socket), [F.method]: req.method, [F.target]: loggable(req.url ?? ''), [F.status]: status, [F.code]: err.code }, 'request refused')
     res.writeHead(status, headers)
     res.end(body)
-  })
+  }
+  server.on('request', refuseRequest)
+  // With an `Expect` header Node would answer by itself first: a 100
+  // Continue (inviting a body we refuse), or a bare 417 that keeps the
+  // connection open, neither logged nor with Proxy-Status. Listening here
+  // stops both: the request gets its 405 (issue 11, found by
+  // test/integration/request-head.fuzz.test.ts).
+  server.on('checkContinue', refuseRequest)
+  server.on('checkExpectation', refuseRequest)
 
   server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
     if (refused.has(socket)) { socket.destroy(); return }
