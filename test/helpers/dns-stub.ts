@@ -6,6 +6,10 @@
  *
  * Answers over UDP and over TCP (2-byte length prefix) on the same port, in
  * case c-ares falls back to TCP (truncation, or `tcp` forced).
+ *
+ * A record can also make the server misbehave, for the DNS faults of
+ * issue 11: answer late (`delayMs`), or answer a transport with garbage, an
+ * empty truncated (TC) reply, or (TCP) a reply cut off mid-message.
  */
 import { once } from 'node:events'
 import { createSocket, type RemoteInfo, type Socket as DgramSocket } from 'node:dgram'
@@ -24,7 +28,24 @@ export interface StubRecord {
   drop?: boolean
   /** TTL of the answers in seconds (default 60). */
   ttl?: number
+  /** Answer this many ms late: a slow server (the answer itself is right). */
+  delayMs?: number
+  /**
+   * How a UDP question is answered (default `answer`): `garbage` is the
+   * query's id followed by bytes that are not DNS; `truncated` is an empty
+   * reply with TC set, which tells the client to ask again over TCP
+   * (RFC 1035 §4.2.1, RFC 7766).
+   */
+  udp?: 'answer' | 'garbage' | 'truncated'
+  /**
+   * How a TCP question is answered (default `answer`): `garbage` and
+   * `truncated` as for UDP; `cut` sends a length prefix for the whole
+   * answer, half of the answer, then closes the connection.
+   */
+  tcp?: 'answer' | 'garbage' | 'truncated' | 'cut'
 }
+
+export type Transport = 'udp' | 'tcp'
 
 /** A running stub DNS server. */
 export interface DnsStub {
@@ -32,7 +53,7 @@ export interface DnsStub {
   readonly address: string
   readonly port: number
   /** Every question received (UDP and TCP), name lower-cased without trailing dot. */
-  readonly queries: Array<{ name: string, type: string }>
+  readonly queries: Array<{ name: string, type: string, transport: Transport }>
   /** Add or replace the record for `name` (case-insensitive, trailing dot ignored). */
   set (name: string, rec: StubRecord): void
   /** Stop both listeners and destroy open TCP connections. */
@@ -42,6 +63,17 @@ export interface DnsStub {
 const RCODES = { NOERROR: 0, SERVFAIL: 2, NXDOMAIN: 3, REFUSED: 5 } as const
 /** Bound on a TCP connection's buffered, not yet complete, input. */
 const MAX_TCP_BUFFER = 64 * 1024
+/** DNS header flags: QR (a response), RD and RA, rcode 0. */
+const RESPONSE_FLAGS = Buffer.from([0x81, 0x80])
+/** What follows the header in a `garbage` reply: counts and names that do not add up. */
+const GARBAGE = Buffer.from('\x00\x01\x00\x07\xff\xff\x00\x00GARBAGE\xc0\xff\xc0\x0c', 'latin1')
+
+/** What one question gets: the reply bytes, how to send them, and when. */
+interface Reply {
+  readonly bytes: Buffer
+  readonly cut: boolean
+  readonly delayMs: number
+}
 
 function normalise (name: string): string {
   return name.toLowerCase().replace(/\.+$/, '')
@@ -55,10 +87,19 @@ function normalise (name: string): string {
 export async function startDnsStub (records?: Record<string, StubRecord>): Promise<DnsStub> {
   const table = new Map<string, StubRecord>()
   for (const [name, rec] of Object.entries(records ?? {})) table.set(normalise(name), rec)
-  const queries: Array<{ name: string, type: string }> = []
+  const queries: Array<{ name: string, type: string, transport: Transport }> = []
+  /** Replies waiting for their `delayMs`, cleared by close(). */
+  const timers = new Set<NodeJS.Timeout>()
 
-  /** The encoded reply to `msg`, or undefined to stay silent. */
-  function answer (msg: Buffer): Buffer | undefined {
+  /** Send `reply` now, or after its delay. */
+  function later (reply: Reply, send: () => void): void {
+    if (reply.delayMs <= 0) { send(); return }
+    const timer = setTimeout(() => { timers.delete(timer); send() }, reply.delayMs)
+    timers.add(timer)
+  }
+
+  /** The reply to `msg` received over `transport`, or undefined to stay silent. */
+  function answer (msg: Buffer, transport: Transport): Reply | undefined {
     let query: packet.DecodedPacket
     try {
       query = packet.decode(msg)
@@ -70,10 +111,15 @@ export async function startDnsStub (records?: Record<string, StubRecord>): Promi
     const answers: packet.Answer[] = []
     let rcode: number = RCODES.NOERROR
     let drop = false
+    let mode: NonNullable<StubRecord['tcp']> = 'answer'
+    let delayMs = 0
     for (const q of questions) {
       const name = normalise(q.name)
-      queries.push({ name, type: q.type })
+      queries.push({ name, type: q.type, transport })
       const rec = table.get(name)
+      if (rec?.delayMs !== undefined) delayMs = Math.max(delayMs, rec.delayMs)
+      const how = transport === 'udp' ? rec?.udp : rec?.tcp
+      if (how !== undefined && how !== 'answer') mode = how
       if (rec === undefined) {
         rcode = RCODES.NXDOMAIN
         continue
@@ -94,16 +140,20 @@ export async function startDnsStub (records?: Record<string, StubRecord>): Promi
       }
     }
     if (drop) return undefined
+    const id = msg.subarray(0, 2)
+    if (mode === 'garbage') return { bytes: Buffer.concat([id, RESPONSE_FLAGS, GARBAGE]), cut: false, delayMs }
     // Echo RD, set AA + RA; the rcode lives in the low 4 bits of the flags.
     const flags = ((query.flags ?? 0) & packet.RECURSION_DESIRED) |
-      packet.AUTHORITATIVE_ANSWER | packet.RECURSION_AVAILABLE | rcode
-    return packet.encode({
+      packet.AUTHORITATIVE_ANSWER | packet.RECURSION_AVAILABLE | rcode |
+      (mode === 'truncated' ? packet.TRUNCATED_RESPONSE : 0)
+    const bytes = packet.encode({
       type: 'response',
       id: query.id ?? 0,
       flags,
       questions, // echoed as asked (case preserved, for 0x20 checks)
-      answers: rcode === RCODES.NOERROR ? answers : []
+      answers: rcode === RCODES.NOERROR && mode !== 'truncated' ? answers : []
     })
+    return { bytes, cut: mode === 'cut', delayMs }
   }
 
   const sockets = new Set<Socket>()
@@ -118,12 +168,17 @@ export async function startDnsStub (records?: Record<string, StubRecord>): Promi
       while (buf.length >= 2) {
         const len = buf.readUInt16BE(0)
         if (buf.length < 2 + len) break
-        const reply = answer(buf.subarray(2, 2 + len))
+        const reply = answer(buf.subarray(2, 2 + len), 'tcp')
         buf = buf.subarray(2 + len)
         if (reply !== undefined) {
-          const prefix = Buffer.alloc(2)
-          prefix.writeUInt16BE(reply.length)
-          socket.write(Buffer.concat([prefix, reply]))
+          later(reply, () => {
+            if (socket.destroyed) return
+            const prefix = Buffer.alloc(2)
+            prefix.writeUInt16BE(reply.bytes.length)
+            // `cut`: the prefix promises the whole answer; half of it comes, then FIN.
+            if (reply.cut) socket.end(Buffer.concat([prefix, reply.bytes.subarray(0, reply.bytes.length >> 1)]))
+            else socket.write(Buffer.concat([prefix, reply.bytes]))
+          })
         }
       }
       if (buf.length > MAX_TCP_BUFFER) socket.destroy()
@@ -135,13 +190,14 @@ export async function startDnsStub (records?: Record<string, StubRecord>): Promi
   // bounded number of times with a fresh pair.
   let udp: DgramSocket | undefined
   let tcp: Server | undefined
+  let stopped = false
   let port = 0
   let lastError: unknown
   for (let attempt = 0; attempt < 20 && tcp === undefined; attempt++) {
     const u = createSocket('udp4')
     u.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
-      const reply = answer(msg)
-      if (reply !== undefined) u.send(reply, rinfo.port, rinfo.address)
+      const reply = answer(msg, 'udp')
+      if (reply !== undefined) later(reply, () => { if (!stopped) u.send(reply.bytes, rinfo.port, rinfo.address) })
     })
     u.on('error', () => {}) // e.g. ICMP unreachable after the client went away
     u.bind(0, '127.0.0.1')
@@ -175,6 +231,9 @@ export async function startDnsStub (records?: Record<string, StubRecord>): Promi
     },
     close (): Promise<void> {
       closed ??= (async () => {
+        stopped = true
+        for (const t of timers) clearTimeout(t)
+        timers.clear()
         for (const s of sockets) s.destroy()
         const tcpClosed = once(tcpServer, 'close')
         tcpServer.close()
