@@ -80,7 +80,15 @@ export function parseConfig (text: string, file: string, options: LoadOptions = 
     throw new ConfigError(file, formatYamlErrors(file, text, counter, doc.errors))
   }
   const locator = createLocator(doc, counter)
-  const raw: unknown = doc.toJS() ?? {}
+  let raw: unknown
+  try {
+    raw = doc.toJS() ?? {}
+  } catch (err) {
+    // yaml expands at most 100 aliases (a "billion laughs" file throws
+    // ReferenceError here): a problem with the file, never a crash (issue 11,
+    // found by test/unit/config.fuzz.test.ts).
+    throw new ConfigError(file, [`${file}: cannot read the YAML: ${(err as Error).message}`])
+  }
   // Our wording for zod's issues (config/issues.ts); the input is kept to say what was found.
   const result = fileSchema.safeParse(raw, { reportInput: true, error: issueMessage })
   if (!result.success) {

@@ -3,6 +3,7 @@
  * policy. Validated by one strict zod schema (unknown keys are errors);
  * README's "Configuration reference" documents every key here.
  */
+import { isIP } from 'node:net'
 import { z } from 'zod'
 import { parseDuration } from './duration.js'
 import { policySchema } from '../policy/schema.js'
@@ -18,6 +19,34 @@ const hint = (text: string) => (iss: { input?: unknown }) => iss.input === undef
 const duration = z.union([z.number(), z.string()], { error: hint(DURATION_HINT) })
   .refine((v) => parseDuration(v) !== undefined, { error: hint(DURATION_HINT) })
   .transform((v) => parseDuration(v) ?? 0)
+
+/** Node's timers wait at most 2^31-1 ms (about 24.8 days); asked for longer, they fire after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+/**
+ * A duration that arms a timer (setTimeout): at most MAX_TIMER_MS, else a
+ * `connect: 30d` would time every dial out at once (issue 11, found by
+ * test/unit/config.fuzz.test.ts).
+ */
+const timerDuration = duration.refine((ms) => ms <= MAX_TIMER_MS, {
+  error: (iss) => `expected at most 24d (${MAX_TIMER_MS} ms, the longest Node's timers wait), got ${describeValue(iss.input)} ms`
+})
+
+const DNS_SERVER_HINT = 'expected an IP address, IP:PORT or [IPv6]:PORT (port 1-65535)'
+/**
+ * A DNS server as c-ares' setServers takes it: `ip`, `ip:port` or
+ * `[ip]:port`. It must be checked here: setServers throws on anything
+ * node:net's isIP refuses (a name, `127.1`) and aborts the whole process on
+ * port 0 (issue 11, found by test/unit/config.fuzz.test.ts). isIP, not
+ * net/ip.ts, because it is setServers' own test; no address is judged here.
+ */
+export function parseDnsServer (v: string): { host: string, port: number } | undefined {
+  // `[ip]:port` or `[ip]`, `ipv4:port`, else a bare IPv4 or IPv6 address.
+  const m = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(v) ?? /^([^:[\]]+):(\d{1,5})$/.exec(v)
+  const host = m === null ? v : (m[1] ?? '')
+  const port = m?.[2] === undefined ? 53 : Number(m[2])
+  if (isIP(host) === 0 || port < 1 || port > 65535) return undefined
+  return { host, port }
+}
 
 const LISTEN_HINT = 'expected host:port, e.g. 127.0.0.1:3128 or [::1]:3128'
 export const listenSpec = z.string({ error: hint(LISTEN_HINT) }).refine((v) => parseListen(v) !== undefined, { error: hint(LISTEN_HINT) })
@@ -41,17 +70,17 @@ const timeouts = z.strictObject({
   /** Time allowed for a client to send its request head (→ 408). */
   header: duration.default(30_000),
   /** Time allowed to connect to the target, across all addresses (→ 504). */
-  connect: duration.default(10_000),
+  connect: timerDuration.default(10_000),
   /** Close a tunnel with no traffic either way for this long; 0 = never. */
   idle: duration.default(3_600_000),
   /** Close any tunnel after this long; 0 = never. */
   max_lifetime: duration.default(0),
   /** On SIGTERM/SIGINT, how long open tunnels may finish before they are closed. */
-  drain: duration.default(30_000),
+  drain: timerDuration.default(30_000),
   /** Time allowed for DNS resolution of a target (→ 504). */
-  dns: duration.default(5_000),
+  dns: timerDuration.default(5_000),
   /** RFC 8305 delay before racing the next address. */
-  happy_eyeballs: duration.default(250)
+  happy_eyeballs: timerDuration.default(250)
 })
 
 const limits = z.strictObject({
@@ -65,7 +94,7 @@ const limits = z.strictObject({
 
 const dns = z.strictObject({
   /** DNS servers (`ip` or `ip:port`) to query directly; empty = the system resolver. */
-  servers: z.array(z.string()).default([]),
+  servers: z.array(z.string({ error: hint(DNS_SERVER_HINT) }).refine((v) => parseDnsServer(v) !== undefined, { error: hint(DNS_SERVER_HINT) })).default([]),
   /** Longest time an answer is cached (record TTLs are honoured below it). */
   max_ttl: duration.default(300_000),
   /** How long "no such name" answers are cached. */
@@ -140,7 +169,7 @@ export const fileSchema = z.strictObject({
   /** First backoff for a parent that failed; doubles per consecutive failure, at most 5 minutes. */
   parent_backoff: duration.default(10_000),
   /** A watched file changed in place is applied once unchanged for this long (config/reloader.ts; issue 11, finding 4). */
-  reload_settle: duration.default(DEFAULT_RELOAD_SETTLE_MS),
+  reload_settle: timerDuration.default(DEFAULT_RELOAD_SETTLE_MS),
   ...policySchema
 })
 
