@@ -14,17 +14,17 @@
 import assert from 'node:assert/strict'
 import { createSocket } from 'node:dgram'
 import { once } from 'node:events'
-import { createServer, type Server, type Socket } from 'node:net'
+import { createServer, type Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, it, type TestContext } from 'node:test'
 import { startDnsStubRetrying, type DnsStub } from '../helpers/dns-stub.js'
 import { closedPort, listenOn } from '../helpers/net.js'
 import { startEchoServer, closer, type Origin } from '../helpers/origin.js'
 import { createNetnsPair, lineChild, netnsUnavailable } from '../helpers/netns.js'
-import { startParentProcess } from '../helpers/parent-process.js'
+import { startParentProcess, type ParentProcess } from '../helpers/parent-process.js'
 import { connectHead, connectVia, ending, readAll, readBytes, roundTrip, type Connected } from '../helpers/raw.js'
 import { expectRefusal } from '../helpers/refusal.js'
-import { sluiceFor, type LogRecord, type Sluice } from '../helpers/sluice.js'
+import { sluiceFor, startSluice, type LogRecord, type Sluice } from '../helpers/sluice.js'
 import { assertNothingOpen, pollImmediate, within } from '../helpers/wait.js'
 
 let echo: Origin & { connections: () => number }
@@ -105,7 +105,7 @@ async function leftClean (s: Sluice): Promise<void> {
 
 describe('a parent proxy dies mid-tunnel (SIGKILL)', { timeout: 30_000 }, () => {
   /** Sluice sending `*.test` through a parent in a child process. */
-  async function throughDoomedParent (t: TestContext): Promise<{ s: Sluice, parent: Awaited<ReturnType<typeof startParentProcess>>, res: Connected }> {
+  async function throughDoomedParent (t: TestContext): Promise<{ s: Sluice, parent: ParentProcess, res: Connected }> {
     const parent = await startParentProcess()
     t.after(async () => { await parent.close() })
     const s = await sluiceFor(t, config({
@@ -164,13 +164,13 @@ describe('a parent proxy dies mid-tunnel (SIGKILL)', { timeout: 30_000 }, () => 
 /** A target that resets every connection as soon as it accepts it. */
 async function resettingTarget (): Promise<{ port: number, close: () => Promise<void> }> {
   const server = createServer((c: Socket) => { c.on('error', () => {}); c.resetAndDestroy() })
-  const sockets = new Set<Socket>()
   const port = await listenOn(server, '127.0.0.1')
-  return { port, close: closer(server, sockets) }
+  // No socket outlives its accept, so there are none to destroy at close.
+  return { port, close: closer(server, new Set()) }
 }
 
 /** An echo target whose accepted sockets the test can reach, to reset one mid-tunnel. */
-async function heldEcho (): Promise<{ port: number, accepted: Socket[], server: Server, close: () => Promise<void> }> {
+async function heldEcho (): Promise<{ port: number, accepted: Socket[], close: () => Promise<void> }> {
   const accepted: Socket[] = []
   const sockets = new Set<Socket>()
   const server = createServer({ allowHalfOpen: true }, (c: Socket) => {
@@ -181,7 +181,7 @@ async function heldEcho (): Promise<{ port: number, accepted: Socket[], server: 
     c.pipe(c)
   })
   const port = await listenOn(server, '127.0.0.1')
-  return { port, accepted, server, close: closer(server, sockets) }
+  return { port, accepted, close: closer(server, sockets) }
 }
 
 describe('the target sends a RST', { timeout: 30_000 }, () => {
@@ -251,10 +251,7 @@ describe('the target sends a RST', { timeout: 30_000 }, () => {
 
 describe('the DNS server misbehaves', { timeout: 30_000 }, () => {
   let s: Sluice
-  before(async () => {
-    const { startSluice } = await import('../helpers/sluice.js')
-    s = await startSluice(config())
-  })
+  before(async () => { s = await startSluice(config()) })
   after(async () => { await s.close() })
 
   it('slow (answers after timeouts.dns): 504 ERR_DNS_TIMEOUT at the deadline, not when the answer comes', async () => {
