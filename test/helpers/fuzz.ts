@@ -24,6 +24,11 @@ export function runs (base: number): number {
   return base * FUZZ_SCALE
 }
 
+/** A test's timeout for `ms` at FUZZ_RUNS=1, scaled like its runs. */
+export function fuzzTimeout (ms: number): number {
+  return ms * FUZZ_SCALE
+}
+
 /** fast-check parameters for a property with `base` runs in `npm test`. */
 export function fuzzParams<T> (base: number): fc.Parameters<T> {
   const seed = process.env['FUZZ_SEED']

@@ -24,7 +24,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import fc from 'fast-check'
 import { startDnsStubRetrying, type DnsStub } from '../helpers/dns-stub.js'
-import { fuzzParams, mutated } from '../helpers/fuzz.js'
+import { fuzzParams, fuzzTimeout, mutated } from '../helpers/fuzz.js'
 import { clientOf, rawConnect } from '../helpers/raw.js'
 import { startSluice, type LogRecord, type Sluice } from '../helpers/sluice.js'
 import { connectionsDrained, pollImmediate, within } from '../helpers/wait.js'
@@ -216,7 +216,7 @@ describe('inputs the fuzzer found: one answer, with Proxy-Status, and its one lo
   }
 })
 
-describe('request head fuzz (Node 20 http.Server as the front end)', { timeout: 120_000 }, () => {
+describe('request head fuzz (Node 20 http.Server as the front end)', { timeout: fuzzTimeout(120_000) }, () => {
   it('arbitrary and mutated heads over a real socket: one answer or a clean close, nothing left behind', async () => {
     await fc.assert(fc.asyncProperty(input, fc.constantFrom<'end' | 'reset'>('end', 'end', 'end', 'reset'), async (bytes, how) => {
       await check(bytes, how)

@@ -19,7 +19,7 @@ import fc from 'fast-check'
 import { Authenticator, type AuthOutcome } from '../../src/auth/authenticator.js'
 import { BcryptPool } from '../../src/auth/bcrypt-pool.js'
 import type { PasswordHash } from '../../src/auth/hash.js'
-import { fuzzParams } from '../helpers/fuzz.js'
+import { fuzzParams, fuzzTimeout } from '../helpers/fuzz.js'
 
 const USER = 'alice'
 const PASSWORD = 'right:pässword'
@@ -94,7 +94,7 @@ const header = fc.oneof(
   { weight: 3, arbitrary: fc.tuple(space, scheme, space, b64, space).map(([a, s, b, c, d]) => `${a}${s}${b}${c}${d}`) }
 )
 
-describe('Authenticator.authenticate fuzz', { timeout: 60_000 }, () => {
+describe('Authenticator.authenticate fuzz', { timeout: fuzzTimeout(60_000) }, () => {
   it('arbitrary headers, judged concurrently: always an outcome, never a throw; ok only for the real credentials', async () => {
     await fc.assert(fc.asyncProperty(fc.array(fc.option(header, { nil: undefined, freq: 20 }), { minLength: 1, maxLength: 4 }), async (headers) => {
       // Duplicates in a batch exercise the in-flight de-duplication and the cache.
