@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url'
 import { LineCounter, parseDocument } from 'yaml'
 import type { z } from 'zod'
 import { fileSchema, parseListen, type SluiceFile } from './schema.js'
-import { compilePolicy, type CompiledPolicy } from '../policy/compile.js'
+import { compilePolicy, compilePolicyInSlices, type CompiledPolicy } from '../policy/compile.js'
+import { validateInWorker } from './validate-worker.js'
 import { loadAuth, type AuthConfig } from '../auth/load.js'
 import { loadRouting, referenceProblems, type Routing, type RoutingOverrides } from '../upstream/routing.js'
 import { ConfigError } from './errors.js'
@@ -56,9 +57,9 @@ export interface LoadOptions extends RoutingOverrides {
   readonly lint?: boolean
 }
 
-/** `file:LINE: path` (no line when the path is not in the text, e.g. a required key left out). */
-function where (file: string, locator: Locator, path: DocPath, key?: string): { line: number | undefined, text: string } {
-  const line = locator.line(path, key)
+/** `file:LINE: path` (no line when the path is not known, e.g. a required key left out, or no locator). */
+function where (file: string, locator: Locator | undefined, path: DocPath, key?: string): { line: number | undefined, text: string } {
+  const line = locator?.line(path, key)
   return { line, text: `${file}${line === undefined ? '' : `:${line}`}: ${formatPath(path)}` }
 }
 
@@ -72,8 +73,12 @@ function formatIssue (file: string, locator: Locator, issue: z.core.$ZodIssue): 
   return [problem(where(file, locator, issue.path), issue.message)]
 }
 
-/** Validate already-read text; `file` names it in errors. */
-export function parseConfig (text: string, file: string, options: LoadOptions = {}): Config {
+/**
+ * Step 1, text → the validated file: YAML and the schema. Pure and
+ * self-contained, so a reload can run it in a worker thread
+ * (config/validate-worker.ts): for a 20,000-rule file it is ~1 s of CPU.
+ */
+export function validateText (text: string, file: string): { readonly f: SluiceFile, readonly locator: Locator } {
   const counter = new LineCounter()
   const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter: counter })
   if (doc.errors.length > 0) {
@@ -97,7 +102,22 @@ export function parseConfig (text: string, file: string, options: LoadOptions = 
     issues.sort((a, b) => a.line - b.line)
     throw new ConfigError(file, [...issues.map(i => i.text), ...referenceProblems(raw, file)])
   }
-  const f = result.data
+  return { f: result.data, locator }
+}
+
+/** Step 2, what the file refers to: listeners, parents and routes, the users file. */
+interface Prepared {
+  readonly listen: readonly ListenAddress[]
+  readonly routing: Routing
+  readonly missingSecrets: ReadonlyArray<{ path: DocPath, message: string }>
+  readonly files: readonly string[]
+  readonly hash: string
+  readonly authConfig: AuthConfig | undefined
+  /** Does a rule's route start with a parent (its `ips` then only match IP literals)? */
+  readonly parentFirst: (via: string | undefined) => boolean
+}
+
+function prepare (f: SluiceFile, text: string, file: string, options: LoadOptions): Prepared {
   const listen = (Array.isArray(f.listen) ? f.listen : [f.listen]).map(entry => {
     const { address, name } = typeof entry === 'string' ? { address: entry, name: entry } : entry
     const parsed = parseListen(address)
@@ -117,42 +137,83 @@ export function parseConfig (text: string, file: string, options: LoadOptions = 
   }))
   if (problems.length > 0) throw new ConfigError(file, problems)
   const authConfig = f.auth === undefined ? undefined : loadAuth(f.auth, file, (path, content) => { files.push(path); hash.update('\0').update(content) })
-  const policy = compilePolicy(f.rules, f.default, f.mode, (via) => {
-    // A rule without `via` takes the default route (unless NO_PROXY may send it direct).
-    const route = via === undefined ? (routing.noProxy === undefined ? routing.defaultRoute : undefined) : routing.routes.get(via)
-    return route?.choices[0]?.kind === 'chain'
-  })
+  return {
+    listen,
+    routing,
+    missingSecrets,
+    files,
+    hash: hash.digest('hex').slice(0, 16),
+    authConfig,
+    parentFirst: (via) => {
+      // A rule without `via` takes the default route (unless NO_PROXY may send it direct).
+      const route = via === undefined ? (routing.noProxy === undefined ? routing.defaultRoute : undefined) : routing.routes.get(via)
+      return route?.choices[0]?.kind === 'chain'
+    }
+  }
+}
+
+/** Step 4, after the policy is compiled: warnings, and the frozen Config. */
+function finish (f: SluiceFile, file: string, locator: Locator | undefined, p: Prepared, policy: CompiledPolicy, options: LoadOptions): Config {
   const found = [
-    ...missingSecrets.map(m => ({ path: m.path, message: `${m.message} (serve and check need it)` })),
-    ...(options.lint === true ? lintConfig({ file: f, listen, policy, routing }) : [])
+    ...p.missingSecrets.map(m => ({ path: m.path, message: `${m.message} (serve and check need it)` })),
+    ...(options.lint === true ? lintConfig({ file: f, listen: p.listen, policy, routing: p.routing }) : [])
   ].map(w => {
     const at = where(file, locator, w.path)
     return { line: at.line ?? Number.MAX_SAFE_INTEGER, text: `${at.text}: ${w.message}` }
   }).sort((a, b) => a.line - b.line)
   return Object.freeze({
     file,
-    files: Object.freeze(files),
-    hash: hash.digest('hex').slice(0, 16),
-    ...(authConfig === undefined ? {} : { auth: authConfig }),
-    listen: Object.freeze(listen),
+    files: Object.freeze([...p.files]),
+    hash: p.hash,
+    ...(p.authConfig === undefined ? {} : { auth: p.authConfig }),
+    listen: Object.freeze(p.listen),
     timeouts: Object.freeze(f.timeouts),
     limits: Object.freeze(f.limits),
     dns: Object.freeze({ ...f.dns, servers: Object.freeze([...f.dns.servers]) }),
-    policy,
-    routing,
-    parentBackoffMs: f.parent_backoff,
     reloadSettleMs: f.reload_settle,
+    policy,
+    routing: p.routing,
+    parentBackoffMs: f.parent_backoff,
     revokeOnReload: f.revoke_on_reload,
     warnings: Object.freeze(found.map(w => w.text))
   })
 }
 
-export async function loadConfig (file: string = DEFAULT_CONFIG_PATH, options: LoadOptions = {}): Promise<Config> {
-  let text: string
+/** Validate already-read text; `file` names it in errors. */
+export function parseConfig (text: string, file: string, options: LoadOptions = {}): Config {
+  const { f, locator } = validateText(text, file)
+  const p = prepare(f, text, file, options)
+  return finish(f, file, locator, p, compilePolicy(f.rules, f.default, f.mode, p.parentFirst), options)
+}
+
+/**
+ * parseConfig for a running proxy (reload): the YAML and the schema run in
+ * a worker thread and the policy compiles in slices, so that no step holds
+ * the event loop for long (issue 11, finding 6: a 20,000-rule reload held
+ * it for 1.7 s). Same result as parseConfig; errors without line numbers
+ * are never lost (the worker formats them with the document at hand).
+ */
+export async function parseConfigOffThread (text: string, file: string, options: LoadOptions = {}): Promise<Config> {
+  if (options.lint === true) return parseConfig(text, file, options)
+  const f = await validateInWorker(text, file)
+  const p = prepare(f, text, file, options)
+  const policy = await compilePolicyInSlices(f.rules, f.default, f.mode, p.parentFirst)
+  return finish(f, file, undefined, p, policy, options)
+}
+
+async function readConfigFile (file: string): Promise<string> {
   try {
-    text = await readFile(file, 'utf8')
+    return await readFile(file, 'utf8')
   } catch (err) {
     throw new ConfigError(file, [`${file}: cannot read: ${(err as Error).message}`])
   }
-  return parseConfig(text, file, options)
+}
+
+export async function loadConfig (file: string = DEFAULT_CONFIG_PATH, options: LoadOptions = {}): Promise<Config> {
+  return parseConfig(await readConfigFile(file), file, options)
+}
+
+/** loadConfig with parseConfigOffThread: what a reload uses. */
+export async function loadConfigOffThread (file: string = DEFAULT_CONFIG_PATH, options: LoadOptions = {}): Promise<Config> {
+  return await parseConfigOffThread(await readConfigFile(file), file, options)
 }

@@ -4,7 +4,7 @@
  * range list, CIDRs grouped by family and prefix length so a lookup is one
  * Set probe per distinct prefix length (fast with 10,000 entries).
  */
-import { parseCidr, type IpKey } from '../net/ip.js'
+import { inCidr, parseCidr, type IpKey } from '../net/ip.js'
 import { parsePortSpec } from './schema.js'
 
 export interface HostMatcher { match (host: string): boolean }
@@ -70,12 +70,21 @@ function prefixKey (bytes: readonly number[], bits: number): string {
  * `10.0.0.0/8` covers `::ffff:10.0.0.1`); IPv4-compatible `::a.b.c.d` is
  * IPv6 and never matched as its IPv4 (issue 11, finding 5).
  */
+/** Up to this many CIDRs are compared one by one: fewer objects per rule than the tables below. */
+const FEW_CIDRS = 4
+
 export function compileCidrs (specs: readonly string[]): CidrMatcher {
-  const v4 = new Map<number, Set<string>>()
-  const v6 = new Map<number, Set<string>>()
-  for (const s of specs) {
+  const parsed = specs.map(s => {
     const c = parseCidr(s)
     if (c === undefined) throw new TypeError(`bad CIDR ${s}`)
+    return c
+  })
+  if (parsed.length <= FEW_CIDRS) {
+    return { match: (key: IpKey): boolean => parsed.some(c => inCidr(key, c)) }
+  }
+  const v4 = new Map<number, Set<string>>()
+  const v6 = new Map<number, Set<string>>()
+  for (const c of parsed) {
     const table = c.v4 ? v4 : v6
     let set = table.get(c.bits)
     if (set === undefined) table.set(c.bits, (set = new Set()))

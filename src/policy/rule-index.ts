@@ -87,34 +87,52 @@ export class RuleIndex {
   private v4Lens: ReadonlyArray<readonly [number, Map<string, number[]>]> = []
   private v6Lens: ReadonlyArray<readonly [number, Map<string, number[]>]> = []
 
-  constructor (specs: readonly IndexedSpec[]) {
-    const always: number[] = []
-    const alwaysOrIps: number[] = []
-    specs.forEach((s, i) => {
-      if (s.ips !== undefined) {
-        alwaysOrIps.push(i)
-        for (const text of s.ips) {
-          const c = parseCidr(text)
-          if (c === undefined) continue
-          const table = c.v4 ? this.v4 : this.v6
-          let byPrefix = table.get(c.bits)
-          if (byPrefix === undefined) table.set(c.bits, (byPrefix = new Map()))
-          push(byPrefix, prefixKey(c.bytes, c.bits), i)
-        }
-      } else if (s.hosts !== undefined) {
-        for (const h of s.hosts) {
-          if (h.startsWith('*.')) push(this.suffix, h.slice(2), i)
-          else push(this.exact, h, i)
-        }
-      } else {
-        always.push(i)
-        alwaysOrIps.push(i)
+  private readonly alwaysList: number[] = []
+  private readonly alwaysOrIpsList: number[] = []
+
+  /** Index `specs` in one go. */
+  static of (specs: readonly IndexedSpec[]): RuleIndex {
+    const index = new RuleIndex()
+    specs.forEach((s, i) => index.add(i, s))
+    return index.seal()
+  }
+
+  /** An index to add() rules to, in order, then seal(). */
+  static empty (): RuleIndex { return new RuleIndex() }
+
+  private constructor () {
+    this.always = this.alwaysList
+    this.alwaysOrIps = this.alwaysOrIpsList
+  }
+
+  /** File rule `i` (rules must be added in order); see RuleIndex.of. */
+  add (i: number, s: IndexedSpec): void {
+    if (s.ips !== undefined) {
+      this.alwaysOrIpsList.push(i)
+      for (const text of s.ips) {
+        const c = parseCidr(text)
+        if (c === undefined) continue
+        const table = c.v4 ? this.v4 : this.v6
+        let byPrefix = table.get(c.bits)
+        if (byPrefix === undefined) table.set(c.bits, (byPrefix = new Map()))
+        push(byPrefix, prefixKey(c.bytes, c.bits), i)
       }
-    })
-    this.always = always
-    this.alwaysOrIps = alwaysOrIps
+    } else if (s.hosts !== undefined) {
+      for (const h of s.hosts) {
+        if (h.startsWith('*.')) push(this.suffix, h.slice(2), i)
+        else push(this.exact, h, i)
+      }
+    } else {
+      this.alwaysList.push(i)
+      this.alwaysOrIpsList.push(i)
+    }
+  }
+
+  /** After the last add(). */
+  seal (): this {
     this.v4Lens = [...this.v4.entries()]
     this.v6Lens = [...this.v6.entries()]
+    return this
   }
 
   /** Rules whose `hosts` can match `host` (hosts only match names). */

@@ -1,0 +1,73 @@
+/**
+ * A reload validates in a worker thread and compiles in slices
+ * (parseConfigOffThread, issue 11 finding 6); it must give exactly what
+ * parseConfig gives: the same config, the same decisions, the same errors.
+ */
+import assert from 'node:assert/strict'
+import { after, describe, it } from 'node:test'
+import { ConfigError, parseConfig, parseConfigOffThread } from '../../src/config/load.js'
+import { stopValidator } from '../../src/config/validate-worker.js'
+import { decideAddress, decideRequest, type RequestFacts } from '../../src/policy/decide.js'
+
+after(async () => { await stopValidator() })
+
+const FEATURES = `version: 1
+listen: [127.0.0.1:3128, { address: "127.0.0.1:3129", name: other }]
+timeouts: { idle: 10m }
+default: deny
+rules:
+  - { name: no-ads, action: deny, hosts: ["*.ads.example"] }
+  - { name: internal, action: allow, ips: [10.0.0.0/8], ports: [443] }
+  - { name: other-only, action: allow, listeners: [other], ports: ["8000-8080"] }
+  - { name: web, action: allow, ports: [443], mode: report }
+`
+
+function bigPolicy (n: number): string {
+  const rules = Array.from({ length: n }, (_, i) => `  - { name: net-${i}, action: ${i % 2 === 0 ? 'deny' : 'allow'}, ips: [10.${(i >> 8) & 255}.${i & 255}.0/24] }`)
+  return `version: 1\nrules:\n${rules.join('\n')}\n  - { name: https, action: allow, ports: [443] }\n`
+}
+
+const FACTS: RequestFacts[] = [
+  { host: 'x.ads.example', port: 443, isName: true, client: '127.0.0.1', listener: '127.0.0.1:3128' },
+  { host: 'example.com', port: 8080, isName: true, client: '127.0.0.1', listener: 'other' },
+  { host: '10.1.2.3', port: 443, isName: false, client: '127.0.0.1', listener: '127.0.0.1:3128' },
+  { host: '93.184.216.34', port: 443, isName: false, client: '127.0.0.1' }
+]
+const ADDRESSES = ['10.1.2.3', '10.0.7.9', '93.184.216.34', '127.0.0.1']
+
+describe('parseConfigOffThread = parseConfig', () => {
+  for (const [label, text] of [['a policy with every stage', FEATURES], ['2,000 rules (indexed, compiled in slices)', bigPolicy(2000)]] as const) {
+    it(label, async () => {
+      const a = parseConfig(text, 'p.yaml')
+      const b = await parseConfigOffThread(text, 'p.yaml')
+      const { policy: pa, routing: ra, ...restA } = a
+      const { policy: pb, routing: rb, ...restB } = b
+      assert.deepEqual(restB, restA)
+      assert.deepEqual(pb.rules.map(r => r.name), pa.rules.map(r => r.name))
+      assert.equal(pb.index === undefined, pa.index === undefined)
+      assert.equal(rb.defaultRoute.name, ra.defaultRoute.name)
+      for (const f of FACTS) {
+        assert.deepEqual(decideRequest(pb, f), decideRequest(pa, f))
+        for (const address of ADDRESSES) assert.deepEqual(decideAddress(pb, f, address), decideAddress(pa, f, address))
+      }
+    })
+  }
+
+  it('the same problems, with the same line numbers', async () => {
+    const broken = 'version: 1\nbogus: 1\nrules:\n  - { action: maybe, ports: [0] }\n'
+    const sync = (() => { try { parseConfig(broken, 'b.yaml'); return undefined } catch (err) { return err } })()
+    assert.ok(sync instanceof ConfigError)
+    await assert.rejects(parseConfigOffThread(broken, 'b.yaml'), (err: unknown) => {
+      assert.ok(err instanceof ConfigError)
+      assert.deepEqual(err.problems, sync.problems)
+      return true
+    })
+  })
+
+  it('YAML syntax errors too', async () => {
+    const bad = 'version: 1\nrules: [\n'
+    const sync = (() => { try { parseConfig(bad, 'y.yaml'); return undefined } catch (err) { return err } })()
+    assert.ok(sync instanceof ConfigError)
+    await assert.rejects(parseConfigOffThread(bad, 'y.yaml'), (err: unknown) => err instanceof ConfigError && err.problems.join('\n') === sync.problems.join('\n'))
+  })
+})
