@@ -107,6 +107,20 @@ export function parseCidr (text: string): Cidr | undefined {
   return { v4: a.kind() === 'ipv4', bytes: a.toByteArray(), bits }
 }
 
+/**
+ * The first `bits` of `bytes` as a string: a Set or Map key, so that a CIDR
+ * table lookup is one probe per distinct prefix length (policy/match.ts,
+ * policy/rule-index.ts).
+ */
+export function prefixKey (bytes: readonly number[], bits: number): string {
+  let key = ''
+  const whole = bits >> 3
+  for (let i = 0; i < whole; i++) key += String.fromCharCode(bytes[i] ?? 0)
+  const rest = bits & 7
+  if (rest > 0) key += String.fromCharCode((bytes[whole] ?? 0) & (0xff << (8 - rest)) & 0xff)
+  return key
+}
+
 /** Does `key` lie in `cidr`? */
 export function inCidr (key: IpKey, cidr: Cidr): boolean {
   if (key.v4 !== cidr.v4) return false

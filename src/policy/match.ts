@@ -4,7 +4,7 @@
  * range list, CIDRs grouped by family and prefix length so a lookup is one
  * Set probe per distinct prefix length (fast with 10,000 entries).
  */
-import { inCidr, parseCidr, type IpKey } from '../net/ip.js'
+import { inCidr, parseCidr, prefixKey, type IpKey } from '../net/ip.js'
 import { parsePortSpec } from './schema.js'
 
 export interface HostMatcher { match (host: string): boolean }
@@ -52,16 +52,6 @@ export function compilePorts (specs: ReadonlyArray<number | string>): PortMatche
 export interface CidrMatcher {
   /** `key` is the address parsed once per decision (net/ip.ts toIpKey). */
   match (key: IpKey): boolean
-}
-
-/** Network prefix of `bytes` as a string key, `bits` long. */
-function prefixKey (bytes: readonly number[], bits: number): string {
-  let key = ''
-  const whole = bits >> 3
-  for (let i = 0; i < whole; i++) key += String.fromCharCode(bytes[i] ?? 0)
-  const rest = bits & 7
-  if (rest > 0) key += String.fromCharCode((bytes[whole] ?? 0) & (0xff << (8 - rest)) & 0xff)
-  return key
 }
 
 /**

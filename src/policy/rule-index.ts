@@ -15,7 +15,7 @@
  * Small policies skip the index: a walk over a dozen rules is cheaper than
  * the lookups.
  */
-import { parseCidr, type IpKey } from '../net/ip.js'
+import { parseCidr, prefixKey, type IpKey } from '../net/ip.js'
 
 /** The fields of a rule the index needs (a subset of RuleSpec, as validated). */
 export interface IndexedSpec {
@@ -50,16 +50,6 @@ export class Candidates {
 }
 
 const NONE: readonly number[] = Object.freeze([])
-
-/** Network prefix of `bytes` as a string key, `bits` long (as in match.ts). */
-function prefixKey (bytes: readonly number[], bits: number): string {
-  let key = ''
-  const whole = bits >> 3
-  for (let i = 0; i < whole; i++) key += String.fromCharCode(bytes[i] ?? 0)
-  const rest = bits & 7
-  if (rest > 0) key += String.fromCharCode((bytes[whole] ?? 0) & (0xff << (8 - rest)) & 0xff)
-  return key
-}
 
 function push<K> (map: Map<K, number[]>, key: K, rule: number): void {
   const list = map.get(key)
