@@ -14,49 +14,20 @@
  * milliseconds; waits are on responses and log lines, never sleeps.
  */
 import assert from 'node:assert/strict'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { after, before, describe, it } from 'node:test'
-import bcrypt from 'bcryptjs'
 import { hashPassword } from '../../src/auth/hash.js'
 import { testHooks } from '../../src/auth/bcrypt-pool.js'
-import { Client, type ClientResponse } from '../helpers/connect-client.js'
+import { authFixtures, SLOW_HASH } from '../helpers/auth-fixtures.js'
+import type { Client, ClientResponse } from '../helpers/connect-client.js'
 import { startEchoServer } from '../helpers/origin.js'
 import { startSluice, type LogRecord, type Sluice } from '../helpers/sluice.js'
 import { pollImmediate, within } from '../helpers/wait.js'
 
-let dir: string
-before(async () => { dir = await mkdtemp(join(tmpdir(), 'sluice-auth-hardening-')) })
-after(async () => { if (dir !== undefined) await rm(dir, { recursive: true, force: true }) })
-
-const clients = new Set<Client>()
-function closeClients (): void {
-  for (const c of clients) c.close()
-  clients.clear()
-}
-after(closeClients)
-
-async function open (port: number, localAddress = '127.0.0.1'): Promise<Client> {
-  const c = await Client.open(port, localAddress)
-  clients.add(c)
-  return c
-}
-
-function basic (user: string, password: string): string {
-  return 'Basic ' + Buffer.from(`${user}:${password}`, 'utf8').toString('base64')
-}
-
-function bcryptLine (user: string, password: string, cost: number): string {
-  return `${user}:${bcrypt.hashSync(password, cost).replace(/^\$2b\$/, '$2y$')}`
-}
-
-async function usersFile (name: string, lines: readonly string[]): Promise<string> {
-  const path = join(dir, name)
-  await writeFile(path, [...lines, ''].join('\n'))
-  return path
-}
+/** Users files in a temp dir and raw clients tracked until closed; `connectOnce` takes a `localAddress` (default 127.0.0.1). */
+const {
+  clients, basic, bcryptLine, usersFile, open, connectOnce, closeClients
+} = authFixtures('sluice-auth-hardening-')
 
 /** The code in a Proxy-Status header's details. */
 function codeOf (r: ClientResponse): string {
@@ -74,17 +45,6 @@ async function timed (c: Client, target: string, authorization: string): Promise
   const t0 = performance.now()
   const r = await c.connect(target, authorization)
   return { ms: performance.now() - t0, r }
-}
-
-/** One CONNECT on a fresh connection from `localAddress`; closed after the answer. */
-async function connectOnce (port: number, target: string, authorization: string, localAddress = '127.0.0.1'): Promise<ClientResponse> {
-  const c = await open(port, localAddress)
-  try {
-    return await c.connect(target, authorization)
-  } finally {
-    c.close()
-    clients.delete(c)
-  }
 }
 
 // ================================================================== finding 1
@@ -292,8 +252,6 @@ describe('a hash worker dies with checks pending', () => {
   let echo: Awaited<ReturnType<typeof startEchoServer>>
   let sluice: Sluice
   let TARGET: string
-  /** bcrypt cost 12 (~0.3 s per check) of a password no test sends: made once, offline. */
-  const SLOW_HASH = '$2y$12$FQfcyTJ8uSnpf26mtdBLNOf/IaIGlqjzBWDXtAJgCI9vkXb/B6Q/u'
 
   before(async () => {
     echo = await startEchoServer()

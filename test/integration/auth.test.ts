@@ -15,15 +15,12 @@
  * scrypt hash. `localhost` resolves through the stub DNS server only.
  */
 import assert from 'node:assert/strict'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import bcrypt from 'bcryptjs'
 import { ProxyAgent, request as undiciRequest, type Dispatcher } from 'undici'
 import { parseConfig } from '../../src/index.js'
 import { hashPassword } from '../../src/auth/hash.js'
-import { Client, type ClientResponse as Response } from '../helpers/connect-client.js'
+import { authFixtures, SLOW_HASH } from '../helpers/auth-fixtures.js'
+import type { ClientResponse as Response } from '../helpers/connect-client.js'
 import { curl, needCurl } from '../helpers/curl.js'
 import { startDnsStubRetrying as startStub, type DnsStub } from '../helpers/dns-stub.js'
 import { startEchoServer, startHttpOrigin, startHttpsOrigin } from '../helpers/origin.js'
@@ -44,42 +41,23 @@ const PW = {
 } as const
 const JURGEN = 'j\u00fcrgen' // jürgen
 
-/** Every password and credential used in this file: none may reach a log line. */
-const SECRETS = new Set<string>()
+/**
+ * Users files in a temp dir, tracked raw clients, and `SECRETS`: every
+ * password and credential used in this file (`basic` and `bcryptLine` record
+ * theirs), none of which may reach a log line.
+ */
+const {
+  secrets: SECRETS, basic, bcryptLine, usersFile, open, connectOnce, closeClients
+} = authFixtures('sluice-auth-')
 /** Every Sluice started here, for the final log scan. */
 const INSTANCES: Sluice[] = []
 
-function basic (user: string, password: string): string {
-  const b64 = Buffer.from(`${user}:${password}`, 'utf8').toString('base64')
-  SECRETS.add(password)
-  SECRETS.add(b64)
-  return `Basic ${b64}`
-}
-
-/** A cost-4 bcrypt line; `$2y$` as `htpasswd -B` writes it, or bcryptjs' own `$2b$`. */
-function bcryptLine (user: string, password: string, prefix: '$2y$' | '$2b$' = '$2y$', cost = 4): string {
-  SECRETS.add(password)
-  return `${user}:${bcrypt.hashSync(password, cost).replace(/^\$2b\$/, prefix)}`
-}
-
-let dir: string
 let scryptCarol: string
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sluice-auth-'))
   scryptCarol = await hashPassword(PW.carol, 'scrypt')
   SECRETS.add(PW.carol)
 })
-
-after(async () => {
-  if (dir !== undefined) await rm(dir, { recursive: true, force: true })
-})
-
-async function usersFile (name: string, lines: readonly string[]): Promise<string> {
-  const path = join(dir, name)
-  await writeFile(path, ['# test users', ...lines, ''].join('\n'))
-  return path
-}
 
 /** auth with the users file `users` and `lockout`, and one rule letting `allowed` (YAML list items) reach loopback. */
 function usersRule (users: string, lockout = '{ failures: 0 }', allowed = 'alice'): string {
@@ -98,31 +76,6 @@ async function start (yaml: string): Promise<Sluice> {
 }
 
 // ------------------------------------------------------------------ raw client
-
-const clients = new Set<Client>()
-/** Close every client still open (a failed test may leave one): before closing Sluice, which would linger on them. */
-function closeClients (): void {
-  for (const c of clients) c.close()
-  clients.clear()
-}
-after(closeClients)
-
-async function open (port: number, localAddress?: string): Promise<Client> {
-  const c = await Client.open(port, localAddress)
-  clients.add(c)
-  return c
-}
-
-/** One CONNECT on a fresh connection; the connection is closed after the response. */
-async function connectOnce (port: number, target: string, authorization?: string, localAddress?: string): Promise<Response> {
-  const c = await open(port, localAddress)
-  try {
-    return await c.connect(target, authorization)
-  } finally {
-    c.close()
-    clients.delete(c)
-  }
-}
 
 const CHALLENGE = 'Basic realm="Sluice", charset="UTF-8"'
 
@@ -160,11 +113,11 @@ describe('proxy authentication', () => {
     ECHO = `127.0.0.1:${echo.port}`
     HTTP = `127.0.0.1:${http.port}`
     const users = await usersFile('users.htpasswd', [
-      bcryptLine('alice', PW.alice, '$2y$'),
-      bcryptLine('bob', PW.bob, '$2b$'),
+      bcryptLine('alice', PW.alice, 4, '$2y$'),
+      bcryptLine('bob', PW.bob, 4, '$2b$'),
       `carol:${scryptCarol}`,
-      bcryptLine(JURGEN, PW.jurgen, '$2y$'),
-      bcryptLine('dave', PW.dave, '$2b$')
+      bcryptLine(JURGEN, PW.jurgen, 4, '$2y$'),
+      bcryptLine('dave', PW.dave, 4, '$2b$')
     ])
     sluice = await start(`
 dns: { servers: ["${stub.address}"] }
@@ -639,12 +592,6 @@ describe('lock-out and attempts in flight', () => {
   let echo: Awaited<ReturnType<typeof startEchoServer>>
   let sluice: Sluice
   let TARGET: string
-
-  /**
-   * A cost-12 bcrypt hash (~0.3 s per compare) of a password no test sends:
-   * a precomputed constant, since making it costs as much as checking it.
-   */
-  const SLOW_HASH = '$2y$12$FQfcyTJ8uSnpf26mtdBLNOf/IaIGlqjzBWDXtAJgCI9vkXb/B6Q/u'
 
   before(async () => {
     echo = await startEchoServer()
