@@ -3,6 +3,7 @@ import cluster from 'node:cluster'
 import type { LogLevel } from '../observability/log.js'
 import { createLogger } from '../observability/log.js'
 import { loadConfig } from '../config/load.js'
+import { formatHostPort } from '../net/ip.js'
 import { createReloader, type Reloader } from '../config/reloader.js'
 import { createProxy } from '../server/proxy.js'
 import { startStats, statsIntervalFromEnv } from '../observability/stats.js'
@@ -17,10 +18,16 @@ export interface ServeOptions {
 
 export async function serve (opts: ServeOptions): Promise<number> {
   const loadOptions = opts.parent === undefined ? {} : { parentUrl: opts.parent }
-  const config = await loadConfig(opts.config, loadOptions)
+  // At start-up, the cheap validate checks too: an open proxy must not go unnoticed (SECURITY.md).
+  const config = await loadConfig(opts.config, {
+    ...loadOptions,
+    lint: 'startup',
+    ...(opts.listen === undefined ? {} : { lintListen: [{ ...opts.listen, name: formatHostPort(opts.listen.host, opts.listen.port) }] })
+  })
   const base = createLogger({ level: opts.logLevel, pretty: opts.pretty })
   // Under --workers, every line names its worker.
   const logger = cluster.isWorker ? base.child({ worker: cluster.worker?.id }) : base
+  for (const w of config.warnings) logger.warn({ warning: w }, 'configuration warning (see sluice validate)')
   const proxy = createProxy({ config, logger, ...(opts.listen === undefined ? {} : { listen: [opts.listen] }) })
   let current = config
   let reloader: Reloader | undefined

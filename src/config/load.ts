@@ -53,8 +53,14 @@ export interface Config {
 }
 
 export interface LoadOptions extends RoutingOverrides {
-  /** Also look for mistakes a valid file can hold (config/lint.ts): `sluice validate`. */
-  readonly lint?: boolean
+  /**
+   * Also look for mistakes a valid file can hold (config/lint.ts): `true`
+   * for `sluice validate`; `'startup'` for `serve`, without the quadratic
+   * shadowing check.
+   */
+  readonly lint?: boolean | 'startup'
+  /** Judge these listeners instead of the file's (`serve --listen`), for the open-proxy warning. */
+  readonly lintListen?: readonly ListenAddress[]
 }
 
 /** `file:LINE: path` (no line when the path is not known, e.g. a required key left out, or no locator). */
@@ -156,7 +162,9 @@ function prepare (f: SluiceFile, text: string, file: string, options: LoadOption
 function finish (f: SluiceFile, file: string, locator: Locator | undefined, p: Prepared, policy: CompiledPolicy, options: LoadOptions): Config {
   const found = [
     ...p.missingSecrets.map(m => ({ path: m.path, message: `${m.message} (serve and check need it)` })),
-    ...(options.lint === true ? lintConfig({ file: f, listen: p.listen, policy, routing: p.routing }) : [])
+    ...(options.lint === undefined || options.lint === false
+      ? []
+      : lintConfig({ file: f, listen: options.lintListen ?? p.listen, policy, routing: p.routing }, { shadowing: options.lint === true }))
   ].map(w => {
     const at = where(file, locator, w.path)
     return { line: at.line ?? Number.MAX_SAFE_INTEGER, text: `${at.text}: ${w.message}` }
@@ -194,7 +202,7 @@ export function parseConfig (text: string, file: string, options: LoadOptions = 
  * are never lost (the worker formats them with the document at hand).
  */
 export async function parseConfigOffThread (text: string, file: string, options: LoadOptions = {}): Promise<Config> {
-  if (options.lint === true) return parseConfig(text, file, options)
+  if (options.lint !== undefined && options.lint !== false) return parseConfig(text, file, options)
   const f = await validateInWorker(text, file)
   const p = prepare(f, text, file, options)
   const policy = await compilePolicyInSlices(f.rules, f.default, f.mode, p.parentFirst)

@@ -10,7 +10,7 @@
  * A lookup collects the rules whose primary matcher can match, and the walk
  * visits them in rule order and runs the full match on each, exactly as the
  * linear walk does: the index only skips rules that cannot match, so first
- * match is kept (test/unit/policy-property.test.ts compares both walks).
+ * match is kept (test/unit/rule-index.test.ts compares both walks).
  *
  * Small policies skip the index: a walk over a dozen rules is cheaper than
  * the lookups.

@@ -158,6 +158,23 @@ describe('sluice CLI: serving and signals', () => {
     await s.waitForLog(l => l.msg === 'shut down')
   })
 
+  it('serve --listen 0.0.0.0 without auth logs the open-proxy warning at start-up', async () => {
+    // Bound for an instant and signalled at once; nothing is sent anywhere.
+    const s = await serve(['--listen', '0.0.0.0:0'], '0.0.0.0')
+    const warning = await s.waitForLog(l => l.msg === 'configuration warning (see sluice validate)')
+    assert.equal(warning['level'], 'warn')
+    assert.match(String(warning['warning']), /listener '0\.0\.0\.0:0' is reachable beyond loopback with no auth section.*open proxy/)
+    s.child.kill('SIGTERM')
+    assert.deepEqual(await s.exited(), { code: 0, signal: null }, s.stderr())
+  })
+
+  it('the shipped default policy on loopback logs no configuration warning', async () => {
+    const s = await serve(['--listen', '127.0.0.1:0'])
+    s.child.kill('SIGTERM')
+    assert.deepEqual(await s.exited(), { code: 0, signal: null }, s.stderr())
+    assert.deepEqual(s.logs.filter(l => l.msg === 'configuration warning (see sluice validate)'), [])
+  })
+
   it('SIGTERM with no tunnels exits 0 promptly, not after the drain deadline', async () => {
     // drain is 30 s in this fixture: an idle proxy must not wait for it.
     // The signal goes out as soon as 'sluice listening' is read, as a

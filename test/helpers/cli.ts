@@ -100,7 +100,8 @@ export interface Served {
 }
 
 /** Start `node dist/cli.js ARGS` serving (ARGS must listen on one 127.0.0.1 address) and wait for 'sluice listening'. */
-export async function serveCli (args: readonly string[]): Promise<Served> {
+/** `host`: the address it is expected to listen on (default 127.0.0.1). */
+export async function serveCli (args: readonly string[], host = '127.0.0.1'): Promise<Served> {
   const child = track(spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] }))
   const logs: LogLine[] = []
   const waiters = new Set<() => void>()
@@ -149,8 +150,8 @@ export async function serveCli (args: readonly string[]): Promise<Served> {
   const listening = await waitForLog(l => l.msg === 'sluice listening')
   const listen = listening['listen']
   assert.ok(Array.isArray(listen) && listen.length === 1, `one listen address expected, got ${JSON.stringify(listen)}`)
-  const m = /^127\.0\.0\.1:(\d+)$/.exec(String(listen[0]))
-  assert.ok(m !== null, `listen address should be 127.0.0.1:PORT, got ${String(listen[0])}`)
+  const m = new RegExp(`^${host.replace(/\./g, '\\.')}:(\\d+)$`).exec(String(listen[0]))
+  assert.ok(m !== null, `listen address should be ${host}:PORT, got ${String(listen[0])}`)
   const port = Number(m[1])
   assert.ok(port > 0 && port < 65536)
 
