@@ -13,7 +13,7 @@ import type { SluiceFile } from './schema.js'
 import { ConfigError } from './errors.js'
 
 /** Rules per message. */
-const BATCH = 500
+const BATCH = 200
 
 type Message =
   | { readonly kind: 'file', readonly f: SluiceFile }

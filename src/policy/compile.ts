@@ -93,7 +93,7 @@ export async function compilePolicyInSlices (
   defaultAction: 'allow' | 'deny',
   mode: 'enforce' | 'report' = 'enforce',
   parentFirst: ParentFirst = () => false,
-  sliceMs = 2
+  sliceMs = 1
 ): Promise<CompiledPolicy> {
   const compiled: CompiledRule[] = []
   const index = rules.length < INDEX_MIN_RULES ? undefined : RuleIndex.empty()
