@@ -4,10 +4,10 @@
  * (issue 11); this step turns its outcome into the principal, undefined
  * for an anonymous request, or the 407 / 429 to answer, and logs failures.
  */
-import type { IncomingMessage } from 'node:http'
 import { ProxyError } from '../errors.js'
 import type { AuthFailure, Principal } from '../auth/authenticator.js'
 import type { Tunnel } from '../tunnel/tunnel.js'
+import type { RequestHead } from './head-parser.js'
 import type { AuthState, ConnectContext } from './context.js'
 import { F } from '../observability/fields.js'
 
@@ -21,8 +21,8 @@ const AUTH_FAILURES: Readonly<Record<AuthFailure, string>> = {
 /** Retry-After for a check refused by the queue's limits: checks ahead of it end within a few hash times. */
 const BUSY_RETRY_S = '1'
 
-export async function authenticate (ctx: ConnectContext, auth: AuthState, tunnel: Tunnel, req: IncomingMessage, client: string): Promise<Principal | undefined> {
-  const outcome = await auth.authenticator.authenticate(req.headers['proxy-authorization'], { client, lockout: ctx.lockout })
+export async function authenticate (ctx: ConnectContext, auth: AuthState, tunnel: Tunnel, req: RequestHead, client: string): Promise<Principal | undefined> {
+  const outcome = await auth.authenticator.authenticate(req.proxyAuthorization, { client, lockout: ctx.lockout })
   switch (outcome.kind) {
     case 'none': return undefined
     case 'ok':

@@ -41,6 +41,17 @@ export interface ConnectionInfo {
   readonly listener: string
   /** 407s already sent on this connection. */
   readonly challenges: number
-  /** Hand the connection back to the HTTP parser after a 407 (keep-alive retry). */
-  readonly rearm: (socket: Socket, head: Buffer) => void
+}
+
+/**
+ * A connection the pipeline hands back to its listener after a 407, for the
+ * client's retry on the same connection: the listener reads the next head
+ * from `early` (the bytes that came after the challenged head) and then the
+ * socket (server/connect-listener.ts).
+ */
+export interface Retry {
+  readonly socket: Socket
+  readonly early: Buffer
+  /** 407s sent on this connection, this one included. */
+  readonly challenges: number
 }

@@ -4,41 +4,55 @@
  * downstream socket until the dial succeeded; on any failure they are
  * dropped with the socket.
  */
-import type { IncomingMessage } from 'node:http'
 import { ProxyError, toProxyError } from '../errors.js'
 import type { Config } from '../config/load.js'
 import { parseTarget, type Target } from './target.js'
 import { authenticate } from './authenticate.js'
+import type { RequestHead } from './head-parser.js'
 import type { Principal } from '../auth/authenticator.js'
 import { stillAllowed } from '../policy/recheck.js'
 import { evaluate, type Decision } from '../policy/evaluate.js'
 import type { RequestFacts, Verdict } from '../policy/decide.js'
 import { F } from '../observability/fields.js'
 import type { Tunnel } from '../tunnel/tunnel.js'
-import type { AuthState, ConnectContext, ConnectionInfo } from './context.js'
+import type { AuthState, ConnectContext, ConnectionInfo, Retry } from './context.js'
 
-export type { AuthState, ConnectContext, ConnectionInfo } from './context.js'
+export type { AuthState, ConnectContext, ConnectionInfo, Retry } from './context.js'
 
-export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: IncomingMessage, head: Buffer, conn: ConnectionInfo): Promise<void> {
+/**
+ * Run the pipeline for one parsed CONNECT head; `early` is what the client
+ * sent after it (docs/node-internals.md A1). Resolves with the connection
+ * when a 407 hands it back for the client's retry, else undefined. Never
+ * rejects: every failure is answered here.
+ */
+export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: RequestHead, early: Buffer, conn: ConnectionInfo): Promise<Retry | undefined> {
   const auth = ctx.auth()
   try {
     const cfg = ctx.config()
     const target = admit(ctx, cfg, tunnel, req)
     const principal = auth === undefined ? undefined : await authenticate(ctx, auth, tunnel, req, tunnel.clientAddress)
     const decision = await decide(ctx, cfg, tunnel, requestFacts(tunnel, target, conn, auth, principal))
-    if (tunnel.signal.aborted) return
-    await dial(ctx, cfg, tunnel, decision, head)
+    if (tunnel.signal.aborted) return undefined
+    await dial(ctx, cfg, tunnel, decision, early)
+    return undefined
   } catch (err) {
-    answerFailure(ctx, tunnel, err, auth, conn, head)
+    try {
+      return answerFailure(ctx, tunnel, err, auth, conn, early)
+    } catch (bug) {
+      // The backstop: answering failed too.
+      ctx.log.error({ err: bug, [F.tunnel]: tunnel.id }, 'unhandled error in CONNECT pipeline')
+      tunnel.destroy('error')
+      return undefined
+    }
   }
 }
 
 /** Parse the request and count it against the limits; throws the refusal. */
-function admit (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, req: IncomingMessage): Target {
+function admit (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, req: RequestHead): Target {
   if (ctx.draining()) throw new ProxyError('ERR_SHUTTING_DOWN', { headers: { 'Retry-After': '5' } })
-  // RFC 9112 §2.3: HTTP/1.x only; llhttp also accepts 0.9 and 2.0 (docs/node-internals.md A5).
-  if (req.httpVersion !== '1.1' && req.httpVersion !== '1.0') throw new ProxyError('ERR_BAD_VERSION', { detail: `HTTP/${req.httpVersion}` })
-  const target = parseTarget(req.url)
+  // RFC 9112 §2.3: HTTP/1.x only; the head parser reports any HTTP/d.d, and 0.9 for a request line without one.
+  if (req.version !== '1.1' && req.version !== '1.0') throw new ProxyError('ERR_BAD_VERSION', { detail: `HTTP/${req.version}` })
+  const target = parseTarget(req.target)
   tunnel.parsed(target)
   if (ctx.registry.size >= cfg.limits.max_tunnels) {
     throw new ProxyError('ERR_TOO_MANY_TUNNELS', { headers: { 'Retry-After': '1' } })
@@ -86,7 +100,7 @@ function reportWouldDeny (ctx: ConnectContext, tunnel: Tunnel, v: Verdict, addre
 }
 
 /** Dial the decision's route and hand the upstream to the tunnel. */
-async function dial (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, decision: Decision, head: Buffer): Promise<void> {
+async function dial (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, decision: Decision, early: Buffer): Promise<void> {
   const target = tunnel.target
   if (target === undefined) throw new Error('dial before parse')
   tunnel.dialing(decision.route.name)
@@ -103,11 +117,11 @@ async function dial (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, decision:
     socket.destroy()
     throw new ProxyError('ERR_POLICY_DENIED', { detail: `${target.authority} (revoked by a policy reload while connecting)` })
   }
-  tunnel.establish(socket, dialed, hops, head)
+  tunnel.establish(socket, dialed, hops, early)
 }
 
-/** Every failure ends here: one answer, a 407 with a retry on the same connection if allowed. */
-function answerFailure (ctx: ConnectContext, tunnel: Tunnel, err: unknown, auth: AuthState | undefined, conn: ConnectionInfo, head: Buffer): void {
+/** Every failure ends here: one answer, a 407 with a retry on the same connection if allowed (then the connection to read again). */
+function answerFailure (ctx: ConnectContext, tunnel: Tunnel, err: unknown, auth: AuthState | undefined, conn: ConnectionInfo, early: Buffer): Retry | undefined {
   let e = toProxyError(err)
   // Work cut short by shutdown (e.g. a bcrypt compare when the pool closes) is not a bug.
   if (e.code === 'ERR_INTERNAL' && ctx.draining()) e = new ProxyError('ERR_SHUTTING_DOWN', { detail: 'shutdown', cause: err })
@@ -117,13 +131,14 @@ function answerFailure (ctx: ConnectContext, tunnel: Tunnel, err: unknown, auth:
     const challenge = { 'Proxy-Authenticate': `Basic realm="${auth.config.realm}", charset="UTF-8"` }
     if (conn.challenges + 1 < auth.config.maxAttempts) {
       // The client may retry on this same connection (clients that only
-      // answer a challenge, e.g. Apache HttpClient, need that).
+      // answer a challenge, e.g. Apache HttpClient, need that): its
+      // listener reads the next head, starting with the bytes after this one.
       const socket = tunnel.challenge(e, challenge)
-      if (socket !== undefined) conn.rearm(socket, head)
-      return
+      return socket === undefined ? undefined : { socket, early, challenges: conn.challenges + 1 }
     }
     tunnel.fail(e, challenge)
-    return
+    return undefined
   }
   tunnel.fail(e)
+  return undefined
 }

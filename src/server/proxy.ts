@@ -3,8 +3,7 @@
  * registry, and its lifecycle (listen, reload, graceful close). Logger is
  * injected, never global, so tests capture their own.
  */
-import type { Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Server } from 'node:net'
 import { once } from 'node:events'
 import type { Logger } from 'pino'
 import type { Config } from '../config/load.js'
@@ -12,8 +11,7 @@ import { createResolver, type Resolver } from '../net/resolver.js'
 import { ParentHealth } from '../upstream/health.js'
 import { dialRoute, type RouteDialOptions } from '../upstream/route.js'
 import { TunnelRegistry } from './registry.js'
-import { createConnectServer, refuseWaiting } from './http-connect.js'
-import { Server as NetServer } from 'node:net'
+import { createConnectListener, HeadTimeouts, refuseWaiting } from './connect-listener.js'
 import { AcceptGuard, fdLimit, openFds } from './accept-guard.js'
 import { WaitingConnections } from './waiting.js'
 import type { AuthState, ConnectContext } from '../connect/context.js'
@@ -54,9 +52,6 @@ export interface Proxy {
    */
   close (drainMs?: number): Promise<void>
 }
-
-/** net.Server's own close: stop listening, leave every connection as it is. */
-const netClose = NetServer.prototype.close
 
 export function createProxy (opts: ProxyOptions): Proxy {
   let config = opts.config
@@ -119,14 +114,16 @@ export function createProxy (opts: ProxyOptions): Proxy {
   let guard: AcceptGuard | undefined
   const waiting = new WaitingConnections(() => guard?.check())
   const accepted = (): void => guard?.check()
+  // One header-timeout sweep for every listener's connections (issue 12).
+  const heads = new HeadTimeouts(t.header)
 
   async function bind (): Promise<readonly AddressInfo[]> {
     for (const { host, port, name } of opts.listen ?? config.listen) {
-      const server = createConnectServer(ctx, {
+      const server = createConnectListener(ctx, {
         name: name ?? formatHostPort(host, port),
-        headerTimeoutMs: t.header,
         maxHeaderSize: config.limits.max_header_size,
         waiting,
+        heads,
         accepted
       })
       server.listen({ host, port })
@@ -140,8 +137,8 @@ export function createProxy (opts: ProxyOptions): Proxy {
       limit: opts.fdLimit ?? fdLimit(),
       base: openFds(),
       inUse: () => waiting.size + 2 * registry.size,
-      // net.Server's close: http.Server's would also close idle (and mid-head) connections.
-      pause: () => { for (const s of servers) if (s.listening) netClose.call(s) },
+      // Stop listening; every connection stays as it is.
+      pause: () => { for (const s of servers) if (s.listening) s.close() },
       resume: () => { servers.forEach((s, i) => { const a = addresses[i]; if (!s.listening && a !== undefined && !draining) s.listen({ host: a.address, port: a.port }) }) }
     })
     if (config.limits.max_tunnels * 2 > guard.capacity) {
@@ -187,7 +184,7 @@ export function createProxy (opts: ProxyOptions): Proxy {
       draining = true
       // A close during listen() waits for the binding, then closes it too.
       await listening?.catch(() => [])
-      for (const s of servers) if (s.listening) netClose.call(s)
+      for (const s of servers) if (s.listening) s.close()
       // Requests half-sent or not yet sent get 503, not a bare FIN (issue 11, finding 7).
       refuseWaiting(ctx, waiting)
       log.info({ tunnels: registry.size, drain_ms: drainMs }, 'shutting down: draining tunnels')
@@ -196,8 +193,9 @@ export function createProxy (opts: ProxyOptions): Proxy {
         registry.closeAll('shutdown')
         await registry.drained(5000)
       }
-      for (const s of servers) s.closeAllConnections()
-      // http.Server's close also stops its header-timeout sweep; resolves once every socket is gone.
+      // Connections not (or no longer) tunnels: a refused one still lingering, a 407's retry still to come.
+      for (const socket of waiting.all()) socket.destroy()
+      // Resolves once every socket is gone (the close callback's ERR_SERVER_NOT_RUNNING only says it stopped listening earlier).
       await Promise.all(servers.map(async s => await new Promise<void>(resolve => s.close(() => resolve()))))
       await pool.close()
       log.info('shut down')

@@ -96,8 +96,9 @@ export class Tunnel {
   private finalized = false
 
   constructor (downstream: Socket, host: TunnelHost) {
-    // First thing: after 'connect' Node leaves the socket with no 'error'
-    // listener, and a client RST would crash the process (docs/node-internals.md A3).
+    // First thing: the listener hands the socket over without its own
+    // 'error' listener, and a client RST on a socket with none would crash
+    // the process (docs/node-internals.md A3).
     const owned = downstream as Owned
     owned[kTunnel] = this
     downstream.on('error', onSocketError)

@@ -1,8 +1,9 @@
 /**
- * Fuzzing the request head as Node's parser (llhttp) hands it to Sluice
- * today (issue 11, "Fuzzing"; the "front end" issue replaces that parser and
- * brings its own fuzzing). Arbitrary bytes, and CONNECT heads built from
- * near-valid parts (methods, targets, versions, headers such as
+ * Fuzzing the request head over the wire, through Sluice's own front end
+ * (issue 11, "Fuzzing"; since issue 12 a net.Server and
+ * connect/head-parser.ts, whose own properties are in
+ * test/unit/head-parser.fuzz.test.ts). Arbitrary bytes, and CONNECT heads
+ * built from near-valid parts (methods, targets, versions, headers such as
  * Content-Length, Transfer-Encoding, Expect, obs-fold, long lines,
  * pipelined requests, early tunnel bytes) with random byte edits, are
  * written to a real Sluice over a real socket; then the client half-closes
@@ -111,7 +112,7 @@ async function check (input: Buffer, how: 'end' | 'reset'): Promise<void> {
   const shown = JSON.stringify(input.toString('latin1').slice(0, 300))
   if (how === 'end' && outcome.bytes.length > 0) {
     const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(outcome.bytes.toString('latin1'))?.[1])
-    // The answer's final line (written within a batch of the log); it says whether Node parsed a HEAD.
+    // The answer's final line (written within a batch of the log); it says whether a HEAD was parsed.
     const rec = await s.waitForLog(r => s.logs.indexOf(r) >= logsBefore && (r.msg === 'request refused' || r.msg === 'tunnel closed') && r['client'] === client && r['status'] === status, 5000)
       .catch(() => undefined)
     assert.ok(rec !== undefined, `no final log line with status ${status} for ${client} after ${shown}: ${JSON.stringify(outcome.bytes.toString('latin1').slice(0, 300))}`)
@@ -216,7 +217,7 @@ describe('inputs the fuzzer found: one answer, with Proxy-Status, and its one lo
   }
 })
 
-describe('request head fuzz (Node 20 http.Server as the front end)', { timeout: fuzzTimeout(120_000) }, () => {
+describe('request head fuzz (net.Server and connect/head-parser.ts as the front end)', { timeout: fuzzTimeout(120_000) }, () => {
   it('arbitrary and mutated heads over a real socket: one answer or a clean close, nothing left behind', async () => {
     await fc.assert(fc.asyncProperty(input, fc.constantFrom<'end' | 'reset'>('end', 'end', 'end', 'reset'), async (bytes, how) => {
       await check(bytes, how)

@@ -1,0 +1,342 @@
+/**
+ * The explicit-proxy listener: a net.Server that reads each connection's
+ * request head with Sluice's own parser (connect/head-parser.ts; issue 12,
+ * docs/node-internals.md E) and answers CONNECT and nothing else.
+ *
+ * accept → read the head (one shared sweep times every connection still
+ * reading, `timeouts.header`) →
+ * - a CONNECT   → a Tunnel and the CONNECT pipeline (connect/handle.ts);
+ *                 the bytes after the head are the tunnel's early data.
+ *                 After a 407 the pipeline hands the connection back and the
+ *                 next head is read here, on the same socket;
+ * - another method → 405 with Allow: CONNECT; its body is never read, and
+ *                 nothing after it is acted on (docs/node-internals.md A6);
+ * - a bad head, too large, too slow, or cut off → 400 / 431 / 408 with
+ *                 Proxy-Status, logged `request refused` with the parser's code.
+ *
+ * Socket listeners are shared functions that find their HeadReader through
+ * one symbol on the socket (as waiting.ts and tunnel.ts do): no closure and
+ * no timer per connection.
+ */
+import { createServer, type Server, type Socket } from 'node:net'
+import { ProxyError } from '../errors.js'
+import { handleConnect, type Retry } from '../connect/handle.js'
+import type { ConnectContext, ConnectionInfo } from '../connect/context.js'
+import { HeadScan, parseHead, type RequestHead } from '../connect/head-parser.js'
+import { Tunnel, type TunnelHost } from '../tunnel/tunnel.js'
+import { errorResponse, flushAndClose, respondAndClose } from '../tunnel/respond.js'
+import type { WaitingConnections } from './waiting.js'
+import { clientAddress, formatHostPort } from '../net/ip.js'
+import { F } from '../observability/fields.js'
+
+export interface ConnectListenerOptions {
+  /** Listener name, matched by policy `listeners:`. */
+  readonly name: string
+  readonly maxHeaderSize: number
+  /** Accepted connections that are not (yet) tunnels. */
+  readonly waiting: WaitingConnections
+  /** The header timeout's sweep, shared by every listener. */
+  readonly heads: HeadTimeouts
+  /** Called after each accept (the accept guard counts descriptors). */
+  readonly accepted: () => void
+}
+
+const EMPTY = Buffer.alloc(0)
+
+function clientOf (socket: Socket): string {
+  return formatHostPort(clientAddress(socket.remoteAddress ?? ''), socket.remotePort ?? 0)
+}
+
+const UNPRINTABLE = /[^\x21-\x7e]/g
+const USERINFO = /^([^/@]*\/\/)?[^/@]*@/
+const REQUEST_LINE = /^([^\s]{1,32}) ([^\s]+)/
+
+/**
+ * A request target as a log may show it: printable, at most 256 characters,
+ * and never with credentials (`http://user:pw@host/` → `http://[redacted]@host/`).
+ */
+function loggable (target: string): string {
+  return target.slice(0, 256).replace(UNPRINTABLE, '?').replace(USERINFO, '$1[redacted]@')
+}
+
+/** Method and target of a head the parser refused, for the log only. */
+function requestLine (raw: Buffer): { method: string, target: string } | undefined {
+  const m = REQUEST_LINE.exec(raw.subarray(0, 512).toString('latin1'))
+  if (m === null) return undefined
+  return { method: loggable(m[1] ?? ''), target: loggable(m[2] ?? '') }
+}
+
+/** What every connection of one listener shares. */
+interface Listener {
+  readonly ctx: ConnectContext
+  readonly opts: ConnectListenerOptions
+  readonly host: TunnelHost
+  /** The first CONNECT of a connection: no challenge sent yet. */
+  readonly first: ConnectionInfo
+  /** The pipeline's outcome: a connection handed back after a 407 is read again. */
+  readonly resumed: (retry: Retry | undefined) => void
+  /** The backstop, should reading again fail. */
+  readonly failed: (err: unknown) => void
+}
+
+const kReader = Symbol('sluice.head')
+type Reading = Socket & { [kReader]?: HeadReader | undefined }
+
+function onHeadData (this: Reading, chunk: Buffer): void { this[kReader]?.data(chunk) }
+function onHeadEnd (this: Reading): void { this[kReader]?.end() }
+/** Also the refused socket's listener while it lingers: a client RST must not crash the process (docs/node-internals.md A3). */
+function onHeadError (this: Reading): void { this[kReader]?.detach() }
+
+/**
+ * One connection reading a request head. Bytes accumulate in `buf`
+ * (the first read as Node delivered it, later ones appended into a buffer
+ * that grows by doubling), and `scan` reads only the new ones.
+ */
+class HeadReader {
+  readonly socket: Reading
+  readonly listener: Listener
+  /** Date.now() when this head was awaited from: the accept, or the 407. */
+  readonly since = Date.now()
+  private readonly challenges: number
+  private buf: Buffer = EMPTY
+  private len = 0
+  private scan: HeadScan | undefined
+
+  constructor (socket: Socket, listener: Listener, challenges: number) {
+    this.socket = socket as Reading
+    this.listener = listener
+    this.challenges = challenges
+  }
+
+  /** Read the head from `early` (bytes already received), then the socket. */
+  start (early: Buffer): void {
+    const s = this.socket
+    s[kReader] = this
+    s.on('error', onHeadError)
+    s.on('data', onHeadData)
+    s.on('end', onHeadEnd)
+    this.listener.opts.heads.add(this)
+    if (early.length > 0) this.data(early)
+    // A 407's retry: the tunnel's 'readable' watch left the stream non-flowing.
+    if (s[kReader] === this) s.resume()
+  }
+
+  /** Stop reading the head; the 'error' listener stays unless a Tunnel takes the socket. */
+  detach (keepErrorListener = true): void {
+    const s = this.socket
+    if (s[kReader] !== this) return
+    s[kReader] = undefined
+    s.removeListener('data', onHeadData)
+    s.removeListener('end', onHeadEnd)
+    if (!keepErrorListener) s.removeListener('error', onHeadError)
+    this.listener.opts.heads.delete(this)
+  }
+
+  data (chunk: Buffer): void {
+    const max = this.listener.opts.maxHeaderSize
+    let bytes: Buffer
+    if (this.len === 0) {
+      this.buf = bytes = chunk
+      this.len = chunk.length
+    } else {
+      const need = this.len + chunk.length
+      if (need > this.buf.length) {
+        // Doubling: a head sent a byte at a time costs linear copying, not quadratic.
+        const grown = Buffer.allocUnsafe(Math.max(need, 2 * this.len, 1024))
+        this.buf.copy(grown, 0, 0, this.len)
+        this.buf = grown
+      }
+      chunk.copy(this.buf, this.len)
+      this.len = need
+      bytes = this.buf.subarray(0, need)
+    }
+    const r = parseHead(bytes, max, this.scan)
+    switch (r.kind) {
+      case 'incomplete':
+        // The first read used the parser's scratch scan: from here on, one of our own.
+        this.scan ??= new HeadScan()
+        return
+      case 'error':
+        this.refuse(r.code === 'HPE_HEADER_OVERFLOW'
+          ? new ProxyError('ERR_HEADERS_TOO_LARGE', { detail: `limit is ${max} bytes` })
+          : new ProxyError('ERR_BAD_REQUEST', { detail: r.code }), r.code)
+        return
+      default:
+        this.complete(r.head, r.length === bytes.length ? EMPTY : bytes.subarray(r.length))
+    }
+  }
+
+  /**
+   * The client sent FIN before a complete head: with part of one, 400 (as
+   * Node's parser answered, HPE_INVALID_EOF_STATE); with nothing at all, a
+   * quiet close, no answer and no log line (as before).
+   */
+  end (): void {
+    if (this.len === 0) {
+      this.detach()
+      this.socket.end()
+      return
+    }
+    this.refuse(new ProxyError('ERR_BAD_REQUEST', { detail: 'HPE_INVALID_EOF_STATE' }), 'HPE_INVALID_EOF_STATE')
+  }
+
+  /** From the shared sweep: no complete head within `timeouts.header`. */
+  timedOut (timeoutMs: number): void {
+    this.refuse(new ProxyError('ERR_HEADERS_TIMEOUT', { detail: `limit is ${timeoutMs} ms` }), 'ERR_HTTP_REQUEST_TIMEOUT')
+  }
+
+  /** Answer a head that is not a request we take, and close (lingering: respond.ts). */
+  private refuse (err: ProxyError, parser: string): void {
+    this.detach()
+    const socket = this.socket
+    if (!socket.writable) { socket.destroy(); return }
+    const line = this.len === 0 ? undefined : requestLine(this.buf.subarray(0, this.len))
+    this.listener.ctx.log.info({
+      [F.client]: clientOf(socket),
+      [F.method]: line?.method,
+      [F.target]: line?.target,
+      [F.status]: err.status,
+      [F.code]: err.code,
+      parser
+    }, 'request refused')
+    respondAndClose(socket, errorResponse(err))
+  }
+
+  private complete (head: RequestHead, early: Buffer): void {
+    const { ctx, opts, host } = this.listener
+    const socket = this.socket
+    if (head.method !== 'CONNECT') {
+      this.detach()
+      refuseMethod(this.listener, socket, head, early)
+      return
+    }
+    // From here the tunnel registry counts it; the Tunnel listens for errors.
+    opts.waiting.delete(socket)
+    this.detach(false)
+    // Stop the flow, as http.Server did before 'connect' (docs/node-internals.md A3):
+    // until the dial succeeds, what the client sends waits in the stream.
+    socket.pause()
+    const tunnel = new Tunnel(socket, host)
+    const conn = this.challenges === 0 ? this.listener.first : { listener: opts.name, challenges: this.challenges }
+    // handleConnect answers every failure itself and never rejects.
+    handleConnect(ctx, tunnel, head, early, conn).then(this.listener.resumed, this.listener.failed)
+  }
+}
+
+/**
+ * 405 for anything but CONNECT (README "Pointing clients at Sluice"), its
+ * body never read. A CONNECT already received behind it is never acted on
+ * (docs/node-internals.md A6): it gets a tunnel line of its own, closed by us.
+ */
+function refuseMethod (listener: Listener, socket: Socket, head: RequestHead, early: Buffer): void {
+  const { ctx, opts, host } = listener
+  if (!socket.writable) { socket.destroy(); return }
+  const err = new ProxyError('ERR_METHOD_NOT_ALLOWED', { detail: head.method })
+  ctx.log.info({ [F.client]: clientOf(socket), [F.method]: loggable(head.method), [F.target]: loggable(head.target), [F.status]: err.status, [F.code]: err.code }, 'request refused')
+  let response = errorResponse(err, { Allow: 'CONNECT' })
+  // RFC 9110 §9.3.2: the answer to HEAD has no content (Content-Length still says what GET would get).
+  if (head.method === 'HEAD') response = response.slice(0, response.indexOf('\r\n\r\n') + 4)
+  if (early.length > 0) {
+    const next = parseHead(early, opts.maxHeaderSize)
+    if (next.kind === 'head' && next.head.method === 'CONNECT') new Tunnel(socket, host).mark('proxy', 'rejected')
+  }
+  respondAndClose(socket, response)
+}
+
+/**
+ * `timeouts.header` for every connection still reading a head, on one
+ * shared sweep (as the registry sweeps tunnels, server/registry.ts), not a
+ * timer per socket. Precise to a quarter of the timeout, at most 1 s. The
+ * timer runs while any connection reads, and stops at the first sweep that
+ * finds none, so a burst of short-lived connections does not start and stop
+ * it for each.
+ */
+export class HeadTimeouts {
+  private readonly readers = new Set<HeadReader>()
+  private timer: NodeJS.Timeout | undefined
+  private readonly timeoutMs: number
+  private readonly everyMs: number
+
+  constructor (timeoutMs: number) {
+    this.timeoutMs = timeoutMs
+    this.everyMs = Math.max(10, Math.min(1000, Math.floor(timeoutMs / 4)))
+  }
+
+  /** @internal */
+  add (r: HeadReader): void {
+    this.readers.add(r)
+    if (this.timer === undefined) {
+      this.timer = setInterval(() => this.sweep(), this.everyMs)
+      this.timer.unref()
+    }
+  }
+
+  /** @internal */
+  delete (r: HeadReader): void {
+    this.readers.delete(r)
+  }
+
+  /** Connections reading a head now (tests). */
+  get size (): number { return this.readers.size }
+
+  private sweep (): void {
+    if (this.readers.size === 0) {
+      clearInterval(this.timer)
+      this.timer = undefined
+      return
+    }
+    const due = Date.now() - this.timeoutMs
+    for (const r of this.readers) {
+      // Closed without an 'error' or 'end' we heard (destroyed by us): nothing to answer.
+      if (r.socket.destroyed) { r.detach(); continue }
+      if (r.since <= due) r.timedOut(this.timeoutMs)
+    }
+  }
+}
+
+export function createConnectListener (ctx: ConnectContext, opts: ConnectListenerOptions): Server {
+  // As http.Server set them (docs/node-internals.md A9, B4): half-open
+  // sockets, no Nagle, TCP keepalive after 60 s.
+  const server = createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 })
+  const listener: Listener = {
+    ctx,
+    opts,
+    // One for all tunnels: nothing per tunnel beyond the Tunnel itself.
+    host: { log: ctx.log, onClosed: (t) => ctx.registry.delete(t) },
+    first: Object.freeze({ listener: opts.name, challenges: 0 }),
+    resumed: (retry) => {
+      if (retry === undefined) return
+      const { socket, early, challenges } = retry
+      if (socket.destroyed) return
+      opts.waiting.add(socket)
+      opts.accepted()
+      new HeadReader(socket, listener, challenges).start(early)
+    },
+    failed: (err) => { ctx.log.error({ err }, 'unhandled error reading the next request head') }
+  }
+  server.on('connection', (socket: Socket) => {
+    // The reader adds its 'error' listener synchronously, at accept: a
+    // client RST must never find a socket without one (docs/node-internals.md A3).
+    opts.waiting.add(socket)
+    new HeadReader(socket, listener, 0).start(EMPTY)
+    opts.accepted()
+  })
+  return server
+}
+
+/**
+ * Shutdown: every connection still sending its head or between requests
+ * gets `503 ERR_SHUTTING_DOWN` (issue 11, finding 7), not a bare FIN, and
+ * nothing it sends after is read; one already answered is just closed.
+ */
+export function refuseWaiting (ctx: ConnectContext, waiting: WaitingConnections): void {
+  const err = new ProxyError('ERR_SHUTTING_DOWN', { headers: { 'Retry-After': '5' } })
+  for (const socket of waiting.all()) {
+    waiting.delete(socket)
+    const reader = (socket as Reading)[kReader]
+    if (reader === undefined || !socket.writable) { socket.destroy(); continue }
+    reader.detach()
+    ctx.log.info({ [F.client]: clientOf(socket), [F.status]: err.status, [F.code]: err.code }, 'request refused')
+    flushAndClose(socket, errorResponse(err))
+  }
+}
