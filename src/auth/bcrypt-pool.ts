@@ -70,6 +70,9 @@ export interface PoolStats {
 
 interface Running { readonly id: number, readonly resolve: (ok: boolean) => void, readonly reject: (err: Error) => void }
 
+/** When a test asks (testHooks.trace): each check's arrival and start, in order, by client. */
+let trace: Array<readonly ['queued' | 'started', string]> | undefined
+
 /** Every open pool in this process, for {@link testHooks}. */
 const LIVE = new Set<BcryptPool>()
 
@@ -100,7 +103,12 @@ export class BcryptPool {
   /** Check `password` against `hash` in a worker, when the fair queue says; rejects with QueueFullError when refused. */
   async verify (hash: PasswordHash, password: string, opts: CheckOptions = {}): Promise<boolean> {
     if (this.closed) throw new Error('hash pool closed')
-    return await this.queue.run(opts.client ?? '', opts.limits ?? UNBOUNDED, async () => await this.exec(hash, password))
+    const client = opts.client ?? ''
+    trace?.push(['queued', client])
+    return await this.queue.run(client, opts.limits ?? UNBOUNDED, async () => {
+      trace?.push(['started', client])
+      return await this.exec(hash, password)
+    })
   }
 
   /** A bcrypt compare, unbounded (tests and benchmarks). */
@@ -177,6 +185,11 @@ export class BcryptPool {
  * inside this process. Not part of the proxy's behaviour.
  */
 export const testHooks = {
+  /** Start recording arrivals and starts of checks (all pools); returns the live record. */
+  trace (): ReadonlyArray<readonly ['queued' | 'started', string]> {
+    trace = []
+    return trace
+  },
   /** Checks running in a worker right now, in every open pool. */
   running (): number {
     let n = 0

@@ -2,6 +2,7 @@
  * pino JSON to stdout (or pretty, when asked). Credentials must never
  * reach a log: nothing logs headers today, and redact is the backstop.
  */
+import fs from 'node:fs'
 import { createRequire } from 'node:module'
 import { pino, type Logger, type DestinationStream } from 'pino'
 
@@ -48,6 +49,7 @@ const LOG_FLUSH_MS = 100
  * on the sonic-boom flushes what is left synchronously.
  */
 function batched (dest: ReturnType<typeof pino.destination>): DestinationStream {
+  survivesBrokenPipe(dest)
   let timer: NodeJS.Timeout | undefined
   const tick = (): void => {
     timer = undefined
@@ -64,6 +66,35 @@ function batched (dest: ReturnType<typeof pino.destination>): DestinationStream 
         timer.unref()
       }
       dest.write(line)
+    }
+  }
+}
+
+/**
+ * sonic-boom 4.2's flushSync (pino runs it at exit) retries every write
+ * error but EAGAIN/EBUSY forever: with stdout a pipe whose reader is gone
+ * (`sluice | head`, a log shipper that died) it spins on EPIPE and the
+ * process never exits, SIGTERM or not. So during our flushSync a write that
+ * fails with EPIPE counts as written: those lines had nowhere to go anyway.
+ * (pino already stops logging on an EPIPE from an asynchronous write.)
+ */
+function survivesBrokenPipe (dest: ReturnType<typeof pino.destination>): void {
+  const flushSync = dest.flushSync.bind(dest)
+  dest.flushSync = (): void => {
+    const writeSync = fs.writeSync
+    fs.writeSync = ((...args: Parameters<typeof fs.writeSync>) => {
+      try {
+        return writeSync(...args)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EPIPE') throw err
+        const data = args[1] as string | NodeJS.ArrayBufferView
+        return typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength
+      }
+    }) as typeof fs.writeSync
+    try {
+      flushSync()
+    } finally {
+      fs.writeSync = writeSync
     }
   }
 }

@@ -7,11 +7,14 @@
  * Runs against dist/, so `npm run test:cli` builds first.
  */
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import type { Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
-import { assertBuilt, killCliChildren, runCli as run, serveCli as serve, type LogLine, type Served } from '../helpers/cli.js'
+import { assertBuilt, CLI, killCliChildren, ROOT, runCli as run, serveCli as serve, WAIT_MS, type LogLine, type Served } from '../helpers/cli.js'
+import { within } from '../helpers/wait.js'
 import { startEchoServer } from '../helpers/origin.js'
 import { connectVia, ending, request, roundTrip } from '../helpers/raw.js'
 
@@ -166,6 +169,21 @@ describe('sluice CLI: serving and signals', () => {
     assert.match(String(warning['warning']), /listener '0\.0\.0\.0:0' is reachable beyond loopback with no auth section.*open proxy/)
     s.child.kill('SIGTERM')
     assert.deepEqual(await s.exited(), { code: 0, signal: null }, s.stderr())
+  })
+
+  it('exits on SIGTERM when its stdout reader is gone (a broken log pipe does not hang shutdown)', async () => {
+    const child = spawn(process.execPath, [CLI, '--listen', '127.0.0.1:0'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    try {
+      // The first line says it is up; then the reader goes away, as `sluice | head -1` does.
+      await once(child.stdout, 'data')
+      child.stdout.destroy()
+      const exited = once(child, 'exit')
+      child.kill('SIGTERM')
+      const [code] = await within(exited, 'sluice exits after SIGTERM with stdout broken', WAIT_MS) as [number | null]
+      assert.equal(code, 0)
+    } finally {
+      child.kill('SIGKILL')
+    }
   })
 
   it('the shipped default policy on loopback logs no configuration warning', async () => {
