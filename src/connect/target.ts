@@ -1,7 +1,8 @@
 /**
  * Parse a CONNECT request target. RFC 9110 §9.3.6 requires authority-form
- * (`host:port`); llhttp accepts far more (docs/node-internals.md A5: `/foo`,
- * no port, userinfo), so this is the one place that decides what a target is.
+ * (`host:port`); the head parser (connect/head-parser.ts) only checks the
+ * target's characters (docs/node-internals.md A5: `/foo`, no port and
+ * userinfo pass it), so this is the one place that decides what a target is.
  *
  * IP literals are normalised to one canonical spelling here (net/ip.ts), so
  * no later check can be dodged by writing `127.1`, `0x7f.0.0.1` or

@@ -20,7 +20,7 @@
  * direction stops reading until it has, so the buffer is never overwritten
  * while queued; that is also the backpressure.
  *
- * Sockets accepted by http.Server are built without `onread` (docs/node-internals.md
+ * Sockets accepted by a net.Server are built without `onread` (docs/node-internals.md
  * B2), so it is switched on after the fact through net.Socket's own fields
  * (Node 20 `onStreamRead` reads them on every read). A socket that lacks
  * them, such as a TLS socket, is relayed with `pipe()`. Once a socket is

@@ -82,8 +82,8 @@ export function respondAndClose (socket: Duplex, response: string): void {
 
 /**
  * Write `response` and close once it is flushed, or after LINGER_MS at the
- * latest. For sockets whose HTTP parser is still attached (http.Server's
- * 'clientError'), where reading on to linger would feed the parser again.
+ * latest, without reading on: for shutdown's 503 (server/connect-listener.ts
+ * refuseWaiting), where the client's reply is of no interest any more.
  */
 export function flushAndClose (socket: Duplex, response: string): void {
   socket.end(response)

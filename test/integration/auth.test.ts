@@ -287,8 +287,8 @@ rules:
 
   it('a retry pipelined right behind the challenged CONNECT is answered on the same socket', async () => {
     // CONNECT without credentials and, in the same write, the retry with them:
-    // the second head arrives as the first one's `head` bytes and must be
-    // parsed after the rearm.
+    // the second head arrives behind the first one's and must be parsed
+    // once the 407 is out, on the same connection.
     const c = await open(sluice.port)
     c.socket.write(`CONNECT ${ECHO} HTTP/1.1\r\nHost: ${ECHO}\r\n\r\nCONNECT ${ECHO} HTTP/1.1\r\nHost: ${ECHO}\r\nProxy-Authorization: ${basic('alice', PW.alice)}\r\n\r\n`)
     assertAuthError(await c.response(), 'ERR_AUTH_REQUIRED')
