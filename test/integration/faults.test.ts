@@ -18,7 +18,7 @@ import { createServer, type Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, it, type TestContext } from 'node:test'
 import { startDnsStubRetrying, type DnsStub } from '../helpers/dns-stub.js'
-import { closedPort, listenOn } from '../helpers/net.js'
+import { listenOn } from '../helpers/net.js'
 import { startEchoServer, closer, type Origin } from '../helpers/origin.js'
 import { createNetnsPair, lineChild, netnsUnavailable } from '../helpers/netns.js'
 import { startParentProcess, type ParentProcess } from '../helpers/parent-process.js'
@@ -185,20 +185,7 @@ async function heldEcho (): Promise<{ port: number, accepted: Socket[], close: (
 }
 
 describe('the target sends a RST', { timeout: 30_000 }, () => {
-  it('refusing the dial (RST to our SYN): 502 ERR_UPSTREAM_REFUSED naming the address', async (t) => {
-    const s = await sluiceFor(t, config())
-    const port = await closedPort()
-    await expectRefusal(s, connectHead(`127.0.0.1:${port}`), {
-      status: 502,
-      code: 'ERR_UPSTREAM_REFUSED',
-      type: 'connection_refused',
-      params: { 'next-hop': `127.0.0.1:${port}` },
-      detailIncludes: [`127.0.0.1:${port}`],
-      log: 'tunnel closed',
-      logFields: { rule: 'test-loopback', dialed: undefined }
-    })
-    await leftClean(s)
-  })
+  // A RST to our SYN (a refused dial) is test/integration/errors.test.ts "502 connection_refused with next-hop for a closed port".
 
   it('accepting and resetting at once, before Sluice answers: 502 ERR_UPSTREAM_RESET, or a 200 whose tunnel is reset', async (t) => {
     const s = await sluiceFor(t, config())
