@@ -8,7 +8,8 @@ Measures Sluice against a no-proxy "direct" baseline (and squid, tinyproxy, ats
 when installed and named in --peers) with the C load generator and origin in bench/c/.
 
   --quick               2 reps, 256 MiB bulk, 3 s rate, 2000 held tunnels (~30 s)
-  --peers LIST          peers in order (default direct,sluice; also squid, tinyproxy,
+  --peers LIST          peers in order (default direct,sluice; also node-net and
+                        node-http (bare Node CONNECT proxies: Node's own floor), squid, tinyproxy,
                         ats (Apache Traffic Server; ATS_NET_THREADS, default 1),
                         and Sluice's variants: sluice+auth, sluice+name, sluice+bigacl,
                         sluice+chain, sluice+logs, sluice-w2, sluice-w2-os; these run the rate test only)

@@ -44,6 +44,24 @@ export const sluice: Peer = {
   }
 }
 
+/**
+ * Bare Node CONNECT proxies (bench/peers/*.mjs, issue 12): Node's own floor
+ * per tunnel, on net.Server and on http.Server, with the same Node flags as
+ * Sluice. No policy, limits or logs.
+ */
+function bareNode (name: string, script: string): Peer {
+  return {
+    name,
+    direct: false,
+    async start (ctx) {
+      const port = await freePort()
+      return await startProcess(launch(ctx, name), [process.execPath, ...NODE_FLAGS, join(ctx.root, 'bench', 'peers', script), String(port)], port)
+    }
+  }
+}
+export const nodeNet = bareNode('node-net', 'node-net.mjs')
+export const nodeHttp = bareNode('node-http', 'node-http.mjs')
+
 /** As root, squid/tinyproxy drop privileges: let their user write the work dir. */
 function chownTo (dir: string, user: string): void {
   if (userInfo().uid !== 0) return

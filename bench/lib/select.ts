@@ -2,12 +2,12 @@
 import { execFileSync } from 'node:child_process'
 import { which } from './proc.js'
 import { UsageError } from './options.js'
-import { direct, sluice, squid, tinyproxy } from './peers.js'
+import { direct, nodeHttp, nodeNet, sluice, squid, tinyproxy } from './peers.js'
 import type { Peer } from './types.js'
 import { ats } from './ats.js'
 import { VARIANT_GROUPS, VARIANT_PEERS } from './variants.js'
 
-const ALL: ReadonlyMap<string, Peer> = new Map([direct, sluice, squid, tinyproxy, ats, ...VARIANT_PEERS].map(p => [p.name, p]))
+const ALL: ReadonlyMap<string, Peer> = new Map([direct, sluice, nodeNet, nodeHttp, squid, tinyproxy, ats, ...VARIANT_PEERS].map(p => [p.name, p]))
 
 /** The optional C peers: the command that must be on PATH, how it tells its version, the report's name for it. */
 const EXTERNAL: ReadonlyMap<string, { readonly bin: string, readonly versionArgs: readonly string[], readonly label: string }> = new Map([
