@@ -11,7 +11,7 @@ import { authenticate } from './authenticate.js'
 import type { RequestHead } from './head-parser.js'
 import type { Principal } from '../auth/authenticator.js'
 import { stillAllowed } from '../policy/recheck.js'
-import { evaluate, type Decision } from '../policy/evaluate.js'
+import { evaluate, type Decision, type EvaluationEnv } from '../policy/evaluate.js'
 import type { RequestFacts, Verdict } from '../policy/decide.js'
 import { F } from '../observability/fields.js'
 import type { Tunnel } from '../tunnel/tunnel.js'
@@ -79,16 +79,34 @@ export function requestFacts (tunnel: Tunnel, target: Target, conn: ConnectionIn
   }
 }
 
-/** The one evaluation (policy/evaluate.ts); throws its refusal. */
-async function decide (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, facts: RequestFacts): Promise<Decision> {
-  const decision = await evaluate({
+/**
+ * The evaluation's environment for one proxy under one config: built once
+ * per (proxy, config), not per CONNECT (issue 12: no closures per tunnel).
+ * The callbacks find their tunnel as the Decision's owner.
+ */
+const envs = new WeakMap<ConnectContext, { readonly config: Config, readonly env: EvaluationEnv }>()
+
+function envFor (ctx: ConnectContext, cfg: Config): EvaluationEnv {
+  const cached = envs.get(ctx)
+  if (cached?.config === cfg) return cached.env
+  const env: EvaluationEnv = {
     policy: cfg.policy,
     routing: cfg.routing,
     resolve: async (host) => await ctx.resolver.resolve(host),
     isSelf: ctx.isSelf,
-    report: (v, address) => reportWouldDeny(ctx, tunnel, v, address),
-    refused: (address, v) => ctx.log.debug({ [F.tunnel]: tunnel.id, [F.target]: tunnel.target?.authority, [F.address]: address, [F.rule]: v.rule, [F.reason]: v.reason }, 'address refused')
-  }, facts)
+    report: (v, address, d) => reportWouldDeny(ctx, d.owner as Tunnel, v, address),
+    refused: (address, v, d) => {
+      const tunnel = d.owner as Tunnel
+      ctx.log.debug({ [F.tunnel]: tunnel.id, [F.target]: tunnel.target?.authority, [F.address]: address, [F.rule]: v.rule, [F.reason]: v.reason }, 'address refused')
+    }
+  }
+  envs.set(ctx, { config: cfg, env })
+  return env
+}
+
+/** The one evaluation (policy/evaluate.ts); throws its refusal. */
+async function decide (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, facts: RequestFacts): Promise<Decision> {
+  const decision = await evaluate(envFor(ctx, cfg), facts, tunnel)
   tunnel.decided(decision)
   if (decision.refusal !== undefined) throw decision.refusal
   return decision

@@ -32,10 +32,14 @@ export interface EvaluationEnv {
   readonly resolve: (host: string) => Promise<readonly string[]>
   /** True for one of this proxy's own listening endpoints (loop guard). */
   readonly isSelf: (address: string, port: number) => boolean
-  /** Report mode: a deny that is only reported (logged as "would deny"). */
-  readonly report?: (v: Verdict, address?: string) => void
+  /**
+   * Report mode: a deny that is only reported (logged as "would deny").
+   * The callbacks get the Decision, whose `owner` says for whom: one env
+   * then serves every request under a config, with no closure per tunnel.
+   */
+  readonly report?: (v: Verdict, address: string | undefined, d: Decision) => void
   /** A resolved address that may not be dialed (logged at debug). */
-  readonly refused?: (address: string, v: Verdict) => void
+  readonly refused?: (address: string, v: Verdict, d: Decision) => void
   /** Collect the rules passed over and why (`sluice check`). */
   readonly explain?: boolean
 }
@@ -88,9 +92,13 @@ export class Decision {
   private readonly env: Partial<EvaluationEnv>
   private pending: Promise<readonly string[]> | undefined
 
-  constructor (policy: CompiledPolicy, facts: RequestFacts, env: Partial<EvaluationEnv> = {}) {
+  /** Whom this decision is for (the proxy's Tunnel), handed to the env's callbacks. */
+  readonly owner: unknown
+
+  constructor (policy: CompiledPolicy, facts: RequestFacts, env: Partial<EvaluationEnv> = {}, owner?: unknown) {
     this.policy = policy
     this.facts = facts
+    this.owner = owner
     this.env = env
     const skipped: Skip[] | undefined = env.explain === true ? [] : undefined
     this.skipped = skipped
@@ -102,7 +110,7 @@ export class Decision {
     this.stage = early.stage
     this.via = early.via
     if (!early.allow) this.refusal = refusalError(early, this.authority)
-    else if (early.wouldDeny === true) env.report?.(early)
+    else if (early.wouldDeny === true) env.report?.(early, undefined, this)
   }
 
   get authority (): string { return formatHostPort(this.facts.host, this.facts.port) }
@@ -137,12 +145,12 @@ export class Decision {
         }
         allowed.push(address)
         this.stage = v.stage
-        if (v.wouldDeny === true && early?.wouldDeny !== true) this.env.report?.(v, address)
+        if (v.wouldDeny === true && early?.wouldDeny !== true) this.env.report?.(v, address, this)
       } else {
         // A challenge wins: credentials may unlock the target.
         if (v.challenge === true && refusal?.challenge !== true) refusal = v
         else refusal ??= v
-        this.env.refused?.(address, v)
+        this.env.refused?.(address, v, this)
       }
     }
     this.judgements = judgements
@@ -189,8 +197,8 @@ export class Decision {
  * Run the whole evaluation as the proxy does before it dials. Never throws
  * a ProxyError: a refusal (policy, DNS, loop) is `decision.refusal`.
  */
-export async function evaluate (env: EvaluationEnv, facts: RequestFacts): Promise<Decision> {
-  const d = new Decision(env.policy, facts, env)
+export async function evaluate (env: EvaluationEnv, facts: RequestFacts, owner?: unknown): Promise<Decision> {
+  const d = new Decision(env.policy, facts, env, owner)
   if (d.refusal !== undefined) return d
   try {
     if (d.needsAddresses) await d.addresses()
