@@ -3,7 +3,7 @@
  * the C load generator and origin of bench/c/. `--help` lists the options;
  * docs/benchmarks.md explains the method.
  */
-import { appendFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { appendFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { execFileSync } from 'node:child_process'
@@ -20,7 +20,8 @@ import { startOrigin } from './lib/origin.js'
 import type { LoadgenEnv } from './lib/loadgen.js'
 import { bulk, hold, leastDisturbed, rate } from './lib/scenarios.js'
 import { fmt, notes as collectNotes, table, type RepResult, type Scenario } from './lib/table.js'
-import { docsFile, resultsFile, type RunInfo, type VariantSection } from './lib/report.js'
+import { docsFile, resultsFile, type ChartLink, type RunInfo, type VariantSection } from './lib/report.js'
+import { benchCharts, CHART_FILES, type ChartFile } from './lib/charts.js'
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
 const root = dirname(benchDir)
@@ -126,6 +127,18 @@ function progress (peer: string, r: RepResult): string {
   return `${parts.join('  ')}  (${fmt(r.seconds)} s)`
 }
 
+/** Writes the charts into dir, and removes the ones this run has not drawn (their scenario did not run), so none is stale. */
+function writeCharts (dir: string, charts: readonly ChartFile[]): void {
+  mkdirSync(dir, { recursive: true })
+  for (const file of CHART_FILES) if (!charts.some(c => c.file === file)) rmSync(join(dir, file), { force: true })
+  for (const c of charts) writeFileSync(join(dir, c.file), c.svg)
+}
+
+/** Links from a markdown file to charts in its sibling directory `dir`. */
+function links (charts: readonly ChartFile[], dir: string): ChartLink[] {
+  return charts.map(c => ({ title: c.title, href: `${dir}/${c.file}` }))
+}
+
 async function main (argv: readonly string[]): Promise<number> {
   let o = parseOptions(argv)
   if (o.help) { process.stdout.write(HELP + '\n'); return 0 }
@@ -133,7 +146,8 @@ async function main (argv: readonly string[]): Promise<number> {
   if (peers.length === 0) throw new UsageError('no peers to run')
   const started = new Date()
   const resultsDir = join(benchDir, 'results')
-  const runDir = join(resultsDir, stamp(started))
+  const runName = stamp(started)
+  const runDir = join(resultsDir, runName)
   mkdirSync(runDir, { recursive: true })
   log(`logs and raw data → ${relative(root, runDir)}/`)
   const nofile = nofileLimit()
@@ -201,16 +215,19 @@ async function main (argv: readonly string[]): Promise<number> {
   const variants: VariantSection | undefined = vTable === undefined
     ? undefined
     : { table: vTable, legend: variantLegend(peers), notes: variantNotes(peers, results, await dnsQueries()) }
-  const resultsPath = join(resultsDir, `${stamp(started)}.md`)
-  writeFileSync(resultsPath, resultsFile(info, o, tableText, notes, variants))
+  const charts = benchCharts(peers.map(p => p.name), results, o.scenarios)
+  writeCharts(runDir, charts)
+  const resultsPath = join(resultsDir, `${runName}.md`)
+  writeFileSync(resultsPath, resultsFile(info, o, tableText, notes, variants, links(charts, runName)))
   const bullets = (list: readonly string[]): string => list.map(n => `- ${n}\n`).join('')
   process.stdout.write(`\n${tableText}\n\n${bullets(notes)}`)
   if (variants !== undefined) process.stdout.write(`\nVariants against plain sluice (same run):\n\n${variants.table}\n\n${bullets(variants.notes)}`)
   log(`wrote ${relative(root, resultsPath)}`)
   if (o.updateDocs) {
     mkdirSync(join(root, 'docs'), { recursive: true })
-    writeFileSync(join(root, 'docs', 'benchmarks.md'), docsFile(info, o, tableText, notes, variants))
-    log('wrote docs/benchmarks.md')
+    writeCharts(join(root, 'docs', 'benchmarks'), charts)
+    writeFileSync(join(root, 'docs', 'benchmarks.md'), docsFile(info, o, tableText, notes, variants, links(charts, 'benchmarks')))
+    log(`wrote docs/benchmarks.md and ${charts.length} chart${charts.length === 1 ? '' : 's'} in docs/benchmarks/`)
   }
   const failed = [...results.values()].flat().some(r => r.error !== undefined)
   return failed ? 1 : 0

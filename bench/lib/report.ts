@@ -25,6 +25,12 @@ export interface VariantSection {
   readonly notes: readonly string[]
 }
 
+/** A chart to embed: its title and its path relative to the markdown file. */
+export interface ChartLink {
+  readonly title: string
+  readonly href: string
+}
+
 const MiB = 1024 ** 2
 
 function settings (o: Options): string {
@@ -51,8 +57,13 @@ function variantsMarkdown (v: VariantSection | undefined, heading: string): stri
   ]
 }
 
-/** Header + table + notes (+ the variants): the body of both files. */
-export function resultsMarkdown (info: RunInfo, o: Options, tableText: string, notes: readonly string[], variants?: VariantSection, heading = '##'): string {
+function chartsMarkdown (charts: readonly ChartLink[], heading: string): string[] {
+  if (charts.length === 0) return []
+  return [`${heading} Charts`, '', ...charts.flatMap(c => [`![${c.title.replace(/[[\]]/g, '')}](${c.href})`, ''])]
+}
+
+/** Header + table + notes (+ charts, + the variants): the body of both files. */
+export function resultsMarkdown (info: RunInfo, o: Options, tableText: string, notes: readonly string[], variants?: VariantSection, charts: readonly ChartLink[] = [], heading = '##'): string {
   return [
     `- Command: \`${info.command}\``,
     `- Date: ${info.date}`,
@@ -68,15 +79,16 @@ export function resultsMarkdown (info: RunInfo, o: Options, tableText: string, n
     tableText,
     '',
     ...(notes.length > 0 ? ['Notes:', '', ...notes.map(n => `- ${n}`), ''] : []),
+    ...chartsMarkdown(charts, heading),
     ...variantsMarkdown(variants, heading)
   ].join('\n')
 }
 
-export function resultsFile (info: RunInfo, o: Options, tableText: string, notes: readonly string[], variants?: VariantSection): string {
-  return `# Sluice benchmark ${info.date}\n\n${resultsMarkdown(info, o, tableText, notes, variants)}`
+export function resultsFile (info: RunInfo, o: Options, tableText: string, notes: readonly string[], variants?: VariantSection, charts: readonly ChartLink[] = []): string {
+  return `# Sluice benchmark ${info.date}\n\n${resultsMarkdown(info, o, tableText, notes, variants, charts)}`
 }
 
-export function docsFile (info: RunInfo, o: Options, tableText: string, notes: readonly string[], variants?: VariantSection): string {
+export function docsFile (info: RunInfo, o: Options, tableText: string, notes: readonly string[], variants?: VariantSection, charts: readonly ChartLink[] = []): string {
   return `<!-- Written by \`node --import tsx bench/run.ts --update-docs\`; rerun it rather than editing by hand. -->
 # Benchmarks
 
@@ -86,7 +98,7 @@ one machine over loopback only.
 
 ## Latest results
 
-${resultsMarkdown(info, o, tableText, notes, variants, '###')}
+${resultsMarkdown(info, o, tableText, notes, variants, charts, '###')}
 ## What is measured
 
 - **bulk**: one tunnel; the C load generator uploads N bytes to the origin's
@@ -172,6 +184,11 @@ npm run bench -- --quick --peers direct,sluice --variants auth,bigacl,chain,work
 node --import tsx bench/run.ts --help
 node --import tsx bench/micro/run.ts   # micro-benchmarks (mitata): parseTarget, decideRequest/decideAddress
 \`\`\`
+
+Every run writes \`bench/results/<timestamp>.md\` and its charts (SVG bar
+charts of tunnels/s, proxy CPU per tunnel, bulk MB/s and memory per idle
+tunnel) in \`bench/results/<timestamp>/\`; \`--update-docs\` also rewrites
+this page and its charts in \`docs/benchmarks/\`.
 
 Needs a C compiler (\`cc\`), Linux \`/proc\`, and \`taskset\` for pinning
 (without it the run goes on unpinned, with a warning).

@@ -49,15 +49,35 @@ export function fmt (v: number | undefined): string {
   return v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 }
 
-export function cell (values: readonly number[]): string {
-  const m = median(values)
-  if (m === undefined) return '—'
-  if (values.length === 1) return fmt(m)
-  return `${fmt(m)} (${fmt(Math.min(...values))}–${fmt(Math.max(...values))})`
+/** One metric over the repetitions: what a table cell and a chart's bar (median, whisker) show. */
+export interface Summary {
+  readonly median: number
+  readonly min: number
+  readonly max: number
+  /** How many repetitions had a value. */
+  readonly n: number
 }
 
-function values (reps: readonly RepResult[], m: Metric): number[] {
-  return reps.map(r => m.get(r)).filter((v): v is number => v !== undefined && Number.isFinite(v))
+/** undefined when no repetition had a value. */
+export function summarize (values: readonly number[]): Summary | undefined {
+  const m = median(values)
+  if (m === undefined) return undefined
+  return { median: m, min: Math.min(...values), max: Math.max(...values), n: values.length }
+}
+
+/** "12,345 (11,900–12,500)", or the bare median for one repetition. */
+export function summaryText (s: Summary | undefined): string {
+  if (s === undefined) return '—'
+  return s.n === 1 ? fmt(s.median) : `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})`
+}
+
+export function cell (values: readonly number[]): string {
+  return summaryText(summarize(values))
+}
+
+/** A metric's finite values, one per repetition that has it. */
+export function metricValues (reps: readonly RepResult[], get: (r: RepResult) => number | undefined): number[] {
+  return reps.map(get).filter((v): v is number => v !== undefined && Number.isFinite(v))
 }
 
 /** "2000/2000 in every rep" or the worst rep. */
@@ -76,10 +96,10 @@ export function table (peers: readonly string[], results: ReadonlyMap<string, re
   const rows: string[][] = []
   for (const m of METRICS) {
     if (!scenarios.has(m.scenario)) continue
-    const base = hasDirect ? median(values(results.get('direct') ?? [], m)) : undefined
+    const base = hasDirect ? median(metricValues(results.get('direct') ?? [], m.get)) : undefined
     const row = [m.scenario, m.label]
     for (const p of peers) {
-      const vs = values(results.get(p) ?? [], m)
+      const vs = metricValues(results.get(p) ?? [], m.get)
       row.push(cell(vs))
       if (p === 'direct' || !hasDirect) continue
       const med = median(vs)
