@@ -40,251 +40,38 @@
  * no string built until the head is complete, and then only the method,
  * target, version and Proxy-Authorization. A head that arrives in pieces is
  * scanned once if the caller keeps a `HeadScan` across calls.
+ *
+ * Its parts: the byte classes (head-bytes.ts), where a scan stands
+ * (head-scan.ts), the field lines and their framing rules (head-fields.ts),
+ * and what it returns (head-result.ts). The request line and the field lines
+ * are one state machine, in one loop, here.
  */
+import * as bytes from './head-bytes.js'
+import { endField, fieldOf } from './head-fields.js'
+import { failure, RequestHead, type HeadResult } from './head-result.js'
+import * as states from './head-scan.js'
+import { HeadScan } from './head-scan.js'
 
-export type HeadErrorCode =
-  | 'HPE_INVALID_METHOD'
-  | 'HPE_INVALID_URL'
-  | 'HPE_INVALID_VERSION'
-  | 'HPE_CR_EXPECTED'
-  | 'HPE_LF_EXPECTED'
-  | 'HPE_INVALID_HEADER_TOKEN'
-  | 'HPE_HEADER_OVERFLOW'
-  | 'HPE_UNEXPECTED_CONTENT_LENGTH'
-  | 'HPE_INVALID_CONTENT_LENGTH'
-  | 'HPE_INVALID_TRANSFER_ENCODING'
-  | 'HPE_CONNECT_CONTENT'
+export { HeadScan } from './head-scan.js'
+export { RequestHead, type HeadError, type HeadErrorCode, type HeadResult } from './head-result.js'
 
-export interface HeadError {
-  readonly kind: 'error'
-  readonly code: HeadErrorCode
-  /** 431 for HPE_HEADER_OVERFLOW, else 400. */
-  readonly status: 400 | 431
-  /** What was wrong, for people. */
-  readonly detail: string
-}
+// What the loop below reads at every byte is bound here, as this module's own
+// constants, which V8 folds into the compiled loop. Read as imports, each use
+// loads a module cell, and parseHead took about 40% longer (measured when the
+// parser was split into these modules, issue 12). Keep them bound here.
+const { kind, CR, LF, SP, HTAB, COLON, K_METHOD, K_UPPER, K_TCHAR, K_TARGET, K_FIELD } = bytes
+const {
+  S_METHOD_START, S_METHOD, S_TARGET_START, S_TARGET, S_VERSION, S_LINE_LF, S_FIELD_START, S_NAME, S_OWS,
+  S_VALUE, S_FIELD_LF, S_END_LF
+} = states
 
-export type HeadResult =
-  | { readonly kind: 'incomplete' }
-  | { readonly kind: 'head', readonly head: RequestHead, readonly length: number }
-  | HeadError
-
-/** SP / HTAB, trimmed off field values (OWS, RFC 9110 §5.6.3); not String.trim(), which also eats U+00A0. */
-const OWS_EDGES = /^[ \t]+|[ \t]+$/g
-
-/** A complete request head. Strings are decoded as latin1, as Node decodes them. */
-export class RequestHead {
-  readonly method: string
-  readonly target: string
-  /** `1.1`, `1.0`, whatever `d.d` was sent, or `0.9` when the request line had no version. */
-  readonly version: string
-  /** The first Proxy-Authorization field value (OWS trimmed), as Node's `req.headers` kept it. */
-  readonly proxyAuthorization: string | undefined
-  private readonly raw: Buffer
-  private readonly fieldsStart: number
-  private readonly fieldsEnd: number
-
-  constructor (method: string, target: string, version: string, proxyAuthorization: string | undefined, raw: Buffer, fieldsStart: number, fieldsEnd: number) {
-    this.method = method
-    this.target = target
-    this.version = version
-    this.proxyAuthorization = proxyAuthorization
-    this.raw = raw
-    this.fieldsStart = fieldsStart
-    this.fieldsEnd = fieldsEnd
-  }
-
-  /**
-   * Every field in order as `[lower-case name, value]`, duplicates kept.
-   * Built on demand: the CONNECT pipeline only needs Proxy-Authorization.
-   */
-  get headers (): Array<[string, string]> {
-    const out: Array<[string, string]> = []
-    if (this.fieldsEnd <= this.fieldsStart) return out
-    // The scan validated every line: each has a colon, names are tokens.
-    for (const line of this.raw.toString('latin1', this.fieldsStart, this.fieldsEnd).split('\r\n')) {
-      const colon = line.indexOf(':')
-      out.push([line.slice(0, colon).toLowerCase(), line.slice(colon + 1).replace(OWS_EDGES, '')])
-    }
-    return out
-  }
-}
-
-// ------------------------------------------------------------ byte classes
-
-const CR = 13
-const LF = 10
-const SP = 32
-const HTAB = 9
-const COLON = 58
-
-/** A letter, `-` or `_` (method). */
-const K_METHOD = 1
-/** An upper-case letter (the first byte of a method). */
-const K_UPPER = 2
-/** tchar (RFC 9110 §5.6.2): a field-name byte. */
-const K_TCHAR = 4
-/** A request-target byte: RFC 3986 unreserved, reserved but `#`, and `%`. */
-const K_TARGET = 8
-/** VCHAR or obs-text 0x80–0xFF: a field-value byte other than SP/HTAB. */
-const K_FIELD = 16
-
-const CLASS = new Uint8Array(256)
-for (let c = 0; c < 256; c++) {
-  const upper = c >= 0x41 && c <= 0x5a
-  const alpha = upper || (c >= 0x61 && c <= 0x7a)
-  const digit = c >= 0x30 && c <= 0x39
-  let k = 0
-  if (upper || c === 0x2d || c === 0x5f) k |= K_METHOD
-  if (upper) k |= K_UPPER
-  if (alpha || digit || "!#$%&'*+-.^_`|~".includes(String.fromCharCode(c))) k |= K_TCHAR
-  if (alpha || digit || "-._~:/?[]@!$&'()*+,;=%".includes(String.fromCharCode(c))) k |= K_TARGET
-  if (c >= 0x21 && c !== 0x7f) k |= K_FIELD
-  CLASS[c] = k
-}
-
-/** The class of byte `c` (always in 0–255: a Buffer's bytes). */
-function kind (c: number): number {
-  return CLASS[c] as number
-}
-
-// ------------------------------------------------------------ the scan
-
-const S_METHOD_START = 0
-const S_METHOD = 1
-const S_TARGET_START = 2
-const S_TARGET = 3
-const S_VERSION = 4
-const S_LINE_LF = 5
-const S_FIELD_START = 6
-const S_NAME = 7
-const S_OWS = 8
-const S_VALUE = 9
-const S_FIELD_LF = 10
-const S_END_LF = 11
-
-/** Which field the current line is, for framing and credentials. */
-const F_OTHER = 0
-const F_CONTENT_LENGTH = 1
-const F_TRANSFER_ENCODING = 2
-const F_PROXY_AUTHORIZATION = 3
-
-const NAMES: ReadonlyArray<readonly [number, Buffer]> = [
-  [F_CONTENT_LENGTH, Buffer.from('content-length', 'latin1')],
-  [F_TRANSFER_ENCODING, Buffer.from('transfer-encoding', 'latin1')],
-  [F_PROXY_AUTHORIZATION, Buffer.from('proxy-authorization', 'latin1')]
-]
 const CONNECT = Buffer.from('CONNECT ', 'latin1')
 /** `HTTP/` then DIGIT `.` DIGIT, byte by byte (0 = a digit). */
 const VERSION = [0x48, 0x54, 0x54, 0x50, 0x2f, 0, 0x2e, 0]
 
-/**
- * Where a scan stands, so that a head arriving in pieces is read once:
- * pass the same HeadScan with each longer prefix of the same bytes. A new
- * one starts at the first byte.
- */
-export class HeadScan {
-  /** @internal The next byte to read. */
-  pos = 0
-  /** @internal */
-  state = S_METHOD_START
-  /** @internal The method is CONNECT (known at its SP). */
-  connect = false
-  /** @internal */
-  methodEnd = 0
-  /** @internal */
-  targetStart = 0
-  /** @internal */
-  targetEnd = 0
-  /** @internal -1: no version (HTTP/0.9). */
-  versionStart = -1
-  /** @internal First byte of the first field line. */
-  fieldsStart = 0
-  /** @internal Start of the current field name, then of its value. */
-  mark = 0
-  /** @internal End of the current value without trailing OWS. */
-  valueEnd = 0
-  /** @internal F_… of the current field. */
-  field = F_OTHER
-  /** @internal */
-  contentLength = false
-  /** @internal */
-  transferEncoding = false
-  /** @internal */
-  authStart = -1
-  /** @internal */
-  authEnd = -1
-
-  /** @internal Start over (the shared scratch scan of one-shot calls). */
-  reset (): this {
-    this.pos = 0
-    this.state = S_METHOD_START
-    this.connect = false
-    this.versionStart = -1
-    this.fieldsStart = 0
-    this.field = F_OTHER
-    this.contentLength = false
-    this.transferEncoding = false
-    this.authStart = -1
-    this.authEnd = -1
-    return this
-  }
-}
-
 /** One-shot calls share this (parsing is synchronous): no allocation per head. */
 const scratch = new HeadScan()
 const INCOMPLETE: HeadResult = Object.freeze({ kind: 'incomplete' })
-
-function failure (code: HeadErrorCode, detail: string): HeadError {
-  return { kind: 'error', code, status: code === 'HPE_HEADER_OVERFLOW' ? 431 : 400, detail }
-}
-
-/** Whether buf[start, end) is `lower` in any letter case (`lower` is letters and `-` only). */
-function nameIs (buf: Buffer, start: number, end: number, lower: Buffer): boolean {
-  if (end - start !== lower.length) return false
-  // `| 0x20` lower-cases a letter and leaves `-` as it is; no other tchar maps onto either.
-  for (let j = 0; j < lower.length; j++) if (((buf[start + j] as number) | 0x20) !== lower[j]) return false
-  return true
-}
-
-function fieldOf (buf: Buffer, start: number, end: number): number {
-  for (const [f, name] of NAMES) if (nameIs(buf, start, end, name)) return f
-  return F_OTHER
-}
-
-/** A field line is complete: check framing (RFC 9112 §6.3, RFC 9110 §9.3.6) and note credentials. */
-function endField (buf: Buffer, s: HeadScan): HeadError | undefined {
-  switch (s.field) {
-    case F_CONTENT_LENGTH: {
-      if (s.transferEncoding) return failure('HPE_INVALID_CONTENT_LENGTH', 'Content-Length with Transfer-Encoding')
-      if (s.contentLength) return failure('HPE_UNEXPECTED_CONTENT_LENGTH', 'Content-Length more than once')
-      s.contentLength = true
-      if (s.valueEnd === s.mark) return failure('HPE_INVALID_CONTENT_LENGTH', 'Content-Length is empty')
-      let zero = true
-      for (let j = s.mark; j < s.valueEnd; j++) {
-        const c = buf[j] as number
-        if (c < 0x30 || c > 0x39) return failure('HPE_INVALID_CONTENT_LENGTH', 'Content-Length is not a number')
-        if (c !== 0x30) zero = false
-      }
-      if (s.connect && !zero) return failure('HPE_CONNECT_CONTENT', 'a CONNECT request has no content (RFC 9110 §9.3.6): Content-Length must be 0 or absent')
-      return undefined
-    }
-    case F_TRANSFER_ENCODING:
-      if (s.contentLength) return failure('HPE_INVALID_TRANSFER_ENCODING', 'Transfer-Encoding with Content-Length')
-      if (s.transferEncoding) return failure('HPE_INVALID_TRANSFER_ENCODING', 'Transfer-Encoding more than once')
-      s.transferEncoding = true
-      if (s.connect) return failure('HPE_CONNECT_CONTENT', 'a CONNECT request has no content (RFC 9110 §9.3.6): no Transfer-Encoding')
-      return undefined
-    case F_PROXY_AUTHORIZATION:
-      if (s.authStart < 0) {
-        s.authStart = s.mark
-        s.authEnd = s.valueEnd
-      }
-      return undefined
-    default:
-      return undefined
-  }
-}
 
 function versionOf (buf: Buffer, start: number): string {
   if (start < 0) return '0.9'

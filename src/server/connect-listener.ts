@@ -16,7 +16,8 @@
  *
  * Socket listeners are shared functions that find their HeadReader through
  * one symbol on the socket (as waiting.ts and tunnel.ts do): no closure and
- * no timer per connection.
+ * no timer per connection (one sweep: head-timeouts.ts). What a refusal
+ * logs, and the 405, are in refusals.ts.
  */
 import { createServer, type Server, type Socket } from 'node:net'
 import { ProxyError } from '../errors.js'
@@ -25,8 +26,9 @@ import type { ConnectContext, ConnectionInfo } from '../connect/context.js'
 import { HeadScan, parseHead, type RequestHead } from '../connect/head-parser.js'
 import { Tunnel, type TunnelHost } from '../tunnel/tunnel.js'
 import { errorResponse, flushAndClose, respondAndClose } from '../tunnel/respond.js'
+import type { HeadTimed, HeadTimeouts } from './head-timeouts.js'
+import { clientOf, refuseMethod, requestLine } from './refusals.js'
 import type { WaitingConnections } from './waiting.js'
-import { clientAddress, formatHostPort } from '../net/ip.js'
 import { F } from '../observability/fields.js'
 
 export interface ConnectListenerOptions {
@@ -42,29 +44,6 @@ export interface ConnectListenerOptions {
 }
 
 const EMPTY = Buffer.alloc(0)
-
-function clientOf (socket: Socket): string {
-  return formatHostPort(clientAddress(socket.remoteAddress ?? ''), socket.remotePort ?? 0)
-}
-
-const UNPRINTABLE = /[^\x21-\x7e]/g
-const USERINFO = /^([^/@]*\/\/)?[^/@]*@/
-const REQUEST_LINE = /^([^\s]{1,32}) ([^\s]+)/
-
-/**
- * A request target as a log may show it: printable, at most 256 characters,
- * and never with credentials (`http://user:pw@host/` → `http://[redacted]@host/`).
- */
-function loggable (target: string): string {
-  return target.slice(0, 256).replace(UNPRINTABLE, '?').replace(USERINFO, '$1[redacted]@')
-}
-
-/** Method and target of a head the parser refused, for the log only. */
-function requestLine (raw: Buffer): { method: string, target: string } | undefined {
-  const m = REQUEST_LINE.exec(raw.subarray(0, 512).toString('latin1'))
-  if (m === null) return undefined
-  return { method: loggable(m[1] ?? ''), target: loggable(m[2] ?? '') }
-}
 
 /** What every connection of one listener shares. */
 interface Listener {
@@ -92,7 +71,7 @@ function onHeadError (this: Reading): void { this[kReader]?.detach() }
  * (the first read as Node delivered it, later ones appended into a buffer
  * that grows by doubling), and `scan` reads only the new ones.
  */
-class HeadReader {
+class HeadReader implements HeadTimed {
   readonly socket: Reading
   readonly listener: Listener
   /** Date.now() when this head was awaited from: the accept, or the 407. */
@@ -220,77 +199,6 @@ class HeadReader {
     const conn = this.challenges === 0 ? this.listener.first : { listener: opts.name, challenges: this.challenges }
     // handleConnect answers every failure itself and never rejects.
     handleConnect(ctx, tunnel, head, early, conn).then(this.listener.resumed, this.listener.failed)
-  }
-}
-
-/**
- * 405 for anything but CONNECT (README "Pointing clients at Sluice"), its
- * body never read. A CONNECT already received behind it is never acted on
- * (docs/node-internals.md A6): it gets a tunnel line of its own, closed by us.
- */
-function refuseMethod (listener: Listener, socket: Socket, head: RequestHead, early: Buffer): void {
-  const { ctx, opts, host } = listener
-  if (!socket.writable) { socket.destroy(); return }
-  const err = new ProxyError('ERR_METHOD_NOT_ALLOWED', { detail: head.method })
-  ctx.log.info({ [F.client]: clientOf(socket), [F.method]: loggable(head.method), [F.target]: loggable(head.target), [F.status]: err.status, [F.code]: err.code }, 'request refused')
-  let response = errorResponse(err, { Allow: 'CONNECT' })
-  // RFC 9110 §9.3.2: the answer to HEAD has no content (Content-Length still says what GET would get).
-  if (head.method === 'HEAD') response = response.slice(0, response.indexOf('\r\n\r\n') + 4)
-  if (early.length > 0) {
-    const next = parseHead(early, opts.maxHeaderSize)
-    if (next.kind === 'head' && next.head.method === 'CONNECT') new Tunnel(socket, host).mark('proxy', 'rejected')
-  }
-  respondAndClose(socket, response)
-}
-
-/**
- * `timeouts.header` for every connection still reading a head, on one
- * shared sweep (as the registry sweeps tunnels, server/registry.ts), not a
- * timer per socket. Precise to a quarter of the timeout, at most 1 s. The
- * timer runs while any connection reads, and stops at the first sweep that
- * finds none, so a burst of short-lived connections does not start and stop
- * it for each.
- */
-export class HeadTimeouts {
-  private readonly readers = new Set<HeadReader>()
-  private timer: NodeJS.Timeout | undefined
-  private readonly timeoutMs: number
-  private readonly everyMs: number
-
-  constructor (timeoutMs: number) {
-    this.timeoutMs = timeoutMs
-    this.everyMs = Math.max(10, Math.min(1000, Math.floor(timeoutMs / 4)))
-  }
-
-  /** @internal */
-  add (r: HeadReader): void {
-    this.readers.add(r)
-    if (this.timer === undefined) {
-      this.timer = setInterval(() => this.sweep(), this.everyMs)
-      this.timer.unref()
-    }
-  }
-
-  /** @internal */
-  delete (r: HeadReader): void {
-    this.readers.delete(r)
-  }
-
-  /** Connections reading a head now (tests). */
-  get size (): number { return this.readers.size }
-
-  private sweep (): void {
-    if (this.readers.size === 0) {
-      clearInterval(this.timer)
-      this.timer = undefined
-      return
-    }
-    const due = Date.now() - this.timeoutMs
-    for (const r of this.readers) {
-      // Closed without an 'error' or 'end' we heard (destroyed by us): nothing to answer.
-      if (r.socket.destroyed) { r.detach(); continue }
-      if (r.since <= due) r.timedOut(this.timeoutMs)
-    }
   }
 }
 
