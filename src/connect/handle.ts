@@ -4,7 +4,9 @@
  * downstream socket until the dial succeeded; on any failure they are
  * dropped with the socket.
  */
+import type { Socket } from 'node:net'
 import { ProxyError, toProxyError } from '../errors.js'
+import type { Endpoint } from '../net/ip.js'
 import type { Config } from '../config/load.js'
 import { parseTarget, type Target } from './target.js'
 import { authenticate } from './authenticate.js'
@@ -31,9 +33,20 @@ export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: R
     const cfg = ctx.config()
     const target = admit(ctx, cfg, tunnel, req)
     const principal = auth === undefined ? undefined : await authenticate(ctx, auth, tunnel, req, tunnel.clientAddress)
-    const decision = await decide(ctx, cfg, tunnel, requestFacts(tunnel, target, conn, auth, principal))
-    if (tunnel.signal.aborted) return undefined
-    await dial(ctx, cfg, tunnel, decision, early)
+    // One await where something waits (DNS, the dial), none where nothing
+    // does (an IP literal's decision): issue 12's "no promise chains".
+    const pending = evaluate(envFor(ctx, cfg), requestFacts(tunnel, target, conn, auth, principal), tunnel)
+    const decision = decided(tunnel, pending instanceof Promise ? await pending : pending)
+    if (tunnel.aborted) return undefined
+    tunnel.dialing(decision.route.name)
+    const { socket, dialed, hops } = await ctx.dial({
+      route: decision.route,
+      target,
+      directAddresses: () => decision.addresses(),
+      signal: tunnel,
+      onFailover: (choice, err) => tunnel.failover(choice, err)
+    }, ctx.routeOptions())
+    establish(ctx, cfg, tunnel, decision, socket, dialed, hops, early)
     return undefined
   } catch (err) {
     try {
@@ -104,9 +117,8 @@ function envFor (ctx: ConnectContext, cfg: Config): EvaluationEnv {
   return env
 }
 
-/** The one evaluation (policy/evaluate.ts); throws its refusal. */
-async function decide (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, facts: RequestFacts): Promise<Decision> {
-  const decision = await evaluate(envFor(ctx, cfg), facts, tunnel)
+/** The one evaluation's outcome (policy/evaluate.ts) goes on the tunnel; throws its refusal. */
+function decided (tunnel: Tunnel, decision: Decision): Decision {
   tunnel.decided(decision)
   if (decision.refusal !== undefined) throw decision.refusal
   return decision
@@ -117,23 +129,13 @@ function reportWouldDeny (ctx: ConnectContext, tunnel: Tunnel, v: Verdict, addre
   ctx.log.warn({ [F.tunnel]: tunnel.id, [F.target]: tunnel.target?.authority, [F.address]: address, [F.rule]: v.rule, [F.stage]: v.stage, [F.reason]: v.reason }, 'policy would deny (report mode)')
 }
 
-/** Dial the decision's route and hand the upstream to the tunnel. */
-async function dial (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, decision: Decision, early: Buffer): Promise<void> {
-  const target = tunnel.target
-  if (target === undefined) throw new Error('dial before parse')
-  tunnel.dialing(decision.route.name)
-  const { socket, dialed, hops } = await ctx.dial({
-    route: decision.route,
-    target,
-    directAddresses: async () => await decision.addresses(),
-    signal: tunnel.signal,
-    onFailover: (choice, err) => tunnel.failover(choice, err)
-  }, ctx.routeOptions())
+/** Hand the dialed upstream to the tunnel, unless a reload revoked it meanwhile. */
+function establish (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, decision: Decision, socket: Socket, dialed: Endpoint, hops: readonly string[], early: Buffer): void {
   // A reload with revoke_on_reload while we were dialing: judge again (issue 3).
   const now = ctx.config()
   if (now !== cfg && now.revokeOnReload && !stillAllowed(now.policy, decision.facts, dialed, hops.length > 0)) {
     socket.destroy()
-    throw new ProxyError('ERR_POLICY_DENIED', { detail: `${target.authority} (revoked by a policy reload while connecting)` })
+    throw new ProxyError('ERR_POLICY_DENIED', { detail: `${decision.authority} (revoked by a policy reload while connecting)` })
   }
   tunnel.establish(socket, dialed, hops, early)
 }

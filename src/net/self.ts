@@ -28,8 +28,9 @@ export function selfMatcher (listening: readonly AddressInfo[]): (address: strin
   }
   const ports = new Set(listening.map(l => l.port))
   return (address, port) => {
-    if (self.has(key(address, port))) return true
+    // Every key in `self` has a listening port: most targets end here, unparsed.
     if (!ports.has(port)) return false
+    if (self.has(key(address, port))) return true
     const u = toIpKey(address)
     if (u === undefined) return false
     // Linux connects to 0.0.0.0 / :: as to this host itself.

@@ -204,8 +204,9 @@ class HeadReader implements HeadTimed {
 
 export function createConnectListener (ctx: ConnectContext, opts: ConnectListenerOptions): Server {
   // As http.Server set them (docs/node-internals.md A9, B4): half-open
-  // sockets, no Nagle, TCP keepalive after 60 s.
-  const server = createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 })
+  // sockets, no Nagle. TCP keepalive comes with the tunnel's first sweep
+  // (server/registry.ts), not at accept: most tunnels end before it.
+  const server = createServer({ allowHalfOpen: true, noDelay: true })
   const listener: Listener = {
     ctx,
     opts,

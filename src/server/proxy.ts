@@ -36,6 +36,8 @@ export interface ProxyOptions {
   readonly dial?: typeof dialRoute
   /** The descriptor limit to plan for (default: the process's RLIMIT_NOFILE); tests set a small one. */
   readonly fdLimit?: number
+  /** TCP keepalive idle delay for tunnels (default 60 s, as http.Server set it); tests set a short one. */
+  readonly keepAliveMs?: number
 }
 
 export interface Proxy {
@@ -59,7 +61,8 @@ export function createProxy (opts: ProxyOptions): Proxy {
   let draining = false
   const log = opts.logger
   const t = config.timeouts
-  const registry = new TunnelRegistry({ idleMs: t.idle, maxLifetimeMs: t.max_lifetime, onDelete: () => guard?.check() })
+  const keepAliveMs = opts.keepAliveMs ?? 60_000
+  const registry = new TunnelRegistry({ idleMs: t.idle, maxLifetimeMs: t.max_lifetime, keepAliveMs, onDelete: () => guard?.check() })
   const resolver = opts.resolver ?? createResolver({
     servers: config.dns.servers,
     timeoutMs: t.dns,
@@ -74,7 +77,7 @@ export function createProxy (opts: ProxyOptions): Proxy {
     log,
     connectTimeoutMs: t.connect,
     attemptDelayMs: t.happy_eyeballs,
-    keepAliveMs: 60_000
+    keepAliveMs
   })
   const routeOptions = (): RouteDialOptions => dialOptions
   let isSelf: (address: string, port: number) => boolean = () => false

@@ -18,6 +18,8 @@ import { clientAddress, formatHostPort, type Endpoint } from '../net/ip.js'
 import { F } from '../observability/fields.js'
 import { errorResponse, respondAndClose } from './respond.js'
 import { canReset, Relay } from './relay.js'
+import type { Cancellation } from '../upstream/cancel.js'
+import type { SweepLimits } from '../server/registry.js'
 
 /**
  * accepted → admitted (counted, registered) → dialing → established → closed;
@@ -40,11 +42,6 @@ export interface TunnelHost {
 const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1')
 
 let nextId = 0
-/** Pre-built abort reasons: no allocation when a client leaves mid-dial. */
-const CLIENT_GONE = new Error('client went away')
-const REFUSED = new Error('tunnel refused')
-/** What `signal` is once the dial is over: never aborted, shared. */
-const SETTLED = new AbortController().signal
 const NO_HOPS: readonly string[] = Object.freeze([])
 
 /**
@@ -60,7 +57,7 @@ function onSocketClose (this: Owned): void { this[kTunnel]?.socketClose(this) }
 function onSocketEnd (this: Owned): void { this[kTunnel]?.socketEnd(this) }
 function onDialReadable (this: Owned): void { this[kTunnel]?.dialReadable() }
 
-export class Tunnel {
+export class Tunnel implements Cancellation {
   readonly id: string
   readonly startedAt = performance.now()
   readonly downstream: Socket
@@ -91,9 +88,13 @@ export class Tunnel {
   private readonly host: TunnelHost
   private _upstream: Socket | undefined
   private relay: Relay | undefined
-  /** Aborted when the client goes away or the tunnel is refused while dialing; dropped once established. */
-  private controller: AbortController | undefined = new AbortController()
+  /** Set when the client goes away or the tunnel is refused before establishment. */
+  private _aborted = false
+  /** The dial's 'abort' listeners (upstream/cancel.ts); dropped once established. */
+  private abortListeners: Array<() => void> | undefined
   private finalized = false
+  /** TCP keepalive is on for both legs (the first sweep after establishment). */
+  private keptAlive = false
 
   constructor (downstream: Socket, host: TunnelHost) {
     // First thing: the listener hands the socket over without its own
@@ -120,11 +121,30 @@ export class Tunnel {
   /** `ip:port` of the client, IPv6 in brackets. */
   get client (): string { return formatHostPort(this.clientAddress, this.clientPort) }
 
-  /** Aborted when the client goes away or the tunnel is refused before establishment. */
-  get signal (): AbortSignal { return this.controller?.signal ?? SETTLED }
+  /**
+   * The dial's cancellation: the tunnel itself, not an AbortController per
+   * CONNECT (upstream/cancel.ts). Aborted when the client goes away or the
+   * tunnel is refused before establishment.
+   */
+  get signal (): Cancellation { return this }
+  get aborted (): boolean { return this._aborted }
 
-  private cancel (reason: Error): void {
-    if (this._state !== 'established') this.controller?.abort(reason)
+  addEventListener (_type: 'abort', listener: () => void): void {
+    if (!this._aborted && this._state !== 'established') (this.abortListeners ??= []).push(listener)
+  }
+
+  removeEventListener (_type: 'abort', listener: () => void): void {
+    const l = this.abortListeners
+    const i = l === undefined ? -1 : l.indexOf(listener)
+    if (i >= 0) l?.splice(i, 1)
+  }
+
+  private cancel (): void {
+    if (this._state === 'established' || this._aborted) return
+    this._aborted = true
+    const l = this.abortListeners
+    this.abortListeners = undefined
+    if (l !== undefined) for (const listener of l) listener()
   }
 
   /** The request was parsed: this is what it asks for. */
@@ -170,7 +190,7 @@ export class Tunnel {
     this.error = err
     this.status = err.status
     this.mark('proxy', 'rejected')
-    this.cancel(REFUSED)
+    this.cancel()
     respondAndClose(this.downstream, errorResponse(err, extraHeaders))
   }
 
@@ -184,7 +204,7 @@ export class Tunnel {
     this.error = err
     this.status = err.status
     this.mark('proxy', 'challenged')
-    this.cancel(REFUSED)
+    this.cancel()
     const socket = this.downstream
     socket.removeListener('error', onSocketError)
     socket.removeListener('close', onSocketClose)
@@ -208,7 +228,7 @@ export class Tunnel {
   dialReadable (): void {
     if (this.downstream.readableLength !== 0 || this._state === 'established') return
     this.mark('client', 'fin')
-    this.cancel(CLIENT_GONE)
+    this.cancel()
   }
 
   /** Take over a connected upstream: forward `head`, answer 200, relay. */
@@ -229,7 +249,7 @@ export class Tunnel {
     this.status = 200
     this.connectMs = performance.now() - this.startedAt
     this.lastActive = Date.now()
-    this.controller = undefined
+    this.abortListeners = undefined
     this.downstream.off('readable', onDialReadable)
     this.upBase = upstream.bytesWritten
     // Bytes a parent sent after its 200 are unshifted, still unread: they are tunnel data.
@@ -266,11 +286,18 @@ export class Tunnel {
 
   /**
    * The registry's shared sweep (one timer for all tunnels): close this
-   * tunnel if it outlived `maxLifetimeMs` or moved no byte for `idleMs`.
+   * tunnel if it outlived `maxLifetimeMs` or moved no byte for `idleMs`,
+   * and turn TCP keepalive on for both legs at its first sweep (registry.ts).
    */
-  sweep (now: number, idleMs: number, maxLifetimeMs: number): void {
+  sweep (now: number, { idleMs, maxLifetimeMs, keepAliveMs }: SweepLimits): void {
     const up = this._upstream
     if (this._state !== 'established' || up === undefined) return
+    if (!this.keptAlive && keepAliveMs > 0) {
+      this.keptAlive = true
+      // A TLS socket (an https parent) has had it since the dial (upstream/chain.ts).
+      this.downstream.setKeepAlive(true, keepAliveMs)
+      if (canReset(up)) up.setKeepAlive(true, keepAliveMs)
+    }
     if (maxLifetimeMs > 0 && performance.now() - this.startedAt >= maxLifetimeMs) {
       this.destroy('max_lifetime')
       return
@@ -329,15 +356,14 @@ export class Tunnel {
       if (reset && this._state === 'established' && canReset(other)) other.resetAndDestroy()
       else other.destroy()
     }
-    if (side === 'client' && this._state !== 'established') this.cancel(CLIENT_GONE)
+    if (side === 'client' && this._state !== 'established') this.cancel()
   }
 
   /** @internal */
   socketClose (socket: Socket): void {
     const side = socket === this.downstream ? 'client' : 'upstream'
-    // Only a dial in progress listens; an aborted signal with no reason
-    // builds a DOMException with a stack (~10 µs): skip it when established.
-    if (side === 'client' && this._state !== 'established') this.cancel(CLIENT_GONE)
+    // Only a dial in progress listens.
+    if (side === 'client' && this._state !== 'established') this.cancel()
     const other = side === 'client' ? this._upstream : this.downstream
     // If the other side still has bytes to send, nobody is left to read them.
     if (other !== undefined && !other.destroyed && !other.readableEnded) other.destroy()

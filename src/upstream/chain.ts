@@ -19,6 +19,7 @@ import type { Resolver } from '../net/resolver.js'
 import { race } from './happy-eyeballs.js'
 import { readConnectReply, ReplyError } from './connect-response.js'
 import type { Parent } from './parent.js'
+import type { Cancellation } from './cancel.js'
 
 export interface ChainOptions {
   readonly resolver: Resolver
@@ -26,7 +27,7 @@ export interface ChainOptions {
   readonly timeoutMs: number
   readonly attemptDelayMs: number
   readonly keepAliveMs: number
-  readonly signal: AbortSignal
+  readonly signal: Cancellation
 }
 
 function hopError (code: ErrorCode, parent: Parent, detail: string, cause?: unknown, status?: number): ProxyError {

@@ -9,6 +9,7 @@
 import { connect, type Socket } from 'node:net'
 import { ProxyError, type ErrorCode } from '../errors.js'
 import { formatHostPort } from '../net/ip.js'
+import type { Cancellation } from './cancel.js'
 
 export interface RaceOptions {
   readonly port: number
@@ -16,7 +17,7 @@ export interface RaceOptions {
   readonly attemptDelayMs: number
   /** Deadline for the whole race. */
   readonly timeoutMs: number
-  readonly signal?: AbortSignal
+  readonly signal?: Cancellation
   /** TCP keepalive initial delay on the won socket (ms), 0 = off. */
   readonly keepAliveMs: number
 }
@@ -54,12 +55,13 @@ export function connectError (err: unknown, address: string, port: number): Prox
 function ignoreUntilOwned (): void {}
 
 /** Race `addresses` (already filtered by policy) and resolve with the first connected socket. */
-export async function race (addresses: readonly string[], opts: RaceOptions): Promise<RaceResult> {
-  if (addresses.length === 0) throw new ProxyError('ERR_UPSTREAM_FAILED', { detail: 'no address to dial' })
+export function race (addresses: readonly string[], opts: RaceOptions): Promise<RaceResult> {
+  if (addresses.length === 0) return Promise.reject(new ProxyError('ERR_UPSTREAM_FAILED', { detail: 'no address to dial' }))
   // An 'abort' listener added to an already-aborted signal never fires: a
   // client that left while DNS was in flight would still get dialed.
-  if (opts.signal?.aborted === true) throw new ProxyError('ERR_UPSTREAM_FAILED', { detail: 'client went away' })
-  return await new Promise<RaceResult>((resolve, reject) => {
+  if (opts.signal?.aborted === true) return Promise.reject(new ProxyError('ERR_UPSTREAM_FAILED', { detail: 'client went away' }))
+  // One promise, not an async wrapper around it (issue 12: promise layers per CONNECT).
+  return new Promise<RaceResult>((resolve, reject) => {
     /** Each attempt's error listener, to take off the winner. */
     const attempts = new Map<Socket, (err: Error) => void>()
     let next = 0

@@ -14,6 +14,7 @@ import type { Endpoint } from '../net/ip.js'
 import { race } from './happy-eyeballs.js'
 import { dialChain } from './chain.js'
 import type { ParentHealth } from './health.js'
+import type { Cancellation } from './cancel.js'
 import type { Parent } from './parent.js'
 
 export type Choice = { readonly kind: 'direct' } | { readonly kind: 'chain', readonly hops: readonly Parent[] }
@@ -39,9 +40,9 @@ export interface RouteDialOptions {
 export interface RouteDialRequest {
   readonly route: Route
   readonly target: Target
-  /** Policy-checked addresses for a direct choice (resolved only if one is tried). */
-  readonly directAddresses: () => Promise<readonly string[]>
-  readonly signal: AbortSignal
+  /** Policy-checked addresses for a direct choice (resolved only if one is tried); an IP literal's come back at once. */
+  readonly directAddresses: () => readonly string[] | Promise<readonly string[]>
+  readonly signal: Cancellation
   /**
    * A choice failed and the next is tried: the tunnel records it for its
    * one closing log line (issue 10: no separate line per failed choice).
@@ -78,18 +79,22 @@ function label (c: Choice): string {
 }
 
 export async function dialRoute (req: RouteDialRequest, opts: RouteDialOptions): Promise<RouteDialed> {
-  const up = req.route.choices.filter(c => c.kind === 'direct' || c.hops.every(h => !opts.health.isDown(h.name)))
-  const choices = up.length > 0 ? up : req.route.choices
+  const all = req.route.choices
+  // One choice (`direct`, the default route): nothing to skip or reorder.
+  const up = all.length === 1 ? all : all.filter(c => c.kind === 'direct' || c.hops.every(h => !opts.health.isDown(h.name)))
+  const choices = up.length > 0 ? up : all
   let last: ProxyError | undefined
   for (const choice of choices) {
     try {
       if (choice.kind === 'direct') {
-        const addresses = await req.directAddresses()
+        const known = req.directAddresses()
+        const addresses = known instanceof Promise ? await known : known
         const { socket, address } = await race(addresses, {
           port: req.target.port,
           attemptDelayMs: opts.attemptDelayMs,
           timeoutMs: opts.connectTimeoutMs,
-          keepAliveMs: opts.keepAliveMs,
+          // The tunnel's sweep turns it on (server/registry.ts): most tunnels end before.
+          keepAliveMs: 0,
           signal: req.signal
         })
         return { socket, dialed: { address, port: req.target.port }, hops: NO_HOPS }

@@ -96,6 +96,8 @@ export interface SluiceOptions {
   readonly file?: string
   /** parseConfig's overrides (`--parent`, the environment for `parents_from_env`). */
   readonly overrides?: Parameters<typeof parseConfig>[2]
+  /** TCP keepalive delay for tunnels (ProxyOptions.keepAliveMs). */
+  readonly keepAliveMs?: number
 }
 
 export async function startSluice (yaml: string = LOOPBACK_ALLOWED, opts: SluiceOptions = {}): Promise<Sluice> {
@@ -104,7 +106,13 @@ export async function startSluice (yaml: string = LOOPBACK_ALLOWED, opts: Sluice
   const { logger, logs, waitForLog, waitForLogs } = captureLogs()
   // The config's listeners (and their names, for `listeners:` rules), each on a free port.
   const listen = config.listen.map(l => ({ host: opts.listenHost ?? l.host, port: 0, name: l.name }))
-  const proxy = createProxy({ config, logger, listen, ...(opts.dial === undefined ? {} : { dial: opts.dial }) })
+  const proxy = createProxy({
+    config,
+    logger,
+    listen,
+    ...(opts.dial === undefined ? {} : { dial: opts.dial }),
+    ...(opts.keepAliveMs === undefined ? {} : { keepAliveMs: opts.keepAliveMs })
+  })
   const [addr] = await proxy.listen()
   if (addr === undefined) throw new Error('sluice did not listen')
 
