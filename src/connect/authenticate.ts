@@ -5,7 +5,7 @@
  * for an anonymous request, or the 407 / 429 to answer, and logs failures.
  */
 import { ProxyError } from '../errors.js'
-import type { AuthFailure, Principal } from '../auth/authenticator.js'
+import type { AuthFailure, AuthOutcome, Principal } from '../auth/authenticator.js'
 import type { Tunnel } from '../tunnel/tunnel.js'
 import type { RequestHead } from './head-parser.js'
 import type { AuthState, ConnectContext } from './context.js'
@@ -21,8 +21,19 @@ const AUTH_FAILURES: Readonly<Record<AuthFailure, string>> = {
 /** Retry-After for a check refused by the queue's limits: checks ahead of it end within a few hash times. */
 const BUSY_RETRY_S = '1'
 
-export async function authenticate (ctx: ConnectContext, auth: AuthState, tunnel: Tunnel, req: RequestHead, client: string): Promise<Principal | undefined> {
-  const outcome = await auth.authenticator.authenticate(req.proxyAuthorization, { client, lockout: ctx.lockout })
+/**
+ * The principal, undefined when anonymous; throws the answer (407, 429).
+ * Synchronous when the Authenticator answered at once (a cached
+ * credential), else a promise (issue 12: no await per CONNECT for that).
+ */
+export function authenticate (ctx: ConnectContext, auth: AuthState, tunnel: Tunnel, req: RequestHead, client: string): Principal | undefined | Promise<Principal | undefined> {
+  const outcome = auth.authenticator.authenticate(req.proxyAuthorization, { client, lockout: ctx.lockout })
+  return outcome instanceof Promise
+    ? outcome.then(o => principalOf(ctx, auth, tunnel, o, client))
+    : principalOf(ctx, auth, tunnel, outcome, client)
+}
+
+function principalOf (ctx: ConnectContext, auth: AuthState, tunnel: Tunnel, outcome: AuthOutcome, client: string): Principal | undefined {
   switch (outcome.kind) {
     case 'none': return undefined
     case 'ok':

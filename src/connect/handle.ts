@@ -32,9 +32,11 @@ export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: R
   try {
     const cfg = ctx.config()
     const target = admit(ctx, cfg, tunnel, req)
-    const principal = auth === undefined ? undefined : await authenticate(ctx, auth, tunnel, req, tunnel.clientAddress)
-    // One await where something waits (DNS, the dial), none where nothing
-    // does (an IP literal's decision): issue 12's "no promise chains".
+    // One await where something waits (a password check, DNS, the dial),
+    // none where nothing does (a cached credential, an IP literal or a
+    // cached name's decision): issue 12's "no promise chains".
+    const checking = auth === undefined ? undefined : authenticate(ctx, auth, tunnel, req, tunnel.clientAddress)
+    const principal = checking instanceof Promise ? await checking : checking
     const pending = evaluate(envFor(ctx, cfg), requestFacts(tunnel, target, conn, auth, principal), tunnel)
     const decision = decided(tunnel, pending instanceof Promise ? await pending : pending)
     if (tunnel.aborted) return undefined
@@ -106,6 +108,7 @@ function envFor (ctx: ConnectContext, cfg: Config): EvaluationEnv {
     policy: cfg.policy,
     routing: cfg.routing,
     resolve: async (host) => await ctx.resolver.resolve(host),
+    cached: (host) => ctx.resolver.cached?.(host),
     isSelf: ctx.isSelf,
     report: (v, address, d) => reportWouldDeny(ctx, d.owner as Tunnel, v, address),
     refused: (address, v, d) => {

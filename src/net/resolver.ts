@@ -29,6 +29,11 @@ export interface ResolverOptions {
 export interface Resolver {
   /** Addresses for `host`, IPv6 and IPv4 interleaved (RFC 8305 §4). IP literals are returned as is. */
   resolve (host: string): Promise<readonly string[]>
+  /**
+   * A fresh positive answer already cached for `host`, else undefined: lets
+   * a CONNECT to a cached name be decided without a promise (issue 12).
+   */
+  cached?: (host: string) => readonly string[] | undefined
 }
 
 interface Entry { readonly expires: number, readonly addresses?: readonly string[], readonly error?: ProxyError }
@@ -133,6 +138,10 @@ export function createResolver (opts: ResolverOptions): Resolver {
   }
 
   return {
+    cached (host: string): readonly string[] | undefined {
+      const hit = cache.get(host)
+      return hit !== undefined && hit.expires > Date.now() ? hit.addresses : undefined
+    },
     async resolve (host: string): Promise<readonly string[]> {
       if (isIP(host) !== 0) return [host]
       const hit = cache.get(host)

@@ -30,6 +30,8 @@ export interface EvaluationEnv {
   readonly routing: Routing
   /** Addresses for a name (IP literals come back as they are). */
   readonly resolve: (host: string) => Promise<readonly string[]>
+  /** The resolver's cached answer for a name, if it has a fresh one (decided without waiting). */
+  readonly cached?: (host: string) => readonly string[] | undefined
   /** True for one of this proxy's own listening endpoints (loop guard). */
   readonly isSelf: (address: string, port: number) => boolean
   /**
@@ -91,8 +93,8 @@ export class Decision {
   private readonly policy: CompiledPolicy
   private readonly env: Partial<EvaluationEnv>
   private pending: Promise<readonly string[]> | undefined
-  /** An IP literal's stage 2, done at once: its addresses, or how it was refused. */
-  private literal: { readonly allowed: readonly string[] } | { readonly refused: unknown } | undefined
+  /** Stage 2 done at once (an IP literal, a cached name): its addresses, or how it was refused. */
+  private known: { readonly allowed: readonly string[] } | { readonly refused: unknown } | undefined
 
   /** Whom this decision is for (the proxy's Tunnel), handed to the env's callbacks. */
   readonly owner: unknown
@@ -167,21 +169,24 @@ export class Decision {
 
   /**
    * Resolve and judge (once): the policy-checked addresses for a direct
-   * dial. An IP literal needs no resolver and is judged at once, its
-   * answer (or its refusal, thrown) returned without a promise (issue 12:
-   * the async chain cost ~20 µs per CONNECT); a name waits for DNS.
+   * dial. An IP literal, or a name the resolver has a fresh answer for, is
+   * judged at once, its addresses (or its refusal, thrown) returned without
+   * a promise (issue 12: the async chain cost ~20 µs per CONNECT); any
+   * other name waits for DNS.
    */
   addresses (): readonly string[] | Promise<readonly string[]> {
-    if (this.facts.isName) return (this.pending ??= this.resolveAndJudge())
-    if (this.literal === undefined) {
+    if (this.pending !== undefined) return this.pending
+    if (this.known === undefined) {
+      const now = this.facts.isName ? this.env.cached?.(this.facts.host) : [this.facts.host]
+      if (now === undefined) return (this.pending = this.resolveAndJudge())
       try {
-        this.literal = { allowed: this.judge([this.facts.host]) }
+        this.known = { allowed: this.judge(now) }
       } catch (err) {
-        this.literal = { refused: err }
+        this.known = { refused: err }
       }
     }
-    if ('refused' in this.literal) throw this.literal.refused
-    return this.literal.allowed
+    if ('refused' in this.known) throw this.known.refused
+    return this.known.allowed
   }
 
   private async resolveAndJudge (): Promise<readonly string[]> {
