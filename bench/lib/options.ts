@@ -29,7 +29,7 @@ when installed and named in --peers) with the C load generator and origin in ben
   --noise-retries N     at most N re-measurements each (default 2; --quick 1)
   --no-pin              do not pin with taskset
   --no-build            measure dist/ as it is (no npm run build)
-  --update-docs         also write docs/benchmarks.md
+  --update-docs         also write docs/benchmarks.md and its charts (docs/benchmarks/*.svg)
   -h, --help            this text`
 
 /** A bad command line (exit 2). */

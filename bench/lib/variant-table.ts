@@ -4,7 +4,7 @@
  * when it has one), plus the notes only variants produce: a parent's CPU,
  * CPU per process of a cluster.
  */
-import { cell, fmt, median } from './table.js'
+import { cell, fmt, median, metricValues } from './table.js'
 import type { Peer, RepResult } from './types.js'
 
 interface Column {
@@ -24,17 +24,13 @@ const COLUMNS: readonly Column[] = [
 
 type Results = ReadonlyMap<string, readonly RepResult[]>
 
-function values (reps: readonly RepResult[] | undefined, get: (r: RepResult) => number | undefined): number[] {
-  return (reps ?? []).map(get).filter((v): v is number => v !== undefined && Number.isFinite(v))
-}
-
 function row (results: Results, peer: string, base: string | undefined): string[] {
   const out = [peer, base ?? '—']
   for (const c of COLUMNS) {
-    const vs = values(results.get(peer), c.get)
+    const vs = metricValues(results.get(peer) ?? [], c.get)
     out.push(cell(vs))
     if (!c.ratio) continue
-    const b = base === undefined ? undefined : median(values(results.get(base), c.get))
+    const b = base === undefined ? undefined : median(metricValues(results.get(base) ?? [], c.get))
     const m = median(vs)
     out.push(b !== undefined && b !== 0 && m !== undefined ? `${(m / b).toFixed(2)}×` : '—')
   }
@@ -66,12 +62,12 @@ export function variantNotes (peers: readonly Peer[], results: Results, dnsQueri
   const out: string[] = []
   for (const p of peers.filter(q => q.variantOf !== undefined)) {
     const reps = results.get(p.name) ?? []
-    const tps = median(values(reps, r => r.rate?.tunnelsPerS))
+    const tps = median(metricValues(reps, r => r.rate?.tunnelsPerS))
     /** µs per tunnel at the median rate → % of one CPU. */
     const busy = (us: number | undefined): string => us === undefined || tps === undefined ? '' : `, ≈ ${fmt(us * tps / 1e4)} % of one CPU at ${fmt(tps)} tunnels/s`
-    const lg = median(values(reps, r => r.rate?.loadgenCpuUsPerTunnel))
+    const lg = median(metricValues(reps, r => r.rate?.loadgenCpuUsPerTunnel))
     const loadgen = lg === undefined ? '' : `; loadgen itself ${fmt(lg)} µs/tunnel${busy(lg)}`
-    const aux = values(reps, r => r.rate?.auxCpuUsPerTunnel)
+    const aux = metricValues(reps, r => r.rate?.auxCpuUsPerTunnel)
     if (aux.length > 0) {
       const dead = aux.some(v => v === 0) ? ' — zero in some repetition: was the parent on the path?' : ''
       out.push(`${p.name}: the parent's CPU ${cell(aux)} µs/tunnel${busy(median(aux))} (not in the table's proxy CPU)${loadgen}; both share the load CPU with the origin${dead}`)
@@ -80,7 +76,7 @@ export function variantNotes (peers: readonly Peer[], results: Results, dnsQueri
     if (split.length > 0) {
       const n = Math.max(...split.map(s => s.length))
       const med = Array.from({ length: n }, (_, i) => fmt(median(split.map(s => s[i]).filter((v): v is number => v !== undefined))))
-      const whole = busy(median(values(reps, r => r.rate?.cpuUsPerTunnel))).replace(/^, /, '')
+      const whole = busy(median(metricValues(reps, r => r.rate?.cpuUsPerTunnel))).replace(/^, /, '')
       out.push(`${p.name}: CPU µs/tunnel by process (medians over repetitions): primary ${med[0] ?? '—'}; workers ${med.slice(1).join(' / ')} (busiest first); the tree ${whole}${loadgen}`)
     }
   }
