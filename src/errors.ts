@@ -66,7 +66,14 @@ export const ERRORS = {
   ERR_TOO_MANY_TUNNELS: { status: 503, type: 'connection_limit_reached', message: 'proxy is at its tunnel limit' },
   ERR_CLIENT_LIMIT: { status: 429, type: 'connection_limit_reached', message: 'too many tunnels from this client' },
   ERR_SHUTTING_DOWN: { status: 503, type: 'proxy_internal_error', message: 'proxy is shutting down' },
-  ERR_INTERNAL: { status: 500, type: 'proxy_internal_error', message: 'internal proxy error' }
+  ERR_INTERNAL: { status: 500, type: 'proxy_internal_error', message: 'internal proxy error' },
+  // TLS from the client (issue 13). A handshake has no HTTP channel: these are logged, not sent,
+  // but ERR_TLS_REQUIRED, which answers plain HTTP on a TLS listener in plain HTTP.
+  ERR_TLS_REQUIRED: { status: 400, type: 'tls_protocol_error', message: 'this listener speaks TLS: use an https:// proxy URL' },
+  ERR_TLS_ON_PLAIN_LISTENER: { status: 400, type: 'tls_protocol_error', message: 'TLS sent to a plain-HTTP listener: the client has an https:// proxy URL for an http:// listener' },
+  ERR_TLS_HANDSHAKE: { status: 400, type: 'tls_protocol_error', message: 'TLS handshake with the client failed' },
+  ERR_TLS_TIMEOUT: { status: 408, type: 'tls_protocol_error', message: 'TLS handshake not completed in time' },
+  ERR_TLS_CLIENT_CERT: { status: 403, type: 'tls_certificate_error', message: 'client certificate refused' }
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

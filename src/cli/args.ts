@@ -12,6 +12,7 @@ import { resolveWorkers } from './cluster.js'
 export const USAGE = `Usage:
   sluice [serve] [options]          run the proxy
   sluice check [options] HOST:PORT  explain what the policy does with a target
+                                    (for a tcp listener: sluice check --listener NAME)
   sluice validate [--strict] FILE...
                                     check config files: every problem, and
                                     warnings about likely mistakes
@@ -143,7 +144,8 @@ export function parseCli (argv: readonly string[]): Command {
     return { command, name: rest[0] ?? '', scheme }
   }
   if (command === 'check') {
-    if (rest.length !== 1) throw new UsageError('check needs exactly one HOST:PORT')
+    // A tcp listener has its own target: `check --listener NAME` alone asks about it.
+    if (rest.length > 1 || (rest.length === 0 && values.listener === undefined)) throw new UsageError('check needs exactly one HOST:PORT (or --listener NAME of a tcp listener)')
     const client = values.client ?? '127.0.0.1'
     if (isIP(client) === 0) throw new UsageError(`--client must be an IP address, got '${client}'`)
     return {

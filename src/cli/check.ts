@@ -5,8 +5,9 @@
  * (or the name does not resolve), 2 bad input.
  */
 import type { AddressInfo } from 'node:net'
-import { parseTarget } from '../connect/target.js'
-import type { Config } from '../config/load.js'
+import { parseTarget, type Target } from '../connect/target.js'
+import type { Config, ListenAddress } from '../config/load.js'
+import { ProxyError } from '../errors.js'
 import { createResolver } from '../net/resolver.js'
 import { selfMatcher } from '../net/self.js'
 import type { Miss, RequestFacts, Skip } from '../policy/decide.js'
@@ -66,27 +67,45 @@ function why (config: Config, facts: RequestFacts, s: Skip, address: string | un
   return m[s.miss]()
 }
 
-/** The facts a real CONNECT with these inputs would carry (connect/handle.ts requestFacts). */
-function facts (config: Config, input: CheckInput, host: string, port: number, isName: boolean): RequestFacts {
+/** The facts a real CONNECT (or tcp forward) with these inputs would carry (connect/handle.ts requestFacts). */
+function facts (config: Config, input: CheckInput, l: ListenAddress | undefined, host: string, port: number, isName: boolean): RequestFacts {
   const auth = config.auth
+  // A tcp listener has no channel for credentials: nobody is challenged there.
+  const credentials = l?.kind !== 'tcp'
   return {
     host,
     port,
     isName,
     client: input.client,
     ...(input.user === undefined ? {} : { user: input.user, groups: auth?.groups.get(input.user) ?? new Set<string>() }),
-    ...(input.listener === undefined ? {} : { listener: input.listener }),
+    ...(l === undefined ? {} : { listener: l.name }),
+    ...(l?.via === undefined ? {} : { via: l.via }),
     // An anonymous request to a proxy with auth is challenged as the proxy would.
-    ...(auth === undefined || input.user !== undefined ? {} : { challenge: auth.required ? 'always' : 'rules' })
+    ...(auth === undefined || input.user !== undefined || !credentials ? {} : { challenge: auth.required ? 'always' : 'rules' })
   }
 }
 
-/** Throws a ProxyError (ERR_BAD_TARGET) for a malformed target. */
-export async function check (config: Config, input: CheckInput): Promise<CheckResult> {
-  const target = parseTarget(input.target)
+/** The listener a check is for, and its target: a tcp listener's own when none is given. */
+function listenerAndTarget (config: Config, input: CheckInput): { l: ListenAddress | undefined, target: Target } {
   // Every real request arrives on some listener: without --listener, the first one.
-  const listener = input.listener ?? config.listen[0]?.name
-  const f = facts(config, { ...input, ...(listener === undefined ? {} : { listener }) }, target.host, target.port, target.kind === 'name')
+  const l = input.listener === undefined ? config.listen[0] : config.listen.find(x => x.name === input.listener)
+  if (l === undefined && input.listener !== undefined) {
+    throw new ProxyError('ERR_BAD_TARGET', { detail: `no listener is named '${input.listener}' (listeners: ${config.listen.map(x => x.name).join(', ')})` })
+  }
+  if (l?.kind === 'tcp' && l.target !== undefined) {
+    if (input.target !== '' && parseTarget(input.target).authority !== l.target.authority) {
+      throw new ProxyError('ERR_BAD_TARGET', { detail: `listener ${l.name} is a tcp forward to ${l.target.authority}: its connections go nowhere else` })
+    }
+    return { l, target: l.target }
+  }
+  return { l, target: parseTarget(input.target) }
+}
+
+/** Throws a ProxyError (ERR_BAD_TARGET) for a malformed target or an unknown listener. */
+export async function check (config: Config, input: CheckInput): Promise<CheckResult> {
+  const { l, target } = listenerAndTarget(config, input)
+  const listener = l?.name
+  const f = facts(config, input, l, target.host, target.port, target.kind === 'name')
   const resolver = createResolver({ servers: config.dns.servers, timeoutMs: config.timeouts.dns, maxTtlMs: 0, negativeTtlMs: 0 })
   const listening = config.listen.map((l): AddressInfo => ({ address: l.host, port: l.port, family: l.host.includes(':') ? 'IPv6' : 'IPv4' }))
   const d = await evaluate({

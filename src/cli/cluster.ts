@@ -6,8 +6,10 @@
  * workers have exited after a shutdown. A second signal kills them at once.
  */
 import cluster, { type Worker } from 'node:cluster'
+import { randomBytes } from 'node:crypto'
 import { availableParallelism } from 'node:os'
 import { createLogger, type LogLevel } from '../observability/log.js'
+import { TICKET_KEYS_ENV } from './serve.js'
 
 export interface ClusterOptions {
   readonly workers: number
@@ -28,7 +30,11 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
   const log = createLogger({ level: opts.logLevel, pretty: opts.pretty }).child({ worker: 'primary' })
   let stopping = false
   let failures = 0
-  const fork = (): Worker => cluster.fork({ SLUICE_WORKER: '1' })
+  // One set of TLS session ticket keys for every worker (issue 13): a ticket
+  // issued by one is accepted by the next, whichever the kernel hands the
+  // resumed connection to. Made here, given by the environment, never written down.
+  const ticketKeys = randomBytes(48).toString('base64')
+  const fork = (): Worker => cluster.fork({ SLUICE_WORKER: '1', [TICKET_KEYS_ENV]: ticketKeys })
 
   return await new Promise<number>((resolve) => {
     cluster.on('exit', (worker, code, signal) => {

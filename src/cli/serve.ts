@@ -16,19 +16,30 @@ export interface ServeOptions {
   readonly pretty: boolean
 }
 
+/** The environment variable a --workers primary hands its workers' shared TLS session ticket keys in (cli/cluster.ts). */
+export const TICKET_KEYS_ENV = 'SLUICE_TLS_TICKET_KEYS'
+
+function ticketKeys (): Buffer | undefined {
+  const text = process.env[TICKET_KEYS_ENV]
+  if (text === undefined) return undefined
+  const keys = Buffer.from(text, 'base64')
+  return keys.length === 48 ? keys : undefined
+}
+
 export async function serve (opts: ServeOptions): Promise<number> {
   const loadOptions = opts.parent === undefined ? {} : { parentUrl: opts.parent }
   // At start-up, the cheap validate checks too: an open proxy must not go unnoticed (SECURITY.md).
   const config = await loadConfig(opts.config, {
     ...loadOptions,
     lint: 'startup',
-    ...(opts.listen === undefined ? {} : { lintListen: [{ ...opts.listen, name: formatHostPort(opts.listen.host, opts.listen.port) }] })
+    ...(opts.listen === undefined ? {} : { lintListen: [{ ...opts.listen, name: formatHostPort(opts.listen.host, opts.listen.port), kind: 'connect' }] })
   })
   const base = createLogger({ level: opts.logLevel, pretty: opts.pretty })
   // Under --workers, every line names its worker.
   const logger = cluster.isWorker ? base.child({ worker: cluster.worker?.id }) : base
   for (const w of config.warnings) logger.warn({ warning: w }, 'configuration warning (see sluice validate)')
-  const proxy = createProxy({ config, logger, ...(opts.listen === undefined ? {} : { listen: [opts.listen] }) })
+  const keys = ticketKeys()
+  const proxy = createProxy({ config, logger, ...(opts.listen === undefined ? {} : { listen: [opts.listen] }), ...(keys === undefined ? {} : { ticketKeys: keys }) })
   let current = config
   let reloader: Reloader | undefined
   let stopStats: (() => void) | undefined

@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { LineCounter, parseDocument } from 'yaml'
 import type { z } from 'zod'
-import { fileSchema, parseListen, type SluiceFile } from './schema.js'
+import { fileSchema, type SluiceFile } from './schema.js'
+import { fileReader, prepareListeners, type ListenAddress } from './listeners.js'
 import { compilePolicy, compilePolicyInSlices, type CompiledPolicy } from '../policy/compile.js'
 import { validateInWorker } from './validate-worker.js'
 import { loadAuth, type AuthConfig } from '../auth/load.js'
@@ -22,10 +23,9 @@ export { ConfigError }
 /** The policy shipped in the package; used when no --config is given. */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../policies/default.yaml', import.meta.url))
 
-/** Where to listen; `name` is what policy `listeners:` match (defaults to the address text). */
 export type { AuthConfig }
-
-export interface ListenAddress { readonly host: string, readonly port: number, readonly name: string }
+/** Where to listen, and how (config/listeners.ts). */
+export type { ListenAddress } from './listeners.js'
 
 export interface Config {
   readonly file: string
@@ -124,19 +124,18 @@ interface Prepared {
 }
 
 function prepare (f: SluiceFile, text: string, file: string, options: LoadOptions): Prepared {
-  const listen = (Array.isArray(f.listen) ? f.listen : [f.listen]).map(entry => {
-    const { address, name } = typeof entry === 'string' ? { address: entry, name: entry } : entry
-    const parsed = parseListen(address)
-    if (parsed === undefined) throw new ConfigError(file, [`${file}: listen: bad address ${address}`])
-    return Object.freeze({ ...parsed, name })
-  })
   const hash = createHash('sha256').update(text)
   const files = [file]
   const { routing, problems, missingSecrets } = loadRouting(f, file, options)
+  // Certificate files are part of the config: hashed, and watched for reload (issue 13).
+  const listen = prepareListeners(f, file, fileReader(file, (path, content) => { files.push(path); hash.update('\0').update(content) }, problems), problems)
   const names = new Set<string>()
   for (const l of listen) {
     if (names.has(l.name)) problems.push(`${file}: listen: two listeners are named '${l.name}'`)
     names.add(l.name)
+    if (l.via !== undefined && !routing.routes.has(l.via) && l.via !== 'direct') {
+      problems.push(`${file}: listen: listener '${l.name}': via '${l.via}' is not a route or parent (routes: ${[...routing.routes.keys()].join(', ') || 'none'})`)
+    }
   }
   f.rules.forEach((r, i) => r.listeners?.forEach((n, j) => {
     if (!names.has(n)) problems.push(`${file}: rules[${i}].listeners[${j}]: no listener is named '${n}' (listeners: ${[...names].join(', ')})`)

@@ -51,11 +51,53 @@ export function parseDnsServer (v: string): { host: string, port: number } | und
 const LISTEN_HINT = 'expected host:port, e.g. 127.0.0.1:3128 or [::1]:3128'
 export const listenSpec = z.string({ error: hint(LISTEN_HINT) }).refine((v) => parseListen(v) !== undefined, { error: hint(LISTEN_HINT) })
 
-/** A listener: `host:port`, or `{ address: host:port, name }` so rules can match it by name. */
-const listenEntry = z.union([listenSpec, z.strictObject({
+const fileName = z.string().min(1)
+const certPair = z.strictObject({ cert_file: fileName, key_file: fileName })
+
+/**
+ * TLS from the client to this listener (issue 13): an HTTPS proxy. Files
+ * are relative to the config file and reloaded with it.
+ */
+const listenerTls = z.strictObject({
+  /** The certificate chain (PEM) and its key. */
+  cert_file: fileName,
+  key_file: fileName,
+  /** More certificates, each chosen when the client's SNI matches one of its DNS names (wildcards too). */
+  certs: z.array(certPair).max(64).default([]),
+  min_version: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+  /** CAs (PEM) that client certificates must chain to; without it no certificate is asked for. */
+  client_ca_file: fileName.optional(),
+  /** With client_ca_file: refuse a client without a valid certificate (required), or let it in anonymous (optional). */
+  client_cert: z.enum(['required', 'optional']).default('required'),
+  /** What of a verified client certificate becomes the tunnel's user. */
+  identity: z.enum(['cn', 'san_dns', 'san_email', 'san_uri']).default('cn')
+})
+
+/**
+ * A listener: `host:port`, or an object with its `kind` (issue 13), a
+ * `name` rules match with `listeners:`, and the kind's settings.
+ */
+const listenObject = z.strictObject({
   address: listenSpec,
-  name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'expected a name of letters, digits, _ . -' })
-})], { error: hint('expected host:port or { address: host:port, name: NAME }') })
+  name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'expected a name of letters, digits, _ . -' }).optional(),
+  /** `connect`: HTTP CONNECT (plain, or inside TLS with `tls`); `tcp`: every connection goes to `target`. */
+  kind: z.enum(['connect', 'tcp']).default('connect'),
+  tls: listenerTls.optional(),
+  /** kind tcp: where every connection goes, `host:port`. */
+  target: z.string().min(1).optional(),
+  /** kind tcp: the route, parent or `direct` to reach `target` by (default: the policy's). */
+  via: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'expected a route or parent name' }).optional()
+}).superRefine((l, ctx) => {
+  if (l.kind === 'tcp') {
+    if (l.target === undefined) ctx.addIssue({ code: 'custom', path: ['target'], message: 'required: a tcp listener needs target: host:port' })
+    if (l.tls !== undefined) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'a tcp listener relays bytes as they are: tls is for connect listeners' })
+  } else {
+    if (l.target !== undefined) ctx.addIssue({ code: 'custom', path: ['target'], message: 'only a tcp listener has a fixed target (add kind: tcp)' })
+    if (l.via !== undefined) ctx.addIssue({ code: 'custom', path: ['via'], message: 'only a tcp listener has via; a connect listener\'s routes come from its rules' })
+  }
+})
+
+const listenEntry = z.union([listenSpec, listenObject], { error: hint('expected host:port or { address: host:port, name: NAME, kind: connect|tcp, … }') })
 
 /** `127.0.0.1:3128`, `[::1]:3128`, `:3128` (all interfaces, explicit opt-in) → host, port. */
 export function parseListen (v: string): { host: string, port: number } | undefined {
@@ -69,6 +111,8 @@ export function parseListen (v: string): { host: string, port: number } | undefi
 const timeouts = z.strictObject({
   /** Time allowed for a client to send its request head (→ 408). */
   header: duration.default(30_000),
+  /** Time allowed for a TLS listener's handshake (issue 13); the request head's `header` time starts after it. */
+  tls_handshake: timerDuration.default(10_000),
   /** Time allowed to connect to the target, across all addresses (→ 504). */
   connect: timerDuration.default(10_000),
   /** Close a tunnel with no traffic either way for this long; 0 = never. */
@@ -153,7 +197,7 @@ const choice = z.union([nameSpec, z.array(nameSpec).min(1).max(8)])
 
 export const fileSchema = z.strictObject({
   version: z.literal(1, { message: 'expected version: 1' }),
-  listen: z.union([listenEntry, z.array(listenEntry).min(1)], { error: hint('expected host:port, { address: host:port, name: NAME } or a list of them') }).default('127.0.0.1:3128'),
+  listen: z.union([listenEntry, z.array(listenEntry).min(1)], { error: hint('expected host:port, { address: host:port, name: NAME, … } or a list of them') }).default('127.0.0.1:3128'),
   timeouts: timeouts.default(timeouts.parse({})),
   limits: limits.default(limits.parse({})),
   dns: dns.default(dns.parse({})),

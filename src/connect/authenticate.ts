@@ -56,3 +56,14 @@ function principalOf (ctx: ConnectContext, auth: AuthState, tunnel: Tunnel, outc
   }
   throw new ProxyError('ERR_AUTH_FAILED', { detail: AUTH_FAILURES[outcome.reason] })
 }
+
+const NO_GROUPS: ReadonlySet<string> = new Set()
+
+/**
+ * A verified client certificate's identity as the principal (issue 13):
+ * groups from `auth` when the config has it, as for a Basic user.
+ */
+export function certificateUser (ctx: ConnectContext, tunnel: Tunnel, user: string): Principal {
+  tunnel.authenticated(user)
+  return { user, groups: ctx.auth()?.config.groups.get(user) ?? NO_GROUPS }
+}

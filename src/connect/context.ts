@@ -41,6 +41,10 @@ export interface ConnectionInfo {
   readonly listener: string
   /** 407s already sent on this connection. */
   readonly challenges: number
+  /** A verified client certificate's identity (TLS listeners, issue 13): the tunnel's user, instead of Basic auth. */
+  readonly identity?: string
+  /** A tcp listener's own route (its `via`). */
+  readonly via?: string
 }
 
 /**

@@ -9,7 +9,7 @@ import { ProxyError, toProxyError } from '../errors.js'
 import type { Endpoint } from '../net/ip.js'
 import type { Config } from '../config/load.js'
 import { parseTarget, type Target } from './target.js'
-import { authenticate } from './authenticate.js'
+import { authenticate, certificateUser } from './authenticate.js'
 import type { RequestHead } from './head-parser.js'
 import type { Principal } from '../auth/authenticator.js'
 import { stillAllowed } from '../policy/recheck.js'
@@ -28,27 +28,19 @@ export type { AuthState, ConnectContext, ConnectionInfo, Retry } from './context
  * rejects: every failure is answered here.
  */
 export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: RequestHead, early: Buffer, conn: ConnectionInfo): Promise<Retry | undefined> {
-  const auth = ctx.auth()
+  // A verified client certificate is the user (README "HTTPS proxy"): Basic auth is not asked for.
+  const auth = conn.identity === undefined ? ctx.auth() : undefined
   try {
     const cfg = ctx.config()
-    const target = admit(ctx, cfg, tunnel, req)
+    const target = admit(ctx, cfg, tunnel, parseRequest(req))
     // One await where something waits (a password check, DNS, the dial),
     // none where nothing does (a cached credential, an IP literal or a
     // cached name's decision): issue 12's "no promise chains".
-    const checking = auth === undefined ? undefined : authenticate(ctx, auth, tunnel, req, tunnel.clientAddress)
+    const checking = conn.identity !== undefined
+      ? certificateUser(ctx, tunnel, conn.identity)
+      : auth === undefined ? undefined : authenticate(ctx, auth, tunnel, req, tunnel.clientAddress)
     const principal = checking instanceof Promise ? await checking : checking
-    const pending = evaluate(envFor(ctx, cfg), requestFacts(tunnel, target, conn, auth, principal), tunnel)
-    const decision = decided(tunnel, pending instanceof Promise ? await pending : pending)
-    if (tunnel.aborted) return undefined
-    tunnel.dialing(decision.route.name)
-    const { socket, dialed, hops } = await ctx.dial({
-      route: decision.route,
-      target,
-      directAddresses: () => decision.addresses(),
-      signal: tunnel,
-      onFailover: (choice, err) => tunnel.failover(choice, err)
-    }, ctx.routeOptions())
-    establish(ctx, cfg, tunnel, decision, socket, dialed, hops, early)
+    await open(ctx, cfg, tunnel, target, requestFacts(tunnel, target, conn, auth, principal), early)
     return undefined
   } catch (err) {
     try {
@@ -62,12 +54,51 @@ export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: R
   }
 }
 
-/** Parse the request and count it against the limits; throws the refusal. */
-function admit (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, req: RequestHead): Target {
-  if (ctx.draining()) throw new ProxyError('ERR_SHUTTING_DOWN', { headers: { 'Retry-After': '5' } })
+/**
+ * A fixed forward (a `tcp` listener, issue 13): the CONNECT pipeline from
+ * the admission on, with the listener's target and route and no HTTP, so
+ * a refusal is a close and its code goes to the tunnel's log line.
+ */
+export async function handleForward (ctx: ConnectContext, tunnel: Tunnel, target: Target, conn: ConnectionInfo): Promise<void> {
+  try {
+    const cfg = ctx.config()
+    admit(ctx, cfg, tunnel, target)
+    await open(ctx, cfg, tunnel, target, requestFacts(tunnel, target, conn, undefined, undefined), EMPTY)
+  } catch (err) {
+    const e = toProxyError(err)
+    if (e.code === 'ERR_INTERNAL') ctx.log.error({ err, [F.tunnel]: tunnel.id }, 'internal error handling a tcp forward')
+    tunnel.fail(e)
+  }
+}
+
+const EMPTY = Buffer.alloc(0)
+
+/** Decide, dial and establish: what every kind of listener shares once it knows the target. */
+async function open (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, target: Target, facts: RequestFacts, early: Buffer): Promise<void> {
+  const pending = evaluate(envFor(ctx, cfg), facts, tunnel)
+  const decision = decided(tunnel, pending instanceof Promise ? await pending : pending)
+  if (tunnel.aborted) return
+  tunnel.dialing(decision.route.name)
+  const { socket, dialed, hops } = await ctx.dial({
+    route: decision.route,
+    target,
+    directAddresses: () => decision.addresses(),
+    signal: tunnel,
+    onFailover: (choice, err) => tunnel.failover(choice, err)
+  }, ctx.routeOptions())
+  establish(ctx, cfg, tunnel, decision, socket, dialed, hops, early)
+}
+
+/** The request's target; throws the refusal. */
+function parseRequest (req: RequestHead): Target {
   // RFC 9112 §2.3: HTTP/1.x only; the head parser reports any HTTP/d.d, and 0.9 for a request line without one.
   if (req.version !== '1.1' && req.version !== '1.0') throw new ProxyError('ERR_BAD_VERSION', { detail: `HTTP/${req.version}` })
-  const target = parseTarget(req.target)
+  return parseTarget(req.target)
+}
+
+/** Count the request against the limits; throws the refusal. */
+function admit (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, target: Target): Target {
+  if (ctx.draining()) throw new ProxyError('ERR_SHUTTING_DOWN', { headers: { 'Retry-After': '5' } })
   tunnel.parsed(target)
   if (ctx.registry.size >= cfg.limits.max_tunnels) {
     throw new ProxyError('ERR_TOO_MANY_TUNNELS', { headers: { 'Retry-After': '1' } })
@@ -89,6 +120,7 @@ export function requestFacts (tunnel: Tunnel, target: Target, conn: ConnectionIn
     isName: target.kind === 'name',
     client: tunnel.clientAddress,
     listener: conn.listener,
+    ...(conn.via === undefined ? {} : { via: conn.via }),
     ...(principal === undefined ? {} : { user: principal.user, groups: principal.groups }),
     ...(auth === undefined || principal !== undefined ? {} : { challenge: auth.config.required ? 'always' : 'rules' })
   }

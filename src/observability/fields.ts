@@ -35,5 +35,9 @@ export const F = {
   durationMs: 'duration_ms',
   closedBy: 'closed_by',
   close: 'close',
-  address: 'address'
+  address: 'address',
+  /** The listener a connection arrived on (its name, as `listeners:` rules match it). */
+  listener: 'listener',
+  /** OpenSSL's or Node's own code for a failed TLS handshake (beside `code`, ours). */
+  tlsError: 'tls_error'
 } as const

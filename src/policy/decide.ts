@@ -37,6 +37,11 @@ export interface RequestFacts {
    * (407); `always` → the default action does too (auth.required).
    */
   readonly challenge?: 'rules' | 'always'
+  /**
+   * The listener's own route (a `tcp` listener's `via`, issue 13): it
+   * replaces the deciding rule's `via` and the default route.
+   */
+  readonly via?: string
 }
 
 export type Stage = 'request' | 'address'

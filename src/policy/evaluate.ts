@@ -208,7 +208,7 @@ export class Decision {
 
   /** Pick the route from the deciding rule's `via`. */
   chooseRoute (routing: Routing): Route {
-    this.route = routeFor(routing, this.via, this.facts)
+    this.route = routeFor(routing, this.facts.via ?? this.via, this.facts)
     return this.route
   }
 }

@@ -28,6 +28,7 @@ import { Tunnel, type TunnelHost } from '../tunnel/tunnel.js'
 import { errorResponse, flushAndClose, respondAndClose } from '../tunnel/respond.js'
 import type { HeadTimed, HeadTimeouts } from './head-timeouts.js'
 import { clientOf, refuseMethod, requestLine } from './refusals.js'
+import { createTlsFront, type TlsFront, type TlsFrontOptions } from './tls-front.js'
 import type { WaitingConnections } from './waiting.js'
 import { F } from '../observability/fields.js'
 
@@ -41,6 +42,8 @@ export interface ConnectListenerOptions {
   readonly heads: HeadTimeouts
   /** Called after each accept (the accept guard counts descriptors). */
   readonly accepted: () => void
+  /** TLS from the client (issue 13): its certificates, timeouts and ticket keys. */
+  readonly tls?: Pick<TlsFrontOptions, 'tls' | 'handshakeMs' | 'firstBytes' | 'ticketKeys'>
 }
 
 const EMPTY = Buffer.alloc(0)
@@ -77,14 +80,17 @@ class HeadReader implements HeadTimed {
   /** Date.now() when this head was awaited from: the accept, or the 407. */
   readonly since = Date.now()
   private readonly challenges: number
+  /** A verified client certificate's identity (TLS listeners). */
+  private readonly identity: string | undefined
   private buf: Buffer = EMPTY
   private len = 0
   private scan: HeadScan | undefined
 
-  constructor (socket: Socket, listener: Listener, challenges: number) {
+  constructor (socket: Socket, listener: Listener, challenges: number, identity?: string) {
     this.socket = socket as Reading
     this.listener = listener
     this.challenges = challenges
+    this.identity = identity
   }
 
   /** Read the head from `early` (bytes already received), then the socket. */
@@ -115,6 +121,8 @@ class HeadReader implements HeadTimed {
     const max = this.listener.opts.maxHeaderSize
     let bytes: Buffer
     if (this.len === 0) {
+      // RFC 8446 §5.1: a TLS handshake record. Only a plain listener gets here with it.
+      if (chunk[0] === 0x16 && this.challenges === 0 && (this.socket as { encrypted?: boolean }).encrypted !== true) { this.tlsOnPlain(); return }
       this.buf = bytes = chunk
       this.len = chunk.length
     } else {
@@ -159,6 +167,19 @@ class HeadReader implements HeadTimed {
     this.refuse(new ProxyError('ERR_BAD_REQUEST', { detail: 'HPE_INVALID_EOF_STATE' }), 'HPE_INVALID_EOF_STATE')
   }
 
+  /**
+   * A TLS ClientHello on a plain listener: the client was given an
+   * `https://` proxy URL for an `http://` listener. It cannot read an HTTP
+   * answer, so the code goes to the log and the connection is closed.
+   */
+  private tlsOnPlain (): void {
+    this.detach()
+    const err = new ProxyError('ERR_TLS_ON_PLAIN_LISTENER')
+    this.listener.ctx.log.info({ [F.client]: clientOf(this.socket), [F.listener]: this.listener.opts.name, [F.status]: err.status, [F.code]: err.code }, 'request refused')
+    this.listener.opts.waiting.delete(this.socket)
+    this.socket.destroy()
+  }
+
   /** From the shared sweep: no complete head within `timeouts.header`. */
   timedOut (timeoutMs: number): void {
     this.refuse(new ProxyError('ERR_HEADERS_TIMEOUT', { detail: `limit is ${timeoutMs} ms` }), 'ERR_HTTP_REQUEST_TIMEOUT')
@@ -196,13 +217,21 @@ class HeadReader implements HeadTimed {
     // until the dial succeeds, what the client sends waits in the stream.
     socket.pause()
     const tunnel = new Tunnel(socket, host)
-    const conn = this.challenges === 0 ? this.listener.first : { listener: opts.name, challenges: this.challenges }
+    const conn = this.challenges === 0 && this.identity === undefined
+      ? this.listener.first
+      : { listener: opts.name, challenges: this.challenges, ...(this.identity === undefined ? {} : { identity: this.identity }) }
     // handleConnect answers every failure itself and never rejects.
     handleConnect(ctx, tunnel, head, early, conn).then(this.listener.resumed, this.listener.failed)
   }
 }
 
-export function createConnectListener (ctx: ConnectContext, opts: ConnectListenerOptions): Server {
+export interface ConnectListener {
+  readonly server: Server
+  /** TLS listeners: the TLS front, for new certificates on reload. */
+  readonly tls: TlsFront | undefined
+}
+
+export function createConnectListener (ctx: ConnectContext, opts: ConnectListenerOptions): ConnectListener {
   // As http.Server set them (docs/node-internals.md A9, B4): half-open
   // sockets, no Nagle. TCP keepalive comes with the tunnel's first sweep
   // (server/registry.ts), not at accept: most tunnels end before it.
@@ -223,14 +252,27 @@ export function createConnectListener (ctx: ConnectContext, opts: ConnectListene
     },
     failed: (err) => { ctx.log.error({ err }, 'unhandled error reading the next request head') }
   }
+  const t = opts.tls
+  const tls = t === undefined
+    ? undefined
+    : createTlsFront({
+      ...t,
+      name: opts.name,
+      log: ctx.log,
+      waiting: opts.waiting,
+      // After the handshake, the head is read inside TLS, as on a plain listener.
+      secure: (socket, user) => { new HeadReader(socket, listener, 0, user).start(EMPTY) }
+    })
   server.on('connection', (socket: Socket) => {
-    // The reader adds its 'error' listener synchronously, at accept: a
-    // client RST must never find a socket without one (docs/node-internals.md A3).
+    // The reader (or the TLS front) adds its 'error' listener synchronously,
+    // at accept: a client RST must never find a socket without one
+    // (docs/node-internals.md A3).
     opts.waiting.add(socket)
-    new HeadReader(socket, listener, 0).start(EMPTY)
+    if (tls === undefined) new HeadReader(socket, listener, 0).start(EMPTY)
+    else tls.accept(socket)
     opts.accepted()
   })
-  return server
+  return { server, tls }
 }
 
 /**

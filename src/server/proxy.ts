@@ -4,6 +4,9 @@
  * injected, never global, so tests capture their own.
  */
 import type { AddressInfo, Server } from 'node:net'
+import type { ListenAddress } from '../config/listeners.js'
+import { createTcpListener } from './tcp-listener.js'
+import type { TlsFront } from './tls-front.js'
 import { once } from 'node:events'
 import type { Logger } from 'pino'
 import type { Config } from '../config/load.js'
@@ -28,8 +31,14 @@ import { stillAllowed } from '../policy/recheck.js'
 export interface ProxyOptions {
   readonly config: Config
   readonly logger: Logger
-  /** Override where to listen (the CLI's --listen). */
-  readonly listen?: ReadonlyArray<{ host: string, port: number, name?: string }>
+  /**
+   * Override where to listen (the CLI's --listen: one plain connect
+   * listener; tests: the config's listeners on port 0). A listener named
+   * like one in the config gets that one's certificates on reload.
+   */
+  readonly listen?: ReadonlyArray<{ host: string, port: number, name?: string } & Partial<Pick<ListenAddress, 'kind' | 'tls' | 'target' | 'via'>>>
+  /** Session ticket keys for TLS listeners (48 bytes), shared by every worker (cli/cluster.ts); default: each listener's own. */
+  readonly ticketKeys?: Buffer
   /** Injected for tests and future listeners; the default is built from config. */
   readonly resolver?: Resolver
   /** How a route is dialed; tests inject one to reach "public" targets on loopback. */
@@ -120,16 +129,31 @@ export function createProxy (opts: ProxyOptions): Proxy {
   const accepted = (): void => guard?.check()
   // One header-timeout sweep for every listener's connections (issue 12).
   const heads = new HeadTimeouts(t.header)
+  // TLS listeners (issue 13): the wait for a first byte, on a sweep of its own; their fronts by name, for reloads.
+  const handshakes = new HeadTimeouts(t.tls_handshake)
+  const fronts = new Map<string, TlsFront>()
 
   async function bind (): Promise<readonly AddressInfo[]> {
-    for (const { host, port, name } of opts.listen ?? config.listen) {
-      const server = createConnectListener(ctx, {
-        name: name ?? formatHostPort(host, port),
-        maxHeaderSize: config.limits.max_header_size,
-        waiting,
-        heads,
-        accepted
-      })
+    for (const l of opts.listen ?? config.listen) {
+      const { host, port } = l
+      const name = l.name ?? formatHostPort(host, port)
+      let server: Server
+      if (l.kind === 'tcp' && l.target !== undefined) {
+        server = createTcpListener(ctx, { name, target: l.target, ...(l.via === undefined ? {} : { via: l.via }), accepted })
+      } else {
+        const made = createConnectListener(ctx, {
+          name,
+          maxHeaderSize: config.limits.max_header_size,
+          waiting,
+          heads,
+          accepted,
+          ...(l.tls === undefined
+            ? {}
+            : { tls: { tls: l.tls, handshakeMs: t.tls_handshake, firstBytes: handshakes, ...(opts.ticketKeys === undefined ? {} : { ticketKeys: opts.ticketKeys }) } })
+        })
+        server = made.server
+        if (made.tls !== undefined) fronts.set(name, made.tls)
+      }
       server.listen({ host, port })
       servers.push(server)
       await once(server, 'listening')
@@ -171,6 +195,11 @@ export function createProxy (opts: ProxyOptions): Proxy {
       config = next
       // A new authenticator: its verification cache starts empty (users may have changed).
       auth = makeAuth(next)
+      // Certificates changed on disk come with the reload, validated at load (issue 13).
+      for (const l of next.listen) {
+        const front = fronts.get(l.name)
+        if (front !== undefined && l.tls !== undefined && l.tls !== previous.listen.find(p => p.name === l.name)?.tls) front.update(l.tls)
+      }
       if (next.auth !== undefined) lockout.configure(next.auth.lockout)
       log.info({ config: next.file, hash: next.hash, previous_hash: previous.hash }, 'configuration reloaded')
       if (next.revokeOnReload) {

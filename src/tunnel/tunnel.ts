@@ -36,6 +36,11 @@ export interface TunnelHost {
   readonly log: Logger
   /** Called once from finalize(). */
   readonly onClosed: (t: Tunnel) => void
+  /**
+   * No HTTP on this connection (a `tcp` listener, issue 13): no 200, and a
+   * refusal is a close, its code only on the log line.
+   */
+  readonly silent?: boolean
 }
 
 /** RFC 9110 §9.3.6; undici accepts exactly this reason phrase. */
@@ -191,7 +196,8 @@ export class Tunnel implements Cancellation {
     this.status = err.status
     this.mark('proxy', 'rejected')
     this.cancel()
-    respondAndClose(this.downstream, errorResponse(err, extraHeaders))
+    if (this.host.silent === true) this.downstream.destroy()
+    else respondAndClose(this.downstream, errorResponse(err, extraHeaders))
   }
 
   /**
@@ -262,7 +268,7 @@ export class Tunnel implements Cancellation {
     upstream.on('end', onSocketEnd)
     // Bytes the client sent with its CONNECT (docs/node-internals.md A1) go first.
     if (head.length > 0) upstream.write(head)
-    this.downstream.write(ESTABLISHED)
+    if (this.host.silent !== true) this.downstream.write(ESTABLISHED)
     this.relay = new Relay(this.downstream, upstream)
     // A FIN read before we listened (the client's, while we dialed) had its
     // 'end' emitted to nobody and will not fire again; pipe() used to cover

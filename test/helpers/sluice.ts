@@ -25,7 +25,10 @@ export interface LogWaiters {
 
 export interface Sluice extends LogWaiters {
   readonly proxy: Proxy
+  /** The first listener's port. */
   readonly port: number
+  /** The port a listener (by name) got. */
+  portOf (name: string): number
   /** `http://127.0.0.1:PORT` */
   readonly url: string
   close (drainMs?: number): Promise<void>
@@ -105,7 +108,7 @@ export async function startSluice (yaml: string = LOOPBACK_ALLOWED, opts: Sluice
   const config = parseConfig(text, opts.file ?? 'test.yaml', opts.overrides)
   const { logger, logs, waitForLog, waitForLogs } = captureLogs()
   // The config's listeners (and their names, for `listeners:` rules), each on a free port.
-  const listen = config.listen.map(l => ({ host: opts.listenHost ?? l.host, port: 0, name: l.name }))
+  const listen = config.listen.map(l => ({ ...l, host: opts.listenHost ?? l.host, port: 0 }))
   const proxy = createProxy({
     config,
     logger,
@@ -113,12 +116,19 @@ export async function startSluice (yaml: string = LOOPBACK_ALLOWED, opts: Sluice
     ...(opts.dial === undefined ? {} : { dial: opts.dial }),
     ...(opts.keepAliveMs === undefined ? {} : { keepAliveMs: opts.keepAliveMs })
   })
-  const [addr] = await proxy.listen()
+  const bound = await proxy.listen()
+  const [addr] = bound
   if (addr === undefined) throw new Error('sluice did not listen')
+  const ports = new Map(listen.map((l, i) => [l.name, bound[i]?.port ?? 0]))
 
   return {
     proxy,
     port: addr.port,
+    portOf (name) {
+      const p = ports.get(name)
+      if (p === undefined) throw new Error(`no listener named ${name}`)
+      return p
+    },
     url: `http://127.0.0.1:${addr.port}`,
     logs,
     waitForLogs,

@@ -80,3 +80,56 @@ export async function makeCert (opts?: CertOptions): Promise<TestCert> {
   }
   return pending
 }
+
+/** Options for {@link makeClientCert}. */
+export interface ClientCertOptions {
+  /** Subject CN. */
+  readonly cn: string
+  /** An rfc822Name SAN. */
+  readonly email?: string
+  /** A URI SAN. */
+  readonly uri?: string
+  /** Signed by a CA the proxy does not trust (a second throwaway CA). */
+  readonly untrusted?: boolean
+  /** Valid from two years ago until yesterday. */
+  readonly expired?: boolean
+}
+
+let otherCa: Promise<CaPair> | undefined
+
+/** The CA that signs client certificates, as `client_ca_file` content (the same per-process test CA). */
+export async function clientCa (): Promise<string> {
+  return (await testCa()).cert
+}
+
+/** A client certificate (extKeyUsage clientAuth) for mutual TLS tests, signed by the test CA unless `untrusted`. */
+export async function makeClientCert (opts: ClientCertOptions): Promise<{ key: string, cert: string }> {
+  const ca = opts.untrusted === true
+    ? await (otherCa ??= generate([{ name: 'commonName', value: 'Untrusted Test CA' }], {
+      keyType: 'ec',
+      curve: 'P-256',
+      algorithm: 'sha256',
+      extensions: [{ name: 'basicConstraints', cA: true, critical: true }, { name: 'keyUsage', keyCertSign: true, critical: true }]
+    }).then((p) => ({ key: p.private, cert: p.cert })))
+    : await testCa()
+  const day = 24 * 3600 * 1000
+  const now = Date.now()
+  const altNames = [
+    ...(opts.email === undefined ? [] : [{ type: 1 as const, value: opts.email }]),
+    ...(opts.uri === undefined ? [] : [{ type: 6 as const, value: opts.uri }])
+  ]
+  const pems = await generate([{ name: 'commonName', value: opts.cn }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    algorithm: 'sha256',
+    ca,
+    ...(opts.expired === true ? { notBeforeDate: new Date(now - 730 * day), notAfterDate: new Date(now - day) } : {}),
+    extensions: [
+      { name: 'basicConstraints', cA: false },
+      { name: 'keyUsage', digitalSignature: true, critical: true },
+      { name: 'extKeyUsage', clientAuth: true },
+      ...(altNames.length === 0 ? [] : [{ name: 'subjectAltName' as const, altNames }])
+    ]
+  })
+  return { key: pems.private, cert: pems.cert }
+}

@@ -58,7 +58,7 @@ describe('schema errors: the line, and our words', () => {
     ['a required key left out: the line of its mapping', 'version: 1\nrules:\n  - hosts: [x.test]\n', ['x.yaml:3: rules[0].action: required: expected allow or deny']],
     ['a required key in a section', 'version: 1\nauth:\n  realm: x\n', ['x.yaml:2: auth.users_file: required: expected a string']],
     ['a required top-level key: no line to name', 'rules: []\n', ['x.yaml: version: expected version: 1']],
-    ['a union (listen) names its forms', 'version: 1\nlisten: 5\n', ['x.yaml:2: listen: expected host:port, { address: host:port, name: NAME } or a list of them, got the number 5']],
+    ['a union (listen) names its forms', 'version: 1\nlisten: 5\n', ['x.yaml:2: listen: expected host:port, { address: host:port, name: NAME, … } or a list of them, got the number 5']],
     ['inside a union, the branch the value fits', 'version: 1\nlisten:\n  - 127.0.0.1:3128\n  - { address: 7, name: b }\n', ['x.yaml:4: listen[1].address: expected host:port, e.g. 127.0.0.1:3128 or [::1]:3128, got the number 7']],
     ['a duration of the wrong type', 'version: 1\ntimeouts:\n  idle: [1]\n', ['x.yaml:3: timeouts.idle: expected a duration like 500ms, 30s, 10m, 1h or a number of milliseconds, got a list']],
     ['a record key', 'version: 1\nparents:\n  "a b": { url: "http://10.0.0.1:3128" }\n', ['x.yaml:3: parents["a b"]: the name \'a b\' is not allowed: expected a name of letters, digits, _ . - (at most 64)']],
@@ -81,9 +81,9 @@ describe('unknown keys: still errors, with a "did you mean"', () => {
     ['a top-level key', 'version: 1\ndefualt: allow\n', ["x.yaml:2: (top level): unknown key 'defualt' (did you mean 'default'?)"]],
     ['a nested section', 'version: 1\nauth:\n  users_file: u\n  lockout: { failure: 3 }\n', ["x.yaml:4: auth.lockout: unknown key 'failure' (did you mean 'failures'?)"]],
     ['a parent', 'version: 1\nparents:\n  corp: { url: "http://10.0.0.1:3128", password_evn: X }\n', ["x.yaml:3: parents.corp: unknown key 'password_evn' (did you mean 'password_env'?)"]],
-    ['a listener object (inside a union), with the key it then lacks', 'version: 1\nlisten: [{ address: "127.0.0.1:1", nmae: a }]\n', [
-      'x.yaml:2: listen[0].name: required: expected a string',
-      "x.yaml:2: listen[0]: unknown key 'nmae' (did you mean 'name'?)"
+    ['a listener object (inside a union), with the key it then lacks', 'version: 1\nlisten: [{ adress: "127.0.0.1:1" }]\n', [
+      'x.yaml:2: listen[0].address: required: expected host:port, e.g. 127.0.0.1:3128 or [::1]:3128',
+      "x.yaml:2: listen[0]: unknown key 'adress' (did you mean 'address'?)"
     ]],
     ['case only', 'version: 1\nrules:\n  - action: allow\n    Ports: [443]\n', ["x.yaml:4: rules[0]: unknown key 'Ports' (did you mean 'ports'?)"]],
     ['nothing close: no suggestion', 'version: 1\nbogus: 1\n', ["x.yaml:2: (top level): unknown key 'bogus'"]],
@@ -203,7 +203,7 @@ describe('did you mean', () => {
 
 test('defaults fill in and the result is frozen', () => {
   const c = parseConfig('version: 1\n', 'min.yaml')
-  assert.deepEqual(c.listen, [{ host: '127.0.0.1', port: 3128, name: '127.0.0.1:3128' }])
+  assert.deepEqual(c.listen, [{ host: '127.0.0.1', port: 3128, name: '127.0.0.1:3128', kind: 'connect' }])
   assert.equal(c.timeouts.header, 30_000)
   assert.equal(c.timeouts.idle, 3_600_000)
   assert.equal(c.limits.max_header_size, 16_384)
@@ -213,7 +213,7 @@ test('defaults fill in and the result is frozen', () => {
 
 test('listen accepts IPv6, lists and named listeners', () => {
   const c = parseConfig('version: 1\nlisten: ["[::1]:3128", { address: "127.0.0.1:8080", name: office }]\n', 'l.yaml')
-  assert.deepEqual(c.listen, [{ host: '::1', port: 3128, name: '[::1]:3128' }, { host: '127.0.0.1', port: 8080, name: 'office' }])
+  assert.deepEqual(c.listen, [{ host: '::1', port: 3128, name: '[::1]:3128', kind: 'connect' }, { host: '127.0.0.1', port: 8080, name: 'office', kind: 'connect' }])
 })
 
 test('host patterns are normalised like targets: case, trailing dot, IDN', () => {

@@ -144,9 +144,9 @@ rules:
 
   it('listen entries carry their names; a plain entry is named by its text', () => {
     assert.deepEqual(config.listen.map(l => ({ ...l })), [
-      { host: '127.0.0.1', port: 3128, name: 'internal' },
-      { host: '127.0.0.1', port: 3129, name: '127.0.0.1:3129' },
-      { host: '::1', port: 3130, name: 'guests' }
+      { host: '127.0.0.1', port: 3128, name: 'internal', kind: 'connect' },
+      { host: '127.0.0.1', port: 3129, name: '127.0.0.1:3129', kind: 'connect' },
+      { host: '::1', port: 3130, name: 'guests', kind: 'connect' }
     ])
   })
 

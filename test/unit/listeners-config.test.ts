@@ -1,0 +1,73 @@
+/**
+ * The listener kinds in the config (issue 13): what each kind requires and
+ * refuses, and TLS files checked at load, so a bad certificate never
+ * reaches a running listener (a reload with one is refused).
+ */
+import assert from 'node:assert/strict'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { ConfigError, parseConfig } from '../../src/config/load.js'
+import { makeCert } from '../helpers/tls.js'
+
+let dir = ''
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'sluice-listeners-config-'))
+  const a = await makeCert({ names: ['a.test'] })
+  const b = await makeCert({ names: ['b.test'] })
+  await writeFile(join(dir, 'a.pem'), a.cert)
+  await writeFile(join(dir, 'a.key'), a.key)
+  await writeFile(join(dir, 'b.key'), b.key)
+  await writeFile(join(dir, 'junk.pem'), 'not a certificate\n')
+})
+after(async () => { await rm(dir, { recursive: true, force: true }) })
+
+/** Problems parseConfig reports for `listen` (file in the temp dir, so relative paths resolve there). */
+function problems (listen: string, extra = ''): string[] {
+  try {
+    parseConfig(`version: 1\nlisten:\n${listen}\n${extra}`, join(dir, 'x.yaml'))
+    return []
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems.map(p => p.replace(join(dir, 'x.yaml'), 'x.yaml').replace(dir, 'DIR'))
+    throw err
+  }
+}
+
+describe('listener kinds in the config', () => {
+  it('a plain entry and an object without kind are connect listeners', () => {
+    const c = parseConfig('version: 1\nlisten: ["127.0.0.1:1", { address: "127.0.0.1:2" }]\n', join(dir, 'x.yaml'))
+    assert.deepEqual(c.listen.map(l => [l.name, l.kind]), [['127.0.0.1:1', 'connect'], ['127.0.0.1:2', 'connect']])
+  })
+
+  it('a tcp listener needs a target, parsed like a CONNECT target, and may name a route', () => {
+    const c = parseConfig('version: 1\nlisten:\n  - { address: "127.0.0.1:1", name: db, kind: tcp, target: "DB.Example.:5432", via: direct }\n', join(dir, 'x.yaml'))
+    const l = c.listen[0]
+    assert.deepEqual([l?.kind, l?.target?.authority, l?.via], ['tcp', 'db.example:5432', 'direct'])
+    assert.deepEqual(problems('  - { address: "127.0.0.1:1", kind: tcp }'), ['x.yaml:3: listen[0].target: required: a tcp listener needs target: host:port'])
+    assert.deepEqual(problems('  - { address: "127.0.0.1:1", kind: tcp, target: "db.example" }'), ['x.yaml: listen[0].target: port is missing: add one, e.g. db.example:443'])
+    assert.deepEqual(problems('  - { address: "127.0.0.1:1", name: db, kind: tcp, target: "db.example:5432", via: nowhere }'),
+      ["x.yaml: listen: listener 'db': via 'nowhere' is not a route or parent (routes: direct)"])
+  })
+
+  it('target and via belong to tcp listeners, tls to connect listeners', () => {
+    assert.match(problems('  - { address: "127.0.0.1:1", target: "a.test:1" }').join('\n'), /only a tcp listener has a fixed target/)
+    assert.match(problems('  - { address: "127.0.0.1:1", via: direct }').join('\n'), /only a tcp listener has via/)
+    assert.match(problems('  - { address: "127.0.0.1:1", kind: tcp, target: "a.test:1", tls: { cert_file: a.pem, key_file: a.key } }').join('\n'), /tls is for connect listeners/)
+  })
+
+  it('reads TLS files relative to the config, hashes and watches them, and names the SNI names of each certificate', () => {
+    const c = parseConfig('version: 1\nlisten:\n  - { address: "127.0.0.1:1", tls: { cert_file: a.pem, key_file: a.key } }\n', join(dir, 'x.yaml'))
+    const tls = c.listen[0]?.tls
+    assert.ok(tls !== undefined)
+    assert.deepEqual([tls.main.names, tls.minVersion, tls.clientCert, tls.identity], [['a.test'], 'TLSv1.2', 'none', 'cn'])
+    assert.ok(c.files.includes(join(dir, 'a.pem')) && c.files.includes(join(dir, 'a.key')), JSON.stringify(c.files))
+  })
+
+  it('refuses a missing file, a file that is no certificate, and a key that is not the certificate\'s', () => {
+    assert.match(problems('  - { address: "127.0.0.1:1", tls: { cert_file: nope.pem, key_file: a.key } }').join('\n'), /tls\.cert_file: cannot read DIR\/nope\.pem: ENOENT/)
+    assert.match(problems('  - { address: "127.0.0.1:1", tls: { cert_file: junk.pem, key_file: a.key } }').join('\n'), /listen\[0\]\.tls: cannot use this certificate and key/)
+    assert.match(problems('  - { address: "127.0.0.1:1", tls: { cert_file: a.pem, key_file: b.key } }').join('\n'), /listen\[0\]\.tls: cannot use this certificate and key: .*(key values mismatch|KEY_VALUES_MISMATCH)/i)
+    assert.match(problems('  - { address: "127.0.0.1:1", tls: { cert_file: a.pem, key_file: a.key, client_ca_file: junk.pem } }').join('\n'), /client_ca_file: not a usable CA bundle/)
+  })
+})
