@@ -3,240 +3,23 @@
  * InstrumentedConn). It owns both sockets and its state: other modules move
  * it on with its transition methods (parsed, admit, authenticated, decided,
  * dialing, establish, fail, challenge, destroy) and read it through
- * getters. `finalize()` runs exactly once,
- * after every socket it owns has closed, leaves the registry and writes the
- * one canonical `tunnel closed` log line.
+ * getters. `finalize()` runs exactly once, after every socket it owns has
+ * closed, leaves the registry and writes the one canonical `tunnel closed`
+ * log line. The phase before establishment is in tunnel-setup.ts.
  *
  * Data flow: client ⇄ downstream socket ⇄ [Tunnel] ⇄ upstream socket ⇄ target/parent.
  */
 import type { Socket } from 'node:net'
-import type { Logger } from 'pino'
 import { ProxyError } from '../errors.js'
-import type { Target } from '../connect/target.js'
-import type { Decision } from '../policy/evaluate.js'
-import { clientAddress, formatHostPort, type Endpoint } from '../net/ip.js'
+import { formatHostPort, type Endpoint } from '../net/ip.js'
 import { F } from '../observability/fields.js'
-import { errorResponse, respondAndClose } from './respond.js'
 import { canReset, Relay } from './relay.js'
-import type { Cancellation } from '../upstream/cancel.js'
 import type { SweepLimits } from '../server/registry.js'
+import { ESTABLISHED, kTunnel, onDialReadable, onSocketClose, onSocketEnd, onSocketError, TunnelSetup, type CloseHow, type Owned } from './tunnel-setup.js'
 
-/**
- * accepted → admitted (counted, registered) → dialing → established → closed;
- * a refusal or a challenge goes to closed from any state before established.
- */
-export type TunnelState = 'accepted' | 'admitted' | 'dialing' | 'established' | 'closed'
+export type { ClosedBy, CloseHow, TunnelHost, TunnelState } from './tunnel-setup.js'
 
-/** Who ended the tunnel and how; `proxy` means we did. */
-export type ClosedBy = 'client' | 'upstream' | 'proxy'
-export type CloseHow = 'fin' | 'reset' | 'error' | 'idle_timeout' | 'max_lifetime' | 'shutdown' | 'rejected' | 'revoked' | 'challenged'
-
-/** What the tunnel needs from its owner; kept narrow so other listeners (TLS, SNI) can reuse Tunnel. */
-export interface TunnelHost {
-  readonly log: Logger
-  /** Called once from finalize(). */
-  readonly onClosed: (t: Tunnel) => void
-  /**
-   * No HTTP on this connection (a `tcp` listener, issue 13): no 200, and a
-   * refusal is a close, its code only on the log line.
-   */
-  readonly silent?: boolean
-}
-
-/** RFC 9110 §9.3.6; undici accepts exactly this reason phrase. */
-const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1')
-
-let nextId = 0
-const NO_HOPS: readonly string[] = Object.freeze([])
-
-/**
- * Socket listeners are these shared functions, called with `this` = the
- * socket, which points back at its tunnel: an idle tunnel then holds no
- * closure and no `once` wrapper per event (issue 6, memory per tunnel).
- */
-const kTunnel = Symbol('sluice.tunnel')
-type Owned = Socket & { [kTunnel]?: Tunnel | undefined }
-
-function onSocketError (this: Owned, err: Error): void { this[kTunnel]?.socketError(this, err) }
-function onSocketClose (this: Owned): void { this[kTunnel]?.socketClose(this) }
-function onSocketEnd (this: Owned): void { this[kTunnel]?.socketEnd(this) }
-function onDialReadable (this: Owned): void { this[kTunnel]?.dialReadable() }
-
-export class Tunnel implements Cancellation {
-  readonly id: string
-  readonly startedAt = performance.now()
-  readonly downstream: Socket
-  /** Client address as rules and limits see it (IPv4-mapped unwrapped). */
-  readonly clientAddress: string
-  readonly clientPort: number
-  private _state: TunnelState = 'accepted'
-  private _target: Target | undefined
-  private _user: string | undefined
-  private attemptedUser: string | undefined
-  /** The policy's decision, kept so a reload can re-judge the open tunnel. */
-  private _decision: Decision | undefined
-  private routeName: string | undefined
-  private _hops: readonly string[] = NO_HOPS
-  private failedChoices: string[] | undefined
-  private _dialed: Endpoint | undefined
-  private status = 0
-  private error: ProxyError | undefined
-  private connectMs: number | undefined
-  private closedBy: ClosedBy | undefined
-  private closeHow: CloseHow | undefined
-  /** Idle bookkeeping, read only by sweep(): no per-chunk work (docs/node-internals.md B3). */
-  private lastBytes = 0
-  private lastActive = 0
-  /** Upstream byte counters at establishment: a parent's CONNECT exchange is not tunnel traffic. */
-  private upBase = 0
-  private downBase = 0
-  private readonly host: TunnelHost
-  private _upstream: Socket | undefined
-  private relay: Relay | undefined
-  /** Set when the client goes away or the tunnel is refused before establishment. */
-  private _aborted = false
-  /** The dial's 'abort' listeners (upstream/cancel.ts); dropped once established. */
-  private abortListeners: Array<() => void> | undefined
-  private finalized = false
-  /** TCP keepalive is on for both legs (the first sweep after establishment). */
-  private keptAlive = false
-
-  constructor (downstream: Socket, host: TunnelHost) {
-    // First thing: the listener hands the socket over without its own
-    // 'error' listener, and a client RST on a socket with none would crash
-    // the process (docs/node-internals.md A3).
-    const owned = downstream as Owned
-    owned[kTunnel] = this
-    downstream.on('error', onSocketError)
-    downstream.on('close', onSocketClose)
-    this.downstream = downstream
-    this.host = host
-    this.id = (++nextId).toString(36)
-    this.clientAddress = clientAddress(downstream.remoteAddress ?? '')
-    this.clientPort = downstream.remotePort ?? 0
-  }
-
-  get state (): TunnelState { return this._state }
-  get target (): Target | undefined { return this._target }
-  get user (): string | undefined { return this._user }
-  get decision (): Decision | undefined { return this._decision }
-  get hops (): readonly string[] { return this._hops }
-  get dialed (): Endpoint | undefined { return this._dialed }
-  get upstream (): Socket | undefined { return this._upstream }
-  /** `ip:port` of the client, IPv6 in brackets. */
-  get client (): string { return formatHostPort(this.clientAddress, this.clientPort) }
-
-  /**
-   * The dial's cancellation: the tunnel itself, not an AbortController per
-   * CONNECT (upstream/cancel.ts). Aborted when the client goes away or the
-   * tunnel is refused before establishment.
-   */
-  get signal (): Cancellation { return this }
-  get aborted (): boolean { return this._aborted }
-
-  addEventListener (_type: 'abort', listener: () => void): void {
-    if (!this._aborted && this._state !== 'established') (this.abortListeners ??= []).push(listener)
-  }
-
-  removeEventListener (_type: 'abort', listener: () => void): void {
-    const l = this.abortListeners
-    const i = l === undefined ? -1 : l.indexOf(listener)
-    if (i >= 0) l?.splice(i, 1)
-  }
-
-  private cancel (): void {
-    if (this._state === 'established' || this._aborted) return
-    this._aborted = true
-    const l = this.abortListeners
-    this.abortListeners = undefined
-    if (l !== undefined) for (const listener of l) listener()
-  }
-
-  /** The request was parsed: this is what it asks for. */
-  parsed (target: Target): void {
-    this._target = target
-  }
-
-  /**
-   * Counted against the limits and in the registry: from here on, notice a
-   * client that gives up while we authenticate, decide or dial.
-   */
-  admit (): void {
-    if (this._state !== 'accepted') return
-    this._state = 'admitted'
-    this.downstream.on('readable', onDialReadable)
-  }
-
-  /** Who the request is from: the authenticated user, or the user a failed login named. */
-  authenticated (user: string | undefined, ok = true): void {
-    if (ok) this._user = user
-    else this.attemptedUser = user
-  }
-
-  /** The policy's decision (its rule and stage go on the log line, whatever comes next). */
-  decided (decision: Decision): void {
-    this._decision = decision
-  }
-
-  /** Dialing `route`. */
-  dialing (route: string): void {
-    if (this._state === 'admitted') this._state = 'dialing'
-    this.routeName = route
-  }
-
-  /** A route choice failed and the next is tried (issue 10: folded into the closing line). */
-  failover (choice: string, err: ProxyError): void {
-    (this.failedChoices ??= []).push(`${choice}: ${err.code}`)
-  }
-
-  /** Refuse before establishment: error response, lingering close, then finalize. */
-  fail (err: ProxyError, extraHeaders?: Readonly<Record<string, string>>): void {
-    if (this._state === 'established' || this._state === 'closed' || this.error !== undefined) return
-    this.error = err
-    this.status = err.status
-    this.mark('proxy', 'rejected')
-    this.cancel()
-    if (this.host.silent === true) this.downstream.destroy()
-    else respondAndClose(this.downstream, errorResponse(err, extraHeaders))
-  }
-
-  /**
-   * Answer with a challenge (407) and give the connection back for the
-   * client's retry: this tunnel ends here (one log line, `close:
-   * "challenged"`), the socket lives on. Undefined if it cannot.
-   */
-  challenge (err: ProxyError, extraHeaders: Readonly<Record<string, string>>): Socket | undefined {
-    if (this._state === 'established' || this._state === 'closed' || this.error !== undefined) return undefined
-    this.error = err
-    this.status = err.status
-    this.mark('proxy', 'challenged')
-    this.cancel()
-    const socket = this.downstream
-    socket.removeListener('error', onSocketError)
-    socket.removeListener('close', onSocketClose)
-    socket.removeListener('readable', onDialReadable)
-    ;(socket as Owned)[kTunnel] = undefined
-    if (socket.destroyed || !socket.writable) {
-      socket.destroy()
-      this.finalize(true)
-      return undefined
-    }
-    socket.write(errorResponse(err, { ...extraHeaders, Connection: 'keep-alive' }))
-    this.finalize(true)
-    return socket
-  }
-
-  /**
-   * @internal The client became readable while we dial: with nothing
-   * buffered, that is the end of the stream (a client that sent data first
-   * and then FIN is noticed at establishment instead).
-   */
-  dialReadable (): void {
-    if (this.downstream.readableLength !== 0 || this._state === 'established') return
-    this.mark('client', 'fin')
-    this.cancel()
-  }
-
+export class Tunnel extends TunnelSetup {
   /** Take over a connected upstream: forward `head`, answer 200, relay. */
   establish (upstream: Socket, dialed: Endpoint, hops: readonly string[], head: Buffer): void {
     this._hops = hops
@@ -331,13 +114,6 @@ export class Tunnel implements Cancellation {
     this.downstream.destroy()
   }
 
-  /** Record the first close cause only: later events are consequences. */
-  mark (by: ClosedBy, how: CloseHow): void {
-    if (this.closedBy !== undefined) return
-    this.closedBy = by
-    this.closeHow = how
-  }
-
   /**
    * @internal A FIN: who sent the first is how the tunnel ended, if nothing
    * worse happens; it is forwarded on its own (half-close, docs/node-internals.md A9).
@@ -376,7 +152,7 @@ export class Tunnel implements Cancellation {
     this.finalize()
   }
 
-  private finalize (released = false): void {
+  protected finalize (released = false): void {
     if (this.finalized) return
     if (this._upstream !== undefined && !this._upstream.closed) return
     if (!released && !this.downstream.closed) return
