@@ -227,6 +227,33 @@ describe('sluice check', () => {
     assert.match(r.stdout, /^ {2}93\.184\.216\.34 {2}allow {2}watch-trackers: denied by rule \(report mode: not enforced\)$/m)
   })
 
+  it('--listener of a tcp listener: its own target, its own route; another target or an unknown listener: exit 2', async () => {
+    const cfg = join(dir, 'tcp-forward.yaml')
+    await writeFile(cfg, `version: 1
+listen:
+  - 127.0.0.1:3128
+  - { address: "127.0.0.1:15432", name: db, kind: tcp, target: "10.1.2.3:5432" }
+rules:
+  - name: db-forward
+    action: allow
+    listeners: [db]
+    ips: [10.0.0.0/8]
+`)
+    const r = await run(['check', '--config', cfg, '--json', '--listener', 'db'])
+    assert.equal(r.code, 0, r.stdout + r.stderr)
+    const j = JSON.parse(r.stdout) as { target: string, listener: string, rule: string, allowed: boolean }
+    assert.deepEqual([j.target, j.listener, j.rule, j.allowed], ['10.1.2.3:5432', 'db', 'db-forward', true])
+    // The same target on the connect listener: no rule for it there, and the guard refuses the private address.
+    const other = await run(['check', '--config', cfg, '--json', '10.1.2.3:5432'])
+    assert.equal(other.code, 1, other.stdout + other.stderr)
+    const elsewhere = await run(['check', '--config', cfg, '--listener', 'db', '10.9.9.9:5432'])
+    assert.equal(elsewhere.code, 2)
+    assert.match(elsewhere.stderr, /listener db is a tcp forward to 10\.1\.2\.3:5432/)
+    const unknown = await run(['check', '--config', cfg, '--listener', 'nope', '10.1.2.3:5432'])
+    assert.equal(unknown.code, 2)
+    assert.match(unknown.stderr, /no listener is named 'nope' \(listeners: 127\.0\.0\.1:3128, db\)/)
+  })
+
   for (const target of ['example.com', 'a@b:443', '[fe80::1%25eth0]:443']) {
     it(`a bad target (${target}): exit 2 with ERR_BAD_TARGET on stderr`, async () => {
       const r = await run(['check', '--config', `${FIX}/web.yaml`, target])
