@@ -21,7 +21,7 @@ import { covers, indexRule, type IndexedRule } from './shadow.js'
 export interface LintInput {
   readonly file: SluiceFile
   /** The listeners, in the order of `listen` (config/load.ts). */
-  readonly listen: ReadonlyArray<{ readonly host: string, readonly name: string }>
+  readonly listen: ReadonlyArray<{ readonly host: string, readonly name: string, readonly tls?: { readonly clientCert: 'none' | 'required' | 'optional' } }>
   readonly policy: CompiledPolicy
   readonly routing: Routing
 }
@@ -75,7 +75,8 @@ function shadowed (input: LintInput): LintWarning[] {
 }
 
 function usersWithoutAuth (input: LintInput): LintWarning[] {
-  if (input.file.auth !== undefined) return []
+  // Users come from Basic auth, or from client certificates on a TLS listener (issue 13).
+  if (input.file.auth !== undefined || input.listen.some(l => l.tls?.clientCert !== undefined && l.tls.clientCert !== 'none')) return []
   const out: LintWarning[] = []
   input.file.rules.forEach((r, i) => {
     if (r.users !== undefined) {
@@ -103,7 +104,8 @@ function openProxy (input: LintInput): LintWarning[] {
   if (file.auth !== undefined) return []
   const out: LintWarning[] = []
   input.listen.forEach((l, k) => {
-    if (isLoopback(l.host)) return
+    // Loopback, or every client must show a certificate from client_ca_file (issue 13).
+    if (isLoopback(l.host) || l.tls?.clientCert === 'required') return
     let reason: string | undefined
     /** What an open listener is open to: anywhere, or the hosts one rule lists. */
     let to = ''

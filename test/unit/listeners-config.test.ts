@@ -71,3 +71,20 @@ describe('listener kinds in the config', () => {
     assert.match(problems('  - { address: "127.0.0.1:1", tls: { cert_file: a.pem, key_file: a.key, client_ca_file: junk.pem } }').join('\n'), /client_ca_file: not a usable CA bundle/)
   })
 })
+
+describe('sluice validate and client-certificate listeners', () => {
+  const warnings = (listen: string, rules: string): readonly string[] =>
+    parseConfig(`version: 1\nlisten:\n${listen}\n${rules}`, join(dir, 'x.yaml'), { lint: true }).warnings
+
+  it('a listener beyond loopback that requires client certificates is not an open proxy, and users: rules can match its users', async () => {
+    await writeFile(join(dir, 'ca.pem'), (await makeCert({ names: ['ca.test'] })).ca)
+    const rules = 'rules: [{ name: staff, action: allow, users: [alice], ports: [443] }, { name: https, action: allow, ports: [443] }]'
+    const mtls = '  - { address: "0.0.0.0:3129", name: remote, tls: { cert_file: a.pem, key_file: a.key, client_ca_file: ca.pem } }'
+    assert.deepEqual(warnings(mtls, rules), [])
+    // Without client certificates the same listener is open, and users: cannot match.
+    const plain = warnings('  - { address: "0.0.0.0:3129", name: remote, tls: { cert_file: a.pem, key_file: a.key } }', rules)
+    assert.equal(plain.length, 2, plain.join('\n'))
+    assert.match(plain.join('\n'), /no request has a user/)
+    assert.match(plain.join('\n'), /an open proxy/)
+  })
+})
