@@ -12,6 +12,7 @@ import { connect as netConnect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import bcrypt from 'bcryptjs'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import { startEchoServer } from '../helpers/origin.js'
 import { clientOf, connectVia, readAll, roundTrip } from '../helpers/raw.js'
@@ -225,6 +226,39 @@ rules:
     await refusedTls(s.portOf('remote'), await makeClientCert({ cn: 'mallory', untrusted: true }))
     const rec = await s.waitForLog(r => r['msg'] === 'tls handshake failed', 5000)
     assert.equal(rec['code'], 'ERR_TLS_CLIENT_CERT')
+  })
+})
+
+describe('Basic auth inside TLS, and a certificate beside it', { timeout: 30_000 }, () => {
+  const basic = (user: string, password: string): string => `Proxy-Authorization: Basic ${Buffer.from(`${user}:${password}`).toString('base64')}\r\n`
+
+  it('without a client certificate, Basic auth works inside the TLS session; with a verified one, the certificate is the user and Basic is not consulted', async (t) => {
+    const users = join(dir, 'users')
+    await writeFile(users, `dave:${bcrypt.hashSync('right', 4)}\n`)
+    const yaml = tlsListener(`      client_ca_file: ${files.clientCa}\n      client_cert: optional`)
+      .replace('timeouts:', `auth: { users_file: ${users} }\ntimeouts:`)
+      .replace('    ips: [127.0.0.0/8]', '    users: [dave, erin]\n    ips: [127.0.0.0/8]')
+    const s = await sluiceFor(t, yaml)
+    const port = s.portOf('remote')
+    const target = `127.0.0.1:${echo.port}`
+
+    const anon = await tlsTo(port)
+    const challenged = await connectVia(0, target, { socket: anon as unknown as import('node:net').Socket })
+    assert.equal(challenged.status, 407)
+    anon.destroy()
+
+    const withBasic = await tlsTo(port)
+    const ok = await connectVia(0, target, { socket: withBasic as unknown as import('node:net').Socket, headers: basic('dave', 'right') })
+    assert.equal(ok.status, 200)
+    withBasic.end()
+    assert.equal((await closedLine(s, clientOf(withBasic)))['user'], 'dave')
+
+    // A certificate for erin and a wrong password for dave: the certificate wins.
+    const erin = await tlsTo(port, await makeClientCert({ cn: 'erin' }))
+    const both = await connectVia(0, target, { socket: erin as unknown as import('node:net').Socket, headers: basic('dave', 'wrong') })
+    assert.equal(both.status, 200)
+    erin.end()
+    assert.equal((await closedLine(s, clientOf(erin)))['user'], 'erin')
   })
 })
 
