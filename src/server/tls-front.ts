@@ -7,7 +7,7 @@
  *   that never listens itself (`emit('connection')`), so Node's own TLS
  *   server path runs: SNI, ALPN, session tickets, client certificates.
  *   The bytes already read are put back (`unshift`), and TLSSocket feeds
- *   them to OpenSSL first (Node 20 _tls_wrap.js, initRead);
+ *   them to OpenSSL first (docs/node-internals.md F1);
  * - anything else → plain HTTP `400 ERR_TLS_REQUIRED`, "use an https://
  *   proxy URL", and close.
  *
@@ -141,9 +141,9 @@ class Front implements TlsFront {
       // Only with more than one certificate; no match (or no SNI) is the main one, the server's own context.
       ...(t.others.length === 0 ? {} : { SNICallback: (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => { cb(null, sniContext(current, servername)) } }),
       // Node 20 destroys a server socket whose client certificate fails
-      // verification without telling the server why (_tls_wrap.js,
-      // onServerSocketSecure): so the certificate is asked for, and judged
-      // right after the handshake (tls-identity.ts), with OpenSSL's reason.
+      // verification without telling the server why (docs/node-internals.md
+      // F2): so the certificate is asked for, and judged right after the
+      // handshake (tls-identity.ts), with OpenSSL's reason.
       ...(t.clientCert === 'none' ? {} : { requestCert: true, rejectUnauthorized: false, ca: t.ca }),
       ...(opts.ticketKeys === undefined ? {} : { ticketKeys: opts.ticketKeys })
     })
