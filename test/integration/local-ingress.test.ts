@@ -33,12 +33,13 @@ const CN = 'laptop-alice'
 let dir = ''
 let origin: Awaited<ReturnType<typeof startHttpsOrigin>>
 /** PEM files the configs name (absolute paths in a temp dir; no key is committed). */
-const files = { proxyCert: '', proxyKey: '', clientsCa: '', ca: '', ingressCert: '', ingressKey: '' }
+const files = { proxyCert: '', proxyKey: '', clientsCa: '', ca: '', ingressCert: '', ingressKey: '', untrustedCert: '', untrustedKey: '' }
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'sluice-ingress-'))
   const server = await makeCert({ names: ['localhost'] })
   const ingress = await makeClientCert({ cn: CN })
+  const untrusted = await makeClientCert({ cn: 'mallory', untrusted: true })
   const write = async (name: string, pem: string): Promise<string> => {
     const path = join(dir, name)
     await writeFile(path, pem)
@@ -50,6 +51,8 @@ before(async () => {
   files.ca = await write('ca.pem', server.ca)
   files.ingressCert = await write('ingress.pem', ingress.cert)
   files.ingressKey = await write('ingress.key', ingress.key)
+  files.untrustedCert = await write('untrusted.pem', untrusted.cert)
+  files.untrustedKey = await write('untrusted.key', untrusted.key)
   origin = await startHttpsOrigin()
 })
 after(async () => {
@@ -74,8 +77,12 @@ rules:
 `
 }
 
+/** The client certificate the local Sluice presents to the remote: the trusted one, none, or one from another CA. */
+type Presented = 'trusted' | 'none' | 'untrusted'
+
 /** The local Sluice: a plain CONNECT listener and a tcp listener to the origin, everything via the remote. */
-function localYaml (remotePort: number, clientCert: boolean): string {
+function localYaml (remotePort: number, presented: Presented): string {
+  const cert = presented === 'trusted' ? [files.ingressCert, files.ingressKey] : presented === 'untrusted' ? [files.untrustedCert, files.untrustedKey] : undefined
   return `listen:
   - address: 127.0.0.1:0
     name: local
@@ -87,16 +94,16 @@ parents:
   remote:
     url: https://127.0.0.1:${remotePort}
     ca_file: ${files.ca}
-${clientCert ? `    cert_file: ${files.ingressCert}\n    key_file: ${files.ingressKey}\n` : ''}default_route: remote
+${cert === undefined ? '' : `    cert_file: ${cert[0] ?? ''}\n    key_file: ${cert[1] ?? ''}\n`}default_route: remote
 rules:
   - name: via-remote
     action: allow
 `
 }
 
-async function pair (t: Parameters<typeof sluiceFor>[0], clientCert = true): Promise<{ remote: Sluice, local: Sluice }> {
+async function pair (t: Parameters<typeof sluiceFor>[0], presented: Presented = 'trusted'): Promise<{ remote: Sluice, local: Sluice }> {
   const remote = await sluiceFor(t, remoteYaml())
-  const local = await sluiceFor(t, localYaml(remote.portOf('remote'), clientCert))
+  const local = await sluiceFor(t, localYaml(remote.portOf('remote'), presented))
   return { remote, local }
 }
 
@@ -149,32 +156,34 @@ describe('local ingress: a local Sluice forwarding to a remote one over TLS with
     assert.deepEqual([far['status'], far['user']], [200, CN])
   })
 
-  it('without the client certificate the remote refuses the handshake and the local one answers 502 with the parent error', async (t) => {
-    const { remote, local } = await pair(t, false)
-    const res = await connectVia(local.portOf('local'), target())
-    res.socket.destroy()
-    assert.equal(res.status, 502)
-    const ps = parseProxyStatus(res.headers['proxy-status'] ?? '')
-    assert.equal(ps.params['next-hop'], 'remote')
-    // TLS 1.3: the client's handshake is done before the server judges its
-    // certificate, and the remote then closes without an alert or an answer
-    // (server/tls-front.ts), so the local side sees no TLS error: the parent
-    // closed while it waited for the CONNECT reply (ERR_PARENT_PROTOCOL,
-    // "closed before replying"), or reset it when our CONNECT reached the
-    // closed socket first (ERR_PARENT_FAILED).
-    assert.match(ps.params['details'] ?? '', PARENT_CLOSED, ps.params['details'])
+  for (const [presented, reason] of [['none', /^no client certificate \(client_cert: required\)$/], ['untrusted', /^client certificate not accepted: /]] as const) {
+    it(`with ${presented === 'none' ? 'no' : 'an untrusted'} client certificate the remote refuses the handshake and the local one answers 502 with the parent error`, async (t) => {
+      const { remote, local } = await pair(t, presented)
+      const res = await connectVia(local.portOf('local'), target())
+      res.socket.destroy()
+      assert.equal(res.status, 502)
+      const ps = parseProxyStatus(res.headers['proxy-status'] ?? '')
+      assert.equal(ps.params['next-hop'], 'remote')
+      // TLS 1.3: the client's handshake is done before the server judges its
+      // certificate, and the remote then closes without an alert or an answer
+      // (server/tls-front.ts), so the local side sees no TLS error: the parent
+      // closed while it waited for the CONNECT reply (ERR_PARENT_PROTOCOL,
+      // "closed before replying"), or reset it when our CONNECT reached the
+      // closed socket first (ERR_PARENT_FAILED).
+      assert.match(ps.params['details'] ?? '', PARENT_CLOSED, ps.params['details'])
 
-    const refused = await remote.waitForLog(rec => rec['msg'] === 'tls handshake failed')
-    assert.deepEqual([refused['code'], refused['listener']], ['ERR_TLS_CLIENT_CERT', 'remote'])
-    assert.match(String(refused['reason']), /no client certificate/)
-    const near = await local.waitForLog(rec => rec['msg'] === 'tunnel closed' && rec['client'] === res.client)
-    assert.equal(near['status'], 502)
-    assert.match(String(near['code']), PARENT_CLOSED)
-    assert.equal(remote.logs.filter(rec => rec['msg'] === 'tunnel closed').length, 0, 'no tunnel was opened on the remote')
-  })
+      const refused = await remote.waitForLog(rec => rec['msg'] === 'tls handshake failed')
+      assert.deepEqual([refused['code'], refused['listener']], ['ERR_TLS_CLIENT_CERT', 'remote'])
+      assert.match(String(refused['reason']), reason)
+      const near = await local.waitForLog(rec => rec['msg'] === 'tunnel closed' && rec['client'] === res.client)
+      assert.equal(near['status'], 502)
+      assert.match(String(near['code']), PARENT_CLOSED)
+      assert.equal(remote.logs.filter(rec => rec['msg'] === 'tunnel closed').length, 0, 'no tunnel was opened on the remote')
+    })
+  }
 
   it('without the client certificate the local tcp listener closes the connection and logs the parent error', async (t) => {
-    const { remote, local } = await pair(t, false)
+    const { remote, local } = await pair(t, 'none')
     const c = netConnect({ host: '127.0.0.1', port: local.portOf('origin-tcp') })
     c.on('error', () => {})
     await once(c, 'connect')
