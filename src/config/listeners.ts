@@ -93,9 +93,14 @@ function loadTls (t: NonNullable<Extract<Entry, { address: string }>['tls']>, at
   const ca = t.client_ca_file === undefined ? undefined : read(t.client_ca_file, `${at}.tls.client_ca_file`)
   if (ca !== undefined) {
     // createSecureContext takes a file without a certificate in it silently: every block must parse.
-    const blocks = ca.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []
+    // OpenSSL reads a block only when its BEGIN and END lines stand alone, and
+    // stops at one that does not: files joined without a newline between them
+    // (`-----END CERTIFICATE----------BEGIN …`) would silently trust no CA from there on.
+    const begins = ca.split('-----BEGIN CERTIFICATE-----').length - 1
+    const blocks = ca.match(/^-----BEGIN CERTIFICATE-----\r?\n[\s\S]*?\n-----END CERTIFICATE-----[ \t\r]*$/gm) ?? []
     try {
-      if (blocks.length === 0) throw new Error('no PEM certificate in it')
+      if (begins === 0) throw new Error('no PEM certificate in it')
+      if (blocks.length !== begins) throw new Error('a BEGIN or END CERTIFICATE line does not stand on a line of its own (files joined without a newline?)')
       for (const b of blocks) new X509Certificate(b) // eslint-disable-line no-new
     } catch (err) {
       problems.push(`${at}.tls.client_ca_file: not a usable CA bundle: ${(err as Error).message}`)

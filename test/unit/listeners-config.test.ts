@@ -70,6 +70,18 @@ describe('listener kinds in the config', () => {
     assert.match(problems('  - { address: "127.0.0.1:1", tls: { cert_file: a.pem, key_file: b.key } }').join('\n'), /listen\[0\]\.tls: cannot use this certificate and key: .*(key values mismatch|KEY_VALUES_MISMATCH)/i)
     assert.match(problems('  - { address: "127.0.0.1:1", tls: { cert_file: a.pem, key_file: a.key, client_ca_file: junk.pem } }').join('\n'), /client_ca_file: not a usable CA bundle/)
   })
+
+  it('refuses a CA bundle joined without a newline, which OpenSSL would stop reading at the join', async () => {
+    const { ca, cert } = await makeCert({ names: ['a.test'] })
+    const listen = (file: string): string => `  - { address: "127.0.0.1:1", tls: { cert_file: a.pem, key_file: a.key, client_ca_file: ${file} } }`
+    await writeFile(join(dir, 'joined.pem'), `${ca.trimEnd()}${cert}`)
+    assert.match(problems(listen('joined.pem')).join('\n'), /client_ca_file: not a usable CA bundle: .*files joined without a newline/)
+    // The same certificates a line apart, or CRLF-separated, are fine.
+    await writeFile(join(dir, 'bundle.pem'), `${ca.trimEnd()}\n${cert}`)
+    await writeFile(join(dir, 'bundle-crlf.pem'), `${ca.trimEnd().replace(/\r?\n/g, '\r\n')}\r\n${cert.replace(/\r?\n/g, '\r\n')}`)
+    assert.deepEqual(problems(listen('bundle.pem')), [])
+    assert.deepEqual(problems(listen('bundle-crlf.pem')), [])
+  })
 })
 
 describe('sluice validate and client-certificate listeners', () => {
