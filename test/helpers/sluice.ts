@@ -101,6 +101,8 @@ export interface SluiceOptions {
   readonly overrides?: Parameters<typeof parseConfig>[2]
   /** TCP keepalive delay for tunnels (ProxyOptions.keepAliveMs). */
   readonly keepAliveMs?: number
+  /** TLS session ticket keys (ProxyOptions.ticketKeys, 48 bytes), as a --workers primary hands them out. */
+  readonly ticketKeys?: Buffer
 }
 
 export async function startSluice (yaml: string = LOOPBACK_ALLOWED, opts: SluiceOptions = {}): Promise<Sluice> {
@@ -114,7 +116,8 @@ export async function startSluice (yaml: string = LOOPBACK_ALLOWED, opts: Sluice
     logger,
     listen,
     ...(opts.dial === undefined ? {} : { dial: opts.dial }),
-    ...(opts.keepAliveMs === undefined ? {} : { keepAliveMs: opts.keepAliveMs })
+    ...(opts.keepAliveMs === undefined ? {} : { keepAliveMs: opts.keepAliveMs }),
+    ...(opts.ticketKeys === undefined ? {} : { ticketKeys: opts.ticketKeys })
   })
   const bound = await proxy.listen()
   const [addr] = bound
