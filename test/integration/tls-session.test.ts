@@ -46,6 +46,8 @@ interface Tunneled {
   readonly reused: boolean
   /** The tunnel's `user` on its log line. */
   readonly user: unknown
+  /** The SANs of the certificate the proxy showed ('' on a resumed session: node:tls's client has none then). */
+  readonly served: string
 }
 
 /**
@@ -55,13 +57,14 @@ interface Tunneled {
 async function tunnel (s: Sluice, opts: Partial<ConnectionOptions> = {}): Promise<Tunneled & { ticket: () => Promise<Buffer> }> {
   const { socket, ticket } = await tlsClient(s.portOf('remote'), files.ca, opts)
   const reused = socket.isSessionReused()
+  const served = socket.getPeerCertificate().subjectaltname ?? ''
   const res = await connectVia(0, `127.0.0.1:${echo.port}`, { socket: socket as unknown as Socket })
   assert.equal(res.status, 200)
   assert.equal(await roundTrip(res.socket, 'resumed?'), 'resumed?')
   socket.end()
   const rec = await s.waitForLog(r => r.msg === 'tunnel closed' && r['client'] === clientOf(socket))
   assert.equal(rec['status'], 200)
-  return { reused, user: rec['user'], ticket }
+  return { reused, user: rec['user'], served, ticket }
 }
 
 /** A first connection: a full handshake, and the session ticket it was given (OpenSSL sends none on a resumed TLS 1.3 one). */
@@ -103,7 +106,7 @@ describe('TLS session resumption', { timeout: 30_000 }, () => {
       }) + RULES)
       const bob = await makeClientCert({ cn: 'bob' })
       const one = await first(s, { ...bob, servername: 'other.test', maxVersion: version })
-      assert.equal(one.user, 'bob')
+      assert.deepEqual([one.user, one.served.split(', ')[0]], ['bob', 'DNS:other.test'])
       const second = await tunnel(s, { ...bob, servername: 'other.test', maxVersion: version, session: one.session })
       assert.deepEqual([second.reused, second.user], [true, 'bob'])
     })
