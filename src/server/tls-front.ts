@@ -17,6 +17,7 @@
  * `timeouts.tls_handshake` (head-timeouts.ts); the handshake itself runs
  * under tls.Server's `handshakeTimeout`, Node's one timer per handshake.
  */
+import { createHash, randomBytes } from 'node:crypto'
 import type { Socket } from 'node:net'
 import { createServer as createTlsServer, type SecureContext, type Server as TlsServer, type TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
@@ -122,6 +123,17 @@ function handshakeCode (err: Error & { code?: string }): ErrorCode {
   return 'ERR_TLS_HANDSHAKE'
 }
 
+/**
+ * OpenSSL resumes a session only in the session ID context it began in
+ * (SSL_CTX_set_session_id_context). One per client-certificate trust (issue
+ * 13): a reload that changes `client_ca_file` makes every client show its
+ * certificate again, on every worker alike; any other reload keeps sessions
+ * resumable.
+ */
+function sessionIdContext (tls: ListenerTls): string {
+  return createHash('sha256').update(`${tls.clientCert}\n${tls.ca ?? ''}`).digest('hex').slice(0, 32)
+}
+
 class Front implements TlsFront {
   readonly server: TlsServer
   readonly opts: TlsFrontOptions
@@ -130,6 +142,10 @@ class Front implements TlsFront {
     this.opts = opts
     const t = opts.tls
     let current = t
+    // Given explicitly, so they outlive setSecureContext: without ticketKeys
+    // it makes a new context with new random keys, and every reload (a
+    // policy edit too) would end every client's resumption.
+    const ticketKeys = opts.ticketKeys ?? randomBytes(48)
     this.server = createTlsServer({
       key: t.key,
       cert: t.cert,
@@ -145,7 +161,8 @@ class Front implements TlsFront {
       // F2): so the certificate is asked for, and judged right after the
       // handshake (tls-identity.ts), with OpenSSL's reason.
       ...(t.clientCert === 'none' ? {} : { requestCert: true, rejectUnauthorized: false, ca: t.ca }),
-      ...(opts.ticketKeys === undefined ? {} : { ticketKeys: opts.ticketKeys })
+      sessionIdContext: sessionIdContext(t),
+      ticketKeys
     })
     this.update = (next: ListenerTls): void => {
       current = next
@@ -153,9 +170,10 @@ class Front implements TlsFront {
         key: next.key,
         cert: next.cert,
         minVersion: next.minVersion,
-        ...(next.clientCert === 'none' ? {} : { ca: next.ca })
+        ...(next.clientCert === 'none' ? {} : { ca: next.ca }),
+        sessionIdContext: sessionIdContext(next),
+        ticketKeys
       })
-      if (opts.ticketKeys !== undefined) this.server.setTicketKeys(opts.ticketKeys)
     }
     this.server.on('secureConnection', (socket: TLSSocket) => { this.secured(socket, current) })
     this.server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
