@@ -79,7 +79,7 @@ function facts (config: Config, input: CheckInput, l: ListenAddress | undefined,
     client: input.client,
     ...(input.user === undefined ? {} : { user: input.user, groups: auth?.groups.get(input.user) ?? new Set<string>() }),
     ...(l === undefined ? {} : { listener: l.name }),
-    ...(l?.via === undefined ? {} : { via: l.via }),
+    ...(l?.via === undefined ? {} : { via: l.via, viaParent: config.routing.routes.get(l.via)?.choices[0]?.kind === 'chain' }),
     // An anonymous request to a proxy with auth is challenged as the proxy would.
     ...(auth === undefined || input.user !== undefined || !credentials ? {} : { challenge: auth.required ? 'always' : 'rules' })
   }

@@ -126,9 +126,10 @@ interface Prepared {
 function prepare (f: SluiceFile, text: string, file: string, options: LoadOptions): Prepared {
   const hash = createHash('sha256').update(text)
   const files = [file]
-  const { routing, problems, missingSecrets } = loadRouting(f, file, options)
   // Certificate files are part of the config: hashed, and watched for reload (issue 13).
-  const listen = prepareListeners(f, file, fileReader(file, (path, content) => { files.push(path); hash.update('\0').update(content) }, problems), problems)
+  const seen = (path: string, content: string): void => { files.push(path); hash.update('\0').update(content) }
+  const { routing, problems, missingSecrets } = loadRouting(f, file, options, seen)
+  const listen = prepareListeners(f, file, fileReader(file, seen, problems), problems)
   const names = new Set<string>()
   for (const l of listen) {
     if (names.has(l.name)) problems.push(`${file}: listen: two listeners are named '${l.name}'`)

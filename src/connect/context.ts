@@ -43,8 +43,9 @@ export interface ConnectionInfo {
   readonly challenges: number
   /** A verified client certificate's identity (TLS listeners, issue 13): the tunnel's user, instead of Basic auth. */
   readonly identity?: string
-  /** A tcp listener's own route (its `via`). */
+  /** A tcp listener's own route (its `via`), and whether it starts with a parent. */
   readonly via?: string
+  readonly viaParent?: boolean
 }
 
 /**

@@ -120,7 +120,7 @@ export function requestFacts (tunnel: Tunnel, target: Target, conn: ConnectionIn
     isName: target.kind === 'name',
     client: tunnel.clientAddress,
     listener: conn.listener,
-    ...(conn.via === undefined ? {} : { via: conn.via }),
+    ...(conn.via === undefined ? {} : { via: conn.via, viaParent: conn.viaParent === true }),
     ...(principal === undefined ? {} : { user: principal.user, groups: principal.groups }),
     ...(auth === undefined || principal !== undefined ? {} : { challenge: auth.config.required ? 'always' : 'rules' })
   }

@@ -42,6 +42,8 @@ export interface RequestFacts {
    * replaces the deciding rule's `via` and the default route.
    */
   readonly via?: string
+  /** With `via`: does that route start with a parent (a name is then the parent's to resolve)? */
+  readonly viaParent?: boolean
 }
 
 export type Stage = 'request' | 'address'
@@ -120,18 +122,23 @@ function wantsUser (r: CompiledRule, f: RequestFacts, client: IpKey | undefined)
  * Stage 1. `undefined` means the answer depends on the resolved address.
  * `skipped`, when given, collects the rules passed over and why.
  */
+/** Is a name the parent's to resolve? The listener's own route decides when it has one (a tcp listener's via, issue 13), else the rule's. */
+function parentFirst (r: CompiledRule, f: RequestFacts): boolean {
+  return f.via === undefined ? r.viaParent : f.viaParent === true
+}
+
 export function decideRequest (p: CompiledPolicy, f: RequestFacts, skipped?: Skip[]): Verdict | undefined {
   const client = clientKey(p, f)
   const walk = skipped === undefined && p.index !== undefined ? p.index.forRequest(f.host, f.isName) : allRules(p.all)
   for (let i = walk.next(); i >= 0; i = walk.next()) {
     const r = p.rules[i] as CompiledRule
     // A users rule whose ips are still unknown is judged with the address.
-    if (wantsUser(r, f, client)) return r.ips !== undefined && !(f.isName && r.viaParent) ? undefined : challengeVerdict(r.name, 'request')
+    if (wantsUser(r, f, client)) return r.ips !== undefined && !(f.isName && parentFirst(r, f)) ? undefined : challengeVerdict(r.name, 'request')
     const miss = mismatch(r, f, client)
     if (miss !== undefined) { skipped?.push({ rule: r.name, miss }); continue }
     if (r.ips !== undefined) {
       // A name sent to a parent is never resolved here: such a rule cannot match it.
-      if (f.isName && r.viaParent) { skipped?.push({ rule: r.name, miss: 'ips-via-parent', via: r.via }); continue }
+      if (f.isName && parentFirst(r, f)) { skipped?.push({ rule: r.name, miss: 'ips-via-parent', via: f.via ?? r.via }); continue }
       return undefined
     }
     // An allow here is provisional: the address guard still runs in stage 2.
@@ -155,11 +162,11 @@ export function decideAddress (p: CompiledPolicy, f: RequestFacts, address: stri
   const walk = skipped === undefined && p.index !== undefined ? p.index.forAddress(f.host, f.isName, key) : allRules(p.all)
   for (let i = walk.next(); i >= 0; i = walk.next()) {
     const r = p.rules[i] as CompiledRule
-    const viaParent = r.ips !== undefined && f.isName && r.viaParent
+    const viaParent = r.ips !== undefined && f.isName && parentFirst(r, f)
     const ipsMatch = r.ips === undefined || (!viaParent && r.ips.match(key))
     if (wantsUser(r, f, client) && ipsMatch) return challengeVerdict(r.name, 'address')
     const miss = mismatch(r, f, client) ?? (ipsMatch ? undefined : viaParent ? 'ips-via-parent' : 'ips')
-    if (miss !== undefined) { skipped?.push({ rule: r.name, miss, via: r.via }); continue }
+    if (miss !== undefined) { skipped?.push({ rule: r.name, miss, via: f.via ?? r.via }); continue }
     decided = ruleVerdict(r, 'address')
     unlocked = r.ips !== undefined && r.allow
     break

@@ -55,6 +55,13 @@ export interface SecretOptions {
    * validating: a parent built this way must never be dialed.
    */
   readonly onMissingSecret?: (field: SecretField, message: string) => void
+  /**
+   * Each TLS file read (ca_file, cert_file, key_file): the config watches
+   * and hashes them, so a rotated client certificate is picked up by a
+   * reload (issue 13). Not password files: their content must not reach
+   * the logged config hash, where a weak password could be guessed from it.
+   */
+  readonly onRead?: (path: string, content: string) => void
 }
 
 /** Build a Parent; throws Error with a message fit for a config problem. */
@@ -73,7 +80,12 @@ export function loadParent (name: string, spec: ParentSpec, configFile: string, 
   const explicit = /^[a-z]+:\/\/(?:[^@/]*@)?(?:\[[^\]]*\]|[^:/]*):(\d+)/i.exec(spec.url)
   const port = explicit?.[1] !== undefined ? Number(explicit[1]) : (tls ? 443 : 3128)
   if (port < 1 || port > 65535) throw new Error('url: port must be 1-65535')
-  const readRel = (file: string): string => readFileSync(resolve(dirname(configFile), file), 'utf8')
+  const readRel = (file: string): string => {
+    const path = resolve(dirname(configFile), file)
+    const text = readFileSync(path, 'utf8')
+    secrets.onRead?.(path, text)
+    return text
+  }
   /** A secret that cannot be had: an error, or with onMissingSecret a warning and nothing. */
   const missing = (field: SecretField, message: string): undefined => {
     if (secrets.onMissingSecret === undefined) throw new Error(`${field}: ${message}`)
@@ -87,6 +99,13 @@ export function loadParent (name: string, spec: ParentSpec, configFile: string, 
     } catch (err) {
       return missing(field, `cannot read ${path}: ${(err as Error).message}`)
     }
+  }
+
+  /** A private key: a secret, but high in entropy, so it is hashed with the config like the certificate. */
+  const readKey = (file: string): string => {
+    const text = readSecret('key_file', file) ?? ''
+    if (text !== '') secrets.onRead?.(resolve(dirname(configFile), file), text)
+    return text
   }
 
   let user = url.username === '' ? spec.username : decode(url.username, 'user name')
@@ -104,7 +123,7 @@ export function loadParent (name: string, spec: ParentSpec, configFile: string, 
     ? {
         ...(spec.ca_file === undefined ? {} : { ca: readRel(spec.ca_file) }),
         ...(spec.cert_file === undefined ? {} : { cert: readRel(spec.cert_file) }),
-        ...(spec.key_file === undefined ? {} : { key: readSecret('key_file', spec.key_file) ?? '' }),
+        ...(spec.key_file === undefined ? {} : { key: readKey(spec.key_file) }),
         ...(spec.servername === undefined ? {} : { servername: spec.servername })
       }
     : undefined

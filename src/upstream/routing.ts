@@ -50,7 +50,7 @@ export function noProxyMatcher (value: string): (host: string, port: number) => 
   }
 }
 
-export function loadRouting (f: SluiceFile, file: string, o: RoutingOverrides = {}): { routing: Routing, problems: string[], missingSecrets: MissingSecret[] } {
+export function loadRouting (f: SluiceFile, file: string, o: RoutingOverrides = {}, onRead?: (path: string, content: string) => void): { routing: Routing, problems: string[], missingSecrets: MissingSecret[] } {
   const problems: string[] = []
   const missingSecrets: MissingSecret[] = []
   const env = o.env ?? process.env
@@ -58,9 +58,10 @@ export function loadRouting (f: SluiceFile, file: string, o: RoutingOverrides = 
   // Parents that exist but failed to load: reported once, not again as "unknown".
   const broken = new Set<string>()
   const add = (name: string, spec: Parameters<typeof loadParent>[1], where: string): void => {
-    const secrets = o.secrets === 'warn'
-      ? { onMissingSecret: (field: string, message: string) => { missingSecrets.push({ path: ['parents', name, field], message }) } }
-      : {}
+    const secrets = {
+      ...(o.secrets === 'warn' ? { onMissingSecret: (field: string, message: string) => { missingSecrets.push({ path: ['parents', name, field], message }) } } : {}),
+      ...(onRead === undefined ? {} : { onRead })
+    }
     try {
       parents.set(name, loadParent(name, spec, file, env, secrets))
     } catch (err) {

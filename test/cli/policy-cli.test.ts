@@ -254,6 +254,24 @@ rules:
     assert.match(unknown.stderr, /no listener is named 'nope' \(listeners: 127\.0\.0\.1:3128, db\)/)
   })
 
+  it('a tcp listener\'s via decides whether its name is resolved here: via direct under a parent default_route, an ips rule matches', async () => {
+    const cfg = join(dir, 'tcp-via.yaml')
+    await writeFile(cfg, `version: 1
+dns: { servers: ["${stub.address}"] }
+parents: { corp: { url: "http://127.0.0.1:9" } }
+default_route: corp
+listen:
+  - 127.0.0.1:3128
+  - { address: "127.0.0.1:15433", name: db, kind: tcp, target: "loopback.test:5432", via: direct }
+rules:
+  - { name: db-forward, action: allow, listeners: [db], ports: [5432], ips: [127.0.0.0/8] }
+`)
+    const r = await run(['check', '--config', cfg, '--json', '--listener', 'db'])
+    assert.equal(r.code, 0, r.stdout + r.stderr)
+    const j = JSON.parse(r.stdout) as { rule: string, route: string }
+    assert.equal(j.rule, 'db-forward')
+  })
+
   for (const target of ['example.com', 'a@b:443', '[fe80::1%25eth0]:443']) {
     it(`a bad target (${target}): exit 2 with ERR_BAD_TARGET on stderr`, async () => {
       const r = await run(['check', '--config', `${FIX}/web.yaml`, target])

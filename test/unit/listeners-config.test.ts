@@ -100,3 +100,21 @@ describe('sluice validate and client-certificate listeners', () => {
     assert.match(plain.join('\n'), /an open proxy/)
   })
 })
+
+describe('a parent\'s TLS files are part of the config (issue 13: a rotated client certificate is reloaded)', () => {
+  it('ca_file, cert_file and key_file are watched and hashed; a password file is watched by nobody and hashed never', async () => {
+    await writeFile(join(dir, 'pw'), 'hunter2\n')
+    const first = await makeCert({ names: ['client.test'] })
+    await writeFile(join(dir, 'p.pem'), first.cert)
+    await writeFile(join(dir, 'p.key'), first.key)
+    const yaml = 'version: 1\nparents: { corp: { url: "https://127.0.0.1:9", ca_file: p.pem, cert_file: p.pem, key_file: p.key, username: u, password_file: pw } }\n'
+    const before = parseConfig(yaml, join(dir, 'x.yaml'))
+    for (const f of ['p.pem', 'p.key']) assert.ok(before.files.includes(join(dir, f)), `${f} in ${JSON.stringify(before.files)}`)
+    assert.ok(!before.files.includes(join(dir, 'pw')), 'the password file is not hashed into the logged config hash')
+    const other = await makeCert({ names: ['rotated.test'] })
+    await writeFile(join(dir, 'p.pem'), other.cert)
+    await writeFile(join(dir, 'p.key'), other.key)
+    const after = parseConfig(yaml, join(dir, 'x.yaml'))
+    assert.notEqual(after.hash, before.hash, 'a new client certificate is a new config')
+  })
+})
