@@ -118,6 +118,10 @@ class FirstBytes implements HeadTimed {
 function handshakeCode (err: Error & { code?: string }): ErrorCode {
   const code = err.code ?? ''
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'ERR_TLS_TIMEOUT'
+  // An alert from the client is its verdict on us, say "unknown ca" when it
+  // does not trust this listener's certificate (curl, Python, Chromium): not
+  // ours on its certificate, though OpenSSL's text names one.
+  if (/^ERR_SSL_(?:SSLV3|TLSV1)_ALERT_/.test(code)) return 'ERR_TLS_HANDSHAKE'
   // OpenSSL's verdicts on the client's certificate, or on its absence.
   if (/CERTIFICATE|CERT_|UNABLE_TO_GET_ISSUER|SELF_SIGNED|UNKNOWN_CA/.test(code) || /certificate/i.test(err.message)) return 'ERR_TLS_CLIENT_CERT'
   return 'ERR_TLS_HANDSHAKE'
