@@ -61,8 +61,10 @@ async function tunnel (s: Sluice, opts: Partial<ConnectionOptions> = {}): Promis
   const res = await connectVia(0, `127.0.0.1:${echo.port}`, { socket: socket as unknown as Socket })
   assert.equal(res.status, 200)
   assert.equal(await roundTrip(res.socket, 'resumed?'), 'resumed?')
+  // Read now: a closed socket no longer knows its port.
+  const client = clientOf(socket)
   socket.end()
-  const rec = await s.waitForLog(r => r.msg === 'tunnel closed' && r['client'] === clientOf(socket))
+  const rec = await s.waitForLog(r => r.msg === 'tunnel closed' && r['client'] === client)
   assert.equal(rec['status'], 200)
   return { reused, user: rec['user'], served, ticket }
 }
