@@ -2,9 +2,11 @@
  * Provenance: copied verbatim into Sluice's bench/c/ from the team's shared
  * CONNECT-proxy perf harness (shared/perf/loadgen.c), which carries no license
  * or attribution header; maintained here from now on. Built by bench/run.ts
- * (cc -O2 -Wall ... -lm) into bench/.build/.
- * Local change since the copy: --connect-host NAME (a reserved name in the
- * CONNECT line, for proxies whose name rules should be exercised).
+ * (bench/lib/build.ts: cc -O2 -Wall ... with tls-client.c, -lm -lssl
+ * -lcrypto) into bench/.build/.
+ * Local changes since the copy: --connect-host NAME (a reserved name in the
+ * CONNECT line, for proxies whose name rules should be exercised); --tls
+ * (issue 13, below; the TLS code is in tls-client.c).
  *
  * loadgen.c - load generator for HTTP CONNECT forward proxies.
  *
@@ -30,6 +32,18 @@
  *
  * --direct skips the proxy and talks to the origin ports straight (floor).
  *
+ * TLS to the proxy (--tls; rate, bulk and hold): each connection does a TLS
+ * 1.3 handshake with the proxy (an HTTPS proxy), then sends the CONNECT and
+ * everything after it inside TLS; the origin leg stays plain TCP.  Still one
+ * thread and one epoll loop: the handshake is a state of its own, and every
+ * read and write goes through conn_send/conn_recv, which turn OpenSSL's
+ * WANT_READ/WANT_WRITE into EAGAIN.  --tls-ca FILE verifies the proxy's
+ * certificate (for --tls-servername NAME, also sent as SNI, else for the
+ * proxy's IP).  --tls-resume: each client slot offers the session of its
+ * previous connection (the newest ticket it got, or the one it resumed with),
+ * so rate mode measures resumed handshakes; the JSON line counts full and
+ * resumed handshakes.
+ *
  * SNI mode (--sni NAME): no CONNECT.  Each connection starts with a canned
  * TLS 1.3 ClientHello (record 0x16 0x03 0x01, handshake type 1, random,
  * session id, cipher suites, null compression, extensions server_name,
@@ -48,7 +62,7 @@
  * Output: human-readable lines, then one JSON line (starting with '{').
  * hold additionally prints {"event":"established",...} when established.
  *
- * Build: gcc -O2 -Wall -o loadgen loadgen.c
+ * Build: gcc -O2 -Wall -o loadgen loadgen.c tls-client.c -lm -lssl -lcrypto
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -72,6 +86,8 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "tls-client.h"
 
 /* ------------------------------------------------------------------ */
 /* options                                                             */
@@ -109,6 +125,9 @@ static struct {
     int sni;
     char sni_echo[256], sni_sink[256], sni_source[256], sni_closed[256], sni_unknown[256];
     int sni_pad, sni_split, sni_gap_ms;
+    /* TLS to the proxy */
+    int tls, tls_resume;
+    const char *tls_ca, *tls_servername;
 } O = {
     .proxy_host = "127.0.0.1",
     .proxy_port = 0,
@@ -260,6 +279,14 @@ static void json_errors(FILE *f) {
     fprintf(f, "},\"error_total\":%" PRIu64, err_total);
 }
 
+/* TLS handshakes completed so far (every phase, warm-up too), by kind. */
+static uint64_t tls_full, tls_resumed_n;
+
+static void json_tls(FILE *f) {
+    fprintf(f, ",\"tls\":true,\"tls_resume\":%s,\"tls_handshakes\":{\"full\":%" PRIu64 ",\"resumed\":%" PRIu64 "}",
+            O.tls_resume ? "true" : "false", tls_full, tls_resumed_n);
+}
+
 static void json_common(FILE *f) {
     fprintf(f, "\"mode\":\"%s\",\"label\":\"%s\",\"direct\":%s", mode_name[O.mode], O.label,
             O.direct ? "true" : "false");
@@ -267,6 +294,7 @@ static void json_common(FILE *f) {
     if (O.sni)
         fprintf(f, ",\"sni\":\"%s\",\"sni_split\":\"%s\",\"sni_pad\":%d", O.sni_echo,
                 O.sni_split == 1 ? "tcp" : O.sni_split == 2 ? "records" : "none", O.sni_pad);
+    if (O.tls) json_tls(f);
 }
 
 static double self_cpu_s(void) {
@@ -452,6 +480,7 @@ enum {
     ST_FREE = 0,
     ST_BACKOFF,     /* rate: waiting before reconnecting after an error */
     ST_CONNECTING,  /* TCP connect in progress                          */
+    ST_TLS,         /* --tls: handshake with the proxy in progress      */
     ST_SEND_REQ,    /* writing the CONNECT request                      */
     ST_READ_HEAD,   /* reading the proxy's response head                */
     ST_ECHO_SEND,   /* writing payload / ping                           */
@@ -466,6 +495,7 @@ enum {
 static const char *phase_of(int st) {
     switch (st) {
     case ST_CONNECTING: return "connect";
+    case ST_TLS: return "tls";
     case ST_SEND_REQ: return O.sni ? "hello" : "request";
     case ST_SNI_GAP: return "hello";
     case ST_READ_HEAD: return "head";
@@ -504,6 +534,8 @@ typedef struct conn {
     const hello_t *hello; /* SNI mode: the ClientHello being sent */
     int hoff, hend;
     double t_resume;      /* SNI split: when to send the second part */
+    SSL *ssl;             /* --tls: this connection's TLS to the proxy */
+    SSL_SESSION *session; /* --tls-resume: the slot's session, offered on its next connection */
 } conn_t;
 
 static int epfd;
@@ -529,11 +561,30 @@ static void set_events(conn_t *c, uint32_t ev) {
     c->events = ev;
 }
 
-static void conn_close(conn_t *c) {
+/* Close the connection; `orderly`: a TLS one says close_notify first. */
+static void conn_close_how(conn_t *c, int orderly) {
+    if (c->ssl) tls_close(c->ssl, orderly, &c->session);
+    c->ssl = NULL;
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
     c->events = 0;
 }
+
+/* The end of a successful exchange. */
+static void conn_close(conn_t *c) { conn_close_how(c, 1); }
+
+/* send()/recv() on the connection: through TLS with --tls (same contract:
+ * >0, 0 = EOF on recv, -1 with errno; EAGAIN whichever way TLS waits). */
+static ssize_t conn_send(conn_t *c, const void *buf, size_t len) {
+    return c->ssl ? tls_send(c->ssl, buf, len) : send(c->fd, buf, len, MSG_NOSIGNAL);
+}
+
+static ssize_t conn_recv(conn_t *c, void *buf, size_t len, int flags) {
+    return c->ssl ? tls_recv(c->ssl, buf, len, flags & MSG_PEEK) : recv(c->fd, buf, len, flags);
+}
+
+/* Bytes TLS has already decrypted: the socket will not signal them again. */
+static int conn_pending(const conn_t *c) { return c->ssl ? tls_pending(c->ssl) : 0; }
 
 static void mode_failed(conn_t *c, int connect_err);
 static void mode_tunnel_ready(conn_t *c);
@@ -545,18 +596,24 @@ static void fail(conn_t *c, const char *what) {
     snprintf(k, sizeof k, "%s_%s", c->verify_phase ? "verify" : phase_of(c->state), what);
     int connect_err = c->state == ST_CONNECTING;
     err_count(k);
-    conn_close(c);
+    conn_close_how(c, 0);
     mode_failed(c, connect_err);
 }
 
 static void fail_errno(conn_t *c, int e) {
+    if (c->ssl && e == EPROTO) { /* conn_send/conn_recv: TLS said why */
+        char k[48];
+        snprintf(k, sizeof k, "tls_%s", tls_error_kind());
+        fail(c, k);
+        return;
+    }
     fail(c, e == EPIPE || e == ECONNRESET ? "reset" : errname(e));
 }
 
 /* send c->small[smalloff..smalllen); 1 = done, 0 = EAGAIN, -1 = failed */
 static int send_small(conn_t *c) {
     while (c->smalloff < c->smalllen) {
-        ssize_t n = send(c->fd, c->small + c->smalloff, (size_t)(c->smalllen - c->smalloff), MSG_NOSIGNAL);
+        ssize_t n = conn_send(c, c->small + c->smalloff, (size_t)(c->smalllen - c->smalloff));
         if (n > 0) {
             c->smalloff += (int)n;
             continue;
@@ -603,6 +660,22 @@ static int send_hello(conn_t *c) {
     return 1;
 }
 
+static void send_connect(conn_t *c);
+
+/* --tls: one step of the handshake; when it is done, the CONNECT inside it. */
+static void tls_step(conn_t *c) {
+    switch (tls_handshake(c->ssl)) {
+    case TLS_DONE:
+        if (tls_resumed(c->ssl)) tls_resumed_n++;
+        else tls_full++;
+        send_connect(c);
+        return;
+    case TLS_WANT_READ: set_events(c, EPOLLIN | EPOLLRDHUP); return;
+    case TLS_WANT_WRITE: set_events(c, EPOLLOUT); return;
+    default: fail(c, tls_error_kind());
+    }
+}
+
 static void on_connected(conn_t *c) {
     if (O.sni) {
         c->hello = hello_for_port(c->target_port);
@@ -622,6 +695,17 @@ static void on_connected(conn_t *c) {
         tunnel_ready(c);
         return;
     }
+    if (O.tls) {
+        c->ssl = tls_open(c->fd, c->session);
+        c->state = ST_TLS;
+        tls_step(c);
+        return;
+    }
+    send_connect(c);
+}
+
+/* Write the CONNECT request, then wait for the proxy's response head. */
+static void send_connect(conn_t *c) {
     c->smalllen = snprintf(c->small, SMALL_MAX, "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n%s\r\n", connect_host(),
                            c->target_port, connect_host(), c->target_port, O.auth_line);
     c->smalloff = 0;
@@ -689,7 +773,7 @@ static void read_head(conn_t *c) {
             fail(c, "head_too_big");
             return;
         }
-        ssize_t n = recv(c->fd, c->head + c->headlen, (size_t)space, 0);
+        ssize_t n = conn_recv(c, c->head + c->headlen, (size_t)space, 0);
         if (n == 0) {
             fail(c, c->headlen ? "eof_in_head" : "eof");
             return;
@@ -775,7 +859,7 @@ static void echo_recv(conn_t *c) {
     char buf[SMALL_MAX];
     for (;;) {
         size_t want = (size_t)(c->to_recv - c->recvd);
-        ssize_t n = recv(c->fd, buf, want, 0);
+        ssize_t n = conn_recv(c, buf, want, 0);
         if (n == 0) {
             fail(c, "eof");
             return;
@@ -892,7 +976,7 @@ static void hold_echo_done(conn_t *c) {
 
 static void hold_idle_event(conn_t *c) {
     char b[64];
-    ssize_t n = recv(c->fd, b, sizeof b, 0);
+    ssize_t n = conn_recv(c, b, sizeof b, 0);
     if (n == 0)
         fail(c, "eof");
     else if (n < 0 && errno != EAGAIN && errno != EINTR)
@@ -944,7 +1028,7 @@ static void up_io(conn_t *c) {
         size_t off = (size_t)(c->sent % 251);
         size_t chunk = BIG_SZ - off;
         if (chunk > c->to_send - c->sent) chunk = (size_t)(c->to_send - c->sent);
-        ssize_t n = send(c->fd, bigbuf + off, chunk, MSG_NOSIGNAL);
+        ssize_t n = conn_send(c, bigbuf + off, chunk);
         if (n > 0) {
             c->sent += (uint64_t)n;
             c->t_progress = now;
@@ -957,7 +1041,7 @@ static void up_io(conn_t *c) {
     }
     /* the 8-byte count reply */
     for (;;) {
-        ssize_t n = recv(c->fd, c->reply + c->replylen, (size_t)(8 - c->replylen), 0);
+        ssize_t n = conn_recv(c, c->reply + c->replylen, (size_t)(8 - c->replylen), 0);
         if (n == 0) {
             fail(c, "eof_before_count");
             return;
@@ -1011,11 +1095,12 @@ static void down_io(conn_t *c) {
         }
         set_events(c, EPOLLIN | EPOLLRDHUP);
     }
-    for (int budget = 64; budget > 0; budget--) {
+    /* past the budget, still drain what TLS has decrypted: no event would come for it */
+    for (int budget = 64; budget > 0 || conn_pending(c) > 0; budget--) {
         size_t want = sizeof rbuf;
         if (want > c->to_recv - c->recvd) want = (size_t)(c->to_recv - c->recvd);
         if (want == 0) break;
-        ssize_t n = recv(c->fd, rbuf, want, 0);
+        ssize_t n = conn_recv(c, rbuf, want, 0);
         if (n == 0) {
             fail(c, "short_eof");
             return;
@@ -1101,9 +1186,10 @@ static void handle(conn_t *c, uint32_t ev) {
         on_connected(c);
         return;
     }
+    case ST_TLS: tls_step(c); return;
     case ST_SNI_GAP: {
         char b[16];
-        ssize_t n = recv(c->fd, b, sizeof b, MSG_PEEK);
+        ssize_t n = conn_recv(c, b, sizeof b, MSG_PEEK);
         if (n == 0) fail(c, "eof");
         else if (n > 0) fail(c, "unexpected_data");
         else if (errno != EAGAIN) fail_errno(c, errno);
@@ -1132,7 +1218,7 @@ static void handle(conn_t *c, uint32_t ev) {
     case ST_HOLD_IDLE: hold_idle_event(c); return;
     case ST_BULK_WAIT: {
         char b[16];
-        ssize_t n = recv(c->fd, b, sizeof b, MSG_PEEK);
+        ssize_t n = conn_recv(c, b, sizeof b, MSG_PEEK);
         if (n == 0) fail(c, "eof");
         else if (n > 0) fail(c, "unexpected_data");
         else if (errno != EAGAIN) fail_errno(c, errno);
@@ -1235,7 +1321,8 @@ static void alloc_conns(int n) {
 
 static void close_all(void) {
     for (int i = 0; i < nconns; i++) {
-        if (conns[i].fd >= 0) conn_close(&conns[i]);
+        if (conns[i].fd >= 0) conn_close_how(&conns[i], 0);
+        if (conns[i].session) tls_forget(&conns[i].session);
         conns[i].state = ST_FREE;
     }
 }
@@ -1818,8 +1905,26 @@ static void usage(void) {
             "  --sni-closed NAME (closed.test) --sni-unknown NAME (unknown-name.invalid)   probe only\n"
             "  --sni-pad BYTES       pad the ClientHello to about BYTES on the wire (padding ext 21)\n"
             "  --sni-split tcp|records   two writes --sni-gap-ms apart (5), cut mid server_name;\n"
-            "                        records = also two TLS records\n");
+            "                        records = also two TLS records\n"
+            " TLS to the proxy (rate, bulk, hold; an HTTPS proxy: TLS 1.3, then CONNECT inside):\n"
+            "  --tls                 speak TLS to the proxy\n"
+            "  --tls-ca FILE         verify the proxy's certificate with this CA (default: no check)\n"
+            "  --tls-servername NAME SNI, and the name the certificate must carry (default: none\n"
+            "                        sent; the certificate must carry the proxy's IP)\n"
+            "  --tls-resume          offer each client slot's previous session (resumed handshakes)\n");
     exit(2);
+}
+
+/* --tls goes with a proxy and CONNECT, in the event-loop modes. */
+static void check_tls_options(void) {
+    if (!O.tls) {
+        if (O.tls_resume || O.tls_ca || O.tls_servername) die("--tls-resume / --tls-ca / --tls-servername need --tls");
+        return;
+    }
+    if (O.direct || O.sni) die("--tls is TLS to the proxy: not with --direct or --sni");
+    if (O.mode == M_PROBE) die("--tls: rate, bulk and hold only");
+    if (O.tls_servername && (strlen(O.tls_servername) == 0 || strlen(O.tls_servername) > 253))
+        die("--tls-servername: 1-253 characters");
 }
 
 static uint64_t parse_size(const char *s) {
@@ -1931,6 +2036,10 @@ int main(int argc, char **argv) {
             else if (!strcmp(v, "none")) O.sni_split = SPLIT_NONE;
             else die("bad --sni-split %s (tcp|records|none)", v);
         }
+        else if (!strcmp(a, "--tls")) O.tls = 1;
+        else if (!strcmp(a, "--tls-resume")) O.tls_resume = 1;
+        else if (!strcmp(a, "--tls-ca")) O.tls_ca = NEXT();
+        else if (!strcmp(a, "--tls-servername")) O.tls_servername = NEXT();
         else {
             fprintf(stderr, "loadgen: unknown option %s\n", a);
             usage();
@@ -1959,6 +2068,7 @@ int main(int argc, char **argv) {
         build_hello(&hello_nosni, NULL, O.sni_pad, SPLIT_NONE);
     } else if (O.sni_split || O.sni_pad)
         die("--sni-split / --sni-pad need --sni NAME");
+    check_tls_options();
 
     memset(&proxy_sa, 0, sizeof proxy_sa);
     proxy_sa.sin_family = AF_INET;
@@ -1981,6 +2091,11 @@ int main(int argc, char **argv) {
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) die("epoll_create1: %s", strerror(errno));
     setup_signals();
+    if (O.tls) {
+        tls_options t = {.ca_file = O.tls_ca, .servername = O.tls_servername, .proxy_ip = O.proxy_host,
+                         .resume = O.tls_resume, .release_buffers = O.mode == M_HOLD};
+        tls_init(&t);
+    }
     switch (O.mode) {
     case M_RATE: return run_rate();
     case M_BULK: return run_bulk();

@@ -1,6 +1,7 @@
 /**
- * Build steps: the C origin and load generator (cc -O2 into bench/.build/),
- * and Sluice itself (`npm run build`) when dist/ is missing or older than src/.
+ * Build steps: the C origin and load generator (cc -O2 into bench/.build/;
+ * loadgen with its TLS leg, tls-client.c, linked with OpenSSL), and Sluice
+ * itself (`npm run build`) when dist/ is missing or older than src/.
  */
 import { mkdirSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
@@ -31,21 +32,31 @@ function newestUnder (dir: string): number {
 
 export interface CBinaries { readonly loadgen: string, readonly origin: string }
 
-/** Compile bench/c/NAME.c → bench/.build/NAME when missing or older than its source. */
+/** Each binary: the .c files it is compiled from, the headers they include (bench/c/), and its libraries. */
+const PROGRAMS = {
+  loadgen: { sources: ['loadgen.c', 'tls-client.c'], headers: ['tls-client.h'], libs: ['-lm', '-lssl', '-lcrypto'] },
+  origin: { sources: ['origin.c'], headers: [], libs: ['-lm'] }
+} as const
+
+/** Compile bench/c/ → bench/.build/NAME when missing or older than any of its files. */
 export async function buildC (benchDir: string, log: (s: string) => void): Promise<CBinaries> {
   const out = join(benchDir, '.build')
   mkdirSync(out, { recursive: true })
   const bins: Record<string, string> = {}
-  for (const name of ['loadgen', 'origin']) {
-    const src = join(benchDir, 'c', `${name}.c`)
+  for (const [name, p] of Object.entries(PROGRAMS)) {
+    const sources = p.sources.map(f => join(benchDir, 'c', f))
+    const files = [...sources, ...p.headers.map(f => join(benchDir, 'c', f))]
+    const times = files.map(f => ({ f, t: mtimeMs(f) }))
+    const missing = times.find(x => x.t === undefined)
+    if (missing !== undefined) throw new Error(`missing ${missing.f}`)
     const bin = join(out, name)
-    const srcTime = mtimeMs(src)
-    if (srcTime === undefined) throw new Error(`missing ${src}`)
     const binTime = mtimeMs(bin)
-    if (binTime === undefined || binTime < srcTime) {
-      log(`compiling ${name}: cc -O2 -Wall -o ${bin} ${src} -lm`)
-      const r = await runCaptured(['cc', '-O2', '-Wall', '-o', bin, src, '-lm'], 120_000)
-      if (r.code !== 0) throw new Error(`cc failed for ${src} (exit ${String(r.code)}):\n${r.stderr}`)
+    if (binTime === undefined || times.some(x => (x.t ?? 0) > binTime)) {
+      const argv = ['cc', '-O2', '-Wall', '-o', bin, ...sources, ...p.libs]
+      log(`compiling ${name}: ${argv.join(' ')}`)
+      const r = await runCaptured(argv, 120_000)
+      const hint = name === 'loadgen' && /openssl\/ssl\.h|-lssl/.test(r.stderr) ? ' (OpenSSL headers missing? Debian: apt-get install libssl-dev)' : ''
+      if (r.code !== 0) throw new Error(`cc failed for ${name}${hint} (exit ${String(r.code)}):\n${r.stderr}`)
       if (r.stderr.trim() !== '') log(r.stderr.trim())
     }
     bins[name] = bin
