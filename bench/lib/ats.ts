@@ -7,13 +7,17 @@
  * thread (ATS_NET_THREADS to change), accept on the net thread, default buffer
  * sizes. `proxy.config.admin.user_id #-1` keeps it the user that started it
  * (root too), so unlike squid/tinyproxy nothing needs a chown.
+ *
+ * ats-tls (issue 13) is the same on an `ssl` port: TLS from the client, then
+ * CONNECT inside it, with the run's certificate (ssl_multicert.config) and
+ * ATS's defaults for TLS (TLS 1.3 on, session tickets on).
  */
 import { appendFileSync, cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import { runCaptured } from './children.js'
 import { freePort, startProcess, workDir } from './process-peer.js'
 import { launch } from './peers.js'
-import type { Peer, PeerContext, RunningPeer } from './types.js'
+import type { Peer, PeerContext, RunningPeer, TlsFiles } from './types.js'
 
 const PACKAGED_CONFIG = '/etc/trafficserver'
 
@@ -37,7 +41,15 @@ const IP_ALLOW = `ip_allow:
     methods: ALL
 `
 
-function records (dir: string, port: number, ctx: PeerContext): string {
+/** The ssl port's records: where ssl_multicert.config's file names are (the run's TLS directory). */
+function tlsRecords (tls: TlsFiles): Array<[string, 'INT' | 'STRING', string | number]> {
+  return [
+    ['ssl.server.cert.path', 'STRING', dirname(tls.cert)],
+    ['ssl.server.private_key.path', 'STRING', dirname(tls.key)]
+  ]
+}
+
+function records (dir: string, port: number, ctx: PeerContext, tls: TlsFiles | undefined): string {
   const o = ctx.origin
   const threads = process.env['ATS_NET_THREADS'] ?? '1'
   if (!/^[1-9]\d{0,2}$/.test(threads)) throw new Error(`ATS_NET_THREADS must be 1-999, got '${threads}'`)
@@ -48,7 +60,7 @@ function records (dir: string, port: number, ctx: PeerContext): string {
   const throttle = Math.max(19_000, Math.ceil(2.2 * ctx.maxTunnels) + 1000)
   const rec: Array<[string, 'INT' | 'STRING', string | number]> = [
     ['admin.user_id', 'STRING', '#-1'],
-    ['http.server_ports', 'STRING', `${port}:ipv4:ip-in=127.0.0.1`],
+    ['http.server_ports', 'STRING', `${port}${tls === undefined ? '' : ':ssl'}:ipv4:ip-in=127.0.0.1`],
     ['http.connect_ports', 'STRING', `${o.echo} ${o.sink} ${o.source}`],
     ['url_remap.remap_required', 'INT', 0],
     ['reverse_proxy.enabled', 'INT', 0],
@@ -78,13 +90,14 @@ function records (dir: string, port: number, ctx: PeerContext): string {
     ['dns.resolv_conf', 'STRING', 'NULL'],
     ['hostdb.host_file.path', 'STRING', '/etc/hosts'],
     ['body_factory.template_sets_dir', 'STRING', `${dir}/etc/body_factory`],
-    ['proxy_name', 'STRING', 'bench-ats']
+    ['proxy_name', 'STRING', 'bench-ats'],
+    ...(tls === undefined ? [] : tlsRecords(tls))
   ]
   return rec.map(([name, type, value]) => `CONFIG proxy.config.${name} ${type} ${value}\n`).join('')
 }
 
 /** The private runroot: directories, runroot.yaml, the packaged configs, then ours over them. */
-function writeConfig (dir: string, port: number, ctx: PeerContext): string {
+function writeConfig (dir: string, port: number, ctx: PeerContext, tls: TlsFiles | undefined): string {
   for (const d of ['etc', 'log', 'run', 'cache', 'var']) mkdirSync(join(dir, d), { recursive: true })
   const file = join(dir, 'runroot.yaml')
   writeFileSync(file, runroot(dir))
@@ -95,7 +108,8 @@ function writeConfig (dir: string, port: number, ctx: PeerContext): string {
   etc('plugin.config', '')
   etc('logging.yaml', 'logging:\n  formats: []\n  logs: []\n')
   etc('ip_allow.yaml', IP_ALLOW)
-  etc('records.config', records(dir, port, ctx))
+  etc('records.config', records(dir, port, ctx, tls))
+  if (tls !== undefined) etc('ssl_multicert.config', `dest_ip=* ssl_cert_name=${basename(tls.cert)} ssl_key_name=${basename(tls.key)}\n`)
   return file
 }
 
@@ -112,33 +126,41 @@ async function repin (peer: RunningPeer, cpu: number | undefined): Promise<void>
   }
 }
 
-export const ats: Peer = {
-  name: 'ats',
-  direct: false,
-  async start (ctx) {
-    const port = await freePort()
-    const { dir, cleanup } = workDir('ats')
-    let file: string
-    try {
-      file = writeConfig(dir, port, ctx)
-    } catch (err) {
-      cleanup()
-      throw err
+/** `withTls`: on an ssl port with the run's certificate (tls-peers.ts makes it ats-tls). */
+export function atsPeer (name: string, withTls: boolean): Peer {
+  return {
+    name,
+    direct: false,
+    ...(withTls ? { tls: true } : {}),
+    async start (ctx) {
+      const tls = withTls ? ctx.tls : undefined
+      if (withTls && tls === undefined) throw new Error(`${name}: no TLS files in the run`)
+      const port = await freePort()
+      const { dir, cleanup } = workDir(name)
+      let file: string
+      try {
+        file = writeConfig(dir, port, ctx, tls)
+      } catch (err) {
+        cleanup()
+        throw err
+      }
+      // Its own diagnostics (start-up notes, warnings) go to the work dir: keep them with the peer log.
+      const keepDiags = (): void => {
+        const diags = join(dir, 'log', 'diags.log')
+        if (existsSync(diags)) appendFileSync(join(ctx.logDir, `peer-${name}.log`), `--- ${diags}\n${readFileSync(diags, 'utf8')}`)
+        cleanup()
+      }
+      const argv = ['env', `TS_RUNROOT=${file}`, 'traffic_server', `--run-root=${file}`]
+      const running = await startProcess(launch(ctx, name), argv, port, keepDiags)
+      try {
+        await repin(running, ctx.proxyCpu)
+      } catch (err) {
+        await running.stop()
+        throw err
+      }
+      return running
     }
-    // Its own diagnostics (start-up notes, warnings) go to the work dir: keep them with the peer log.
-    const keepDiags = (): void => {
-      const diags = join(dir, 'log', 'diags.log')
-      if (existsSync(diags)) appendFileSync(join(ctx.logDir, 'peer-ats.log'), `--- ${diags}\n${readFileSync(diags, 'utf8')}`)
-      cleanup()
-    }
-    const argv = ['env', `TS_RUNROOT=${file}`, 'traffic_server', `--run-root=${file}`]
-    const running = await startProcess(launch(ctx, 'ats'), argv, port, keepDiags)
-    try {
-      await repin(running, ctx.proxyCpu)
-    } catch (err) {
-      await running.stop()
-      throw err
-    }
-    return running
   }
 }
+
+export const ats = atsPeer('ats', false)

@@ -1,9 +1,14 @@
 /**
  * One CONNECT over a raw socket, for the variants' positive controls: does
  * the feature really bite (a 407 without credentials, a 403 for a listed
- * name) and does the measured path still get its 200?
+ * name) and does the measured path still get its 200? With `tls`, the
+ * CONNECT goes inside TLS (an HTTPS proxy, issue 13), the proxy's
+ * certificate verified as loadgen will.
  */
-import { connect } from 'node:net'
+import { readFileSync } from 'node:fs'
+import { connect, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
+import type { TlsFiles } from './types.js'
 
 export interface ConnectReply {
   readonly status: number | undefined
@@ -11,10 +16,17 @@ export interface ConnectReply {
   readonly head: string
 }
 
+/** A plain socket, or TLS 1.3 verified against the run's CA; `ready` is the event after which to write. */
+function open (port: number, tls: TlsFiles | undefined): { s: Socket, ready: string } {
+  if (tls === undefined) return { s: connect({ host: '127.0.0.1', port }), ready: 'connect' }
+  const s = tlsConnect({ host: '127.0.0.1', port, ca: readFileSync(tls.ca), servername: tls.servername, minVersion: 'TLSv1.3' })
+  return { s, ready: 'secureConnect' }
+}
+
 /** Send `CONNECT target` with `headers` to 127.0.0.1:port; resolve with the reply head (bounded by `timeoutMs`). */
-export async function connectOnce (port: number, target: string, headers: readonly string[] = [], timeoutMs = 5000): Promise<ConnectReply> {
+export async function connectOnce (port: number, target: string, headers: readonly string[] = [], timeoutMs = 5000, tls?: TlsFiles): Promise<ConnectReply> {
   return await new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port })
+    const { s, ready } = open(port, tls)
     let text = ''
     let settled = false
     const done = (): void => {
@@ -29,12 +41,12 @@ export async function connectOnce (port: number, target: string, headers: readon
     }
     const timer = setTimeout(done, timeoutMs)
     s.setEncoding('latin1')
-    s.on('connect', () => s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${headers.map(h => h + '\r\n').join('')}\r\n`))
+    s.on(ready, () => s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${headers.map(h => h + '\r\n').join('')}\r\n`))
     s.on('data', (d: string) => {
       text += d
       if (text.includes('\r\n\r\n') || text.length > 65_536) done()
     })
-    s.on('error', done)
+    s.on('error', (err: Error) => { if (text === '') text = `(${err.message})`; done() })
     s.on('close', done)
   })
 }
@@ -52,12 +64,12 @@ export interface Expectation {
   readonly contains?: string
 }
 
-/** Check each expectation in order; throws naming the first that failed. */
-export async function expectReplies (peer: string, port: number, list: readonly Expectation[]): Promise<void> {
+/** Check each expectation in order (inside TLS with `tls`); throws naming the first that failed. */
+export async function expectReplies (peer: string, port: number, list: readonly Expectation[], tls?: TlsFiles): Promise<void> {
   for (const e of list) {
-    const r = await connectOnce(port, e.target, e.headers)
+    const r = await connectOnce(port, e.target, e.headers, 5000, tls)
     if (r.status !== e.status || (e.contains !== undefined && !r.head.includes(e.contains))) {
-      const first = r.head.split('\r\n').filter(l => /^HTTP\/|^proxy-status/i.test(l)).join(' | ')
+      const first = r.head.split('\r\n').filter(l => /^HTTP\/|^proxy-status|^\(/i.test(l)).join(' | ')
       throw new Error(`${peer} check "${e.what}": wanted ${e.status}${e.contains === undefined ? '' : ` mentioning ${e.contains}`}, got ${first === '' ? 'no reply' : first}`)
     }
   }

@@ -4,7 +4,8 @@
  * repetition, pinned to the proxy CPU, and stopped by PID afterwards.
  * squid, tinyproxy and ats (Apache Traffic Server, in ats.ts) are optional:
  * used only when on PATH and asked for.
- * Sluice's variants (auth, big ACL, a parent hop, workers) are in variants.ts.
+ * Sluice's variants (auth, big ACL, a parent hop, workers) are in variants.ts,
+ * the HTTPS proxies (TLS from the client, issue 13) in tls-peers.ts.
  */
 import { writeFileSync, chownSync } from 'node:fs'
 import { userInfo } from 'node:os'
@@ -35,6 +36,11 @@ export function sluiceArgv (ctx: PeerContext, config: string, port: number, extr
     '--listen', `127.0.0.1:${port}`, '--log-level', 'warn', ...extra]
 }
 
+/** The same without --listen: the config's own listeners (--listen would replace them with one plain listener). */
+export function sluiceConfigArgv (ctx: PeerContext, config: string, extra: readonly string[] = []): string[] {
+  return [process.execPath, ...NODE_FLAGS, join(ctx.root, 'dist', 'cli.js'), '--config', config, '--log-level', 'warn', ...extra]
+}
+
 export const sluice: Peer = {
   name: 'sluice',
   direct: false,
@@ -62,14 +68,35 @@ function bareNode (name: string, script: string): Peer {
 export const nodeNet = bareNode('node-net', 'node-net.mjs')
 export const nodeHttp = bareNode('node-http', 'node-http.mjs')
 
-/** As root, squid/tinyproxy drop privileges: let their user write the work dir. */
-function chownTo (dir: string, user: string): void {
+/** As root, squid/tinyproxy drop privileges: let their user own `path` (their work dir, a key file). */
+export function chownTo (path: string, user: string): void {
   if (userInfo().uid !== 0) return
   try {
     const uid = Number(execFileSync('id', ['-u', user], { encoding: 'utf8', timeout: 5000 }).trim())
     const gid = Number(execFileSync('id', ['-g', user], { encoding: 'utf8', timeout: 5000 }).trim())
-    chownSync(dir, uid, gid)
+    chownSync(path, uid, gid)
   } catch { /* user missing: the proxy will say so in its log */ }
+}
+
+export const squidUser = (): string => process.env['SQUID_USER'] ?? 'proxy'
+
+/** DIR/squid.conf: a CONNECT proxy on `portLine` (http_port or https_port …), one process, no cache, no access log. */
+export function writeSquidConf (ctx: PeerContext, dir: string, portLine: string): string {
+  const o = ctx.origin
+  const file = join(dir, 'squid.conf')
+  writeFileSync(file, [
+    portLine,
+    `acl origin_ports port ${o.echo} ${o.sink} ${o.source}`,
+    'http_access allow localhost CONNECT origin_ports',
+    'http_access deny all',
+    'cache deny all', 'cache_mem 0 MB', 'access_log none', 'cache_store_log none',
+    `cache_log ${dir}/cache.log`, 'logfile_rotate 0', `pid_filename ${dir}/squid.pid`, `coredump_dir ${dir}`,
+    'netdb_filename none', 'pinger_enable off', 'client_db off', 'icp_port 0', 'htcp_port 0',
+    'dns_nameservers 127.0.0.1', 'visible_hostname bench-squid', `max_filedescriptors ${2 * ctx.maxTunnels + 1024}`,
+    'shutdown_lifetime 0 seconds', ...(userInfo().uid === 0 ? [`cache_effective_user ${squidUser()}`] : []), ''
+  ].join('\n'))
+  chownTo(dir, squidUser())
+  return file
 }
 
 /** Squid as a plain CONNECT proxy: foreground, one process, no cache, no access log. */
@@ -79,21 +106,8 @@ export const squid: Peer = {
   async start (ctx) {
     const port = await freePort()
     const { dir, cleanup } = workDir('squid')
-    const o = ctx.origin
-    const user = process.env['SQUID_USER'] ?? 'proxy'
-    writeFileSync(join(dir, 'squid.conf'), [
-      `http_port 127.0.0.1:${port}`,
-      `acl origin_ports port ${o.echo} ${o.sink} ${o.source}`,
-      'http_access allow localhost CONNECT origin_ports',
-      'http_access deny all',
-      'cache deny all', 'cache_mem 0 MB', 'access_log none', 'cache_store_log none',
-      `cache_log ${dir}/cache.log`, 'logfile_rotate 0', `pid_filename ${dir}/squid.pid`, `coredump_dir ${dir}`,
-      'netdb_filename none', 'pinger_enable off', 'client_db off', 'icp_port 0', 'htcp_port 0',
-      'dns_nameservers 127.0.0.1', 'visible_hostname bench-squid', `max_filedescriptors ${2 * ctx.maxTunnels + 1024}`,
-      'shutdown_lifetime 0 seconds', ...(userInfo().uid === 0 ? [`cache_effective_user ${user}`] : []), ''
-    ].join('\n'))
-    chownTo(dir, user)
-    return await startProcess(launch(ctx, 'squid'), ['squid', '-N', '-f', join(dir, 'squid.conf')], port, cleanup)
+    const conf = writeSquidConf(ctx, dir, `http_port 127.0.0.1:${port}`)
+    return await startProcess(launch(ctx, 'squid'), ['squid', '-N', '-f', conf], port, cleanup)
   }
 }
 

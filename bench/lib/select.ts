@@ -5,16 +5,54 @@ import { UsageError } from './options.js'
 import { direct, nodeHttp, nodeNet, sluice, squid, tinyproxy } from './peers.js'
 import type { Peer } from './types.js'
 import { ats } from './ats.js'
+import { TLS_PEERS } from './tls-peers.js'
 import { VARIANT_GROUPS, VARIANT_PEERS } from './variants.js'
 
-const ALL: ReadonlyMap<string, Peer> = new Map([direct, sluice, nodeNet, nodeHttp, squid, tinyproxy, ats, ...VARIANT_PEERS].map(p => [p.name, p]))
+const ALL: ReadonlyMap<string, Peer> = new Map([direct, sluice, nodeNet, nodeHttp, squid, tinyproxy, ats, ...TLS_PEERS, ...VARIANT_PEERS].map(p => [p.name, p]))
 
-/** The optional C peers: the command that must be on PATH, how it tells its version, the report's name for it. */
-const EXTERNAL: ReadonlyMap<string, { readonly bin: string, readonly versionArgs: readonly string[], readonly label: string }> = new Map([
+interface External {
+  /** The command that must be on PATH, and how it tells its version. */
+  readonly bin: string
+  readonly versionArgs: readonly string[]
+  /** The report's name for it. */
+  readonly label: string
+  /** What its version output must show for this peer to run, and why it is skipped otherwise. */
+  readonly needs?: { readonly pattern: RegExp, readonly why: string }
+  /** A detail for the report read from the version output (the TLS library). */
+  readonly detail?: (versionText: string) => string | undefined
+}
+
+const SQUID_TLS = /--with-(openssl|gnutls)\b/
+
+/** The optional C peers. */
+const EXTERNAL: ReadonlyMap<string, External> = new Map<string, External>([
   ['squid', { bin: 'squid', versionArgs: ['-v'], label: 'squid' }],
+  ['squid-tls', {
+    bin: 'squid',
+    versionArgs: ['-v'],
+    label: 'squid',
+    needs: { pattern: SQUID_TLS, why: 'squid built without TLS (no --with-openssl or --with-gnutls in squid -v)' },
+    detail: (text) => { const m = SQUID_TLS.exec(text); return m === null ? undefined : `https_port with ${m[1] === 'gnutls' ? 'GnuTLS' : 'OpenSSL'}` }
+  }],
   ['tinyproxy', { bin: 'tinyproxy', versionArgs: ['-v'], label: 'tinyproxy' }],
-  ['ats', { bin: 'traffic_server', versionArgs: ['--version'], label: 'Apache Traffic Server' }]
+  ['ats', { bin: 'traffic_server', versionArgs: ['--version'], label: 'Apache Traffic Server' }],
+  ['ats-tls', { bin: 'traffic_server', versionArgs: ['--version'], label: 'Apache Traffic Server' }]
 ])
+
+function versionText (ext: External): string | undefined {
+  try {
+    return execFileSync(ext.bin, ext.versionArgs, { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'pipe'] })
+  } catch {
+    return undefined
+  }
+}
+
+/** Why an external peer cannot run here, or undefined when it can. */
+function unavailable (ext: External): string | undefined {
+  if (which(ext.bin) === undefined) return `${ext.bin} not installed`
+  if (ext.needs !== undefined && !ext.needs.pattern.test(versionText(ext) ?? '')) return ext.needs.why
+  return undefined
+}
 
 const list = (text: string): string[] => [...new Set(text.split(',').map(s => s.trim()).filter(s => s !== ''))]
 
@@ -22,7 +60,8 @@ const list = (text: string): string[] => [...new Set(text.split(',').map(s => s.
  * `--peers direct,sluice,squid` → peers, in that order; `--variants
  * auth,workers` inserts those groups' peers right after `sluice` (which it
  * then requires). Unknown names are an error; squid/tinyproxy/ats whose
- * command is not on PATH are skipped (noted in `skipped`).
+ * command is not on PATH (or squid-tls on a squid without TLS) are skipped,
+ * noted in `skipped` as "name (why)".
  */
 export function selectPeers (peerList: string, variantList = ''): { peers: Peer[], skipped: string[] } {
   const names = list(peerList)
@@ -42,22 +81,21 @@ export function selectPeers (peerList: string, variantList = ''): { peers: Peer[
   for (const name of names) {
     const peer = ALL.get(name)
     if (peer === undefined) throw new UsageError(`unknown peer '${name}' (known: ${[...ALL.keys()].join(', ')})`)
-    const bin = EXTERNAL.get(name)?.bin
-    if (bin !== undefined && which(bin) === undefined) { skipped.push(name); continue }
+    const ext = EXTERNAL.get(name)
+    const why = ext === undefined ? undefined : unavailable(ext)
+    if (why !== undefined) { skipped.push(`${name} (${why})`); continue }
     peers.push(peer)
   }
   return { peers, skipped }
 }
 
-/** "squid 5.7", "tinyproxy 1.11.1", "Apache Traffic Server 9.2.9" for the report; undefined for the others or on failure. */
+/** "squid 5.7", "tinyproxy 1.11.1", "Apache Traffic Server 9.2.9" (+ a detail) for the report; undefined for the others or on failure. */
 export function externalVersion (name: string): string | undefined {
   const ext = EXTERNAL.get(name)
-  if (ext === undefined) return undefined
-  try {
-    const out = execFileSync(ext.bin, ext.versionArgs, { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'pipe'] })
-    const m = /(\d+\.\d+(?:\.\d+)?)/.exec(out)
-    return m === null ? undefined : `${ext.label} ${m[1] ?? ''}`
-  } catch {
-    return undefined
-  }
+  const out = ext === undefined ? undefined : versionText(ext)
+  if (ext === undefined || out === undefined) return undefined
+  const m = /(\d+\.\d+(?:\.\d+)?)/.exec(out)
+  if (m === null) return undefined
+  const detail = ext.detail?.(out)
+  return `${ext.label} ${m[1] ?? ''}${detail === undefined ? '' : ` (${detail})`}`
 }

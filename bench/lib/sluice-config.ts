@@ -2,7 +2,8 @@
  * Config files for Sluice's variant peers, written into each peer's private
  * work dir (nothing in the repository): bench/policy.yaml's server settings
  * (everything above its `rules:`), then the variant's sections and rules,
- * plus the users file and the generated deny lists.
+ * plus the users file and the generated deny lists. A variant's `listen`
+ * replaces the policy's (sluice-tls: a TLS listener).
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -39,7 +40,14 @@ export interface Rule {
 /** What bench/policy.yaml's one rule allows: the origin, by address. */
 export const LOOPBACK_RULE: Rule = { name: 'bench', action: 'allow', ips: ['127.0.0.0/8'] }
 
+/** A listener entry (README "Listeners"); `tls` makes it an HTTPS proxy. */
+export interface Listener {
+  readonly address: string
+  readonly tls?: { readonly cert_file: string, readonly key_file: string }
+}
+
 export interface ConfigParts {
+  readonly listen?: readonly Listener[]
   readonly auth?: { readonly users_file: string, readonly cache_ttl: string }
   readonly dns?: { readonly servers: readonly string[] }
   readonly parents?: Readonly<Record<string, { readonly url: string }>>
@@ -52,7 +60,13 @@ export function writeSluiceConfig (root: string, dir: string, parts: ConfigParts
   const base = readFileSync(join(root, 'bench', 'policy.yaml'), 'utf8')
   const cut = base.search(/^rules:/m)
   if (cut < 0) throw new Error('bench/policy.yaml has no top-level rules: key')
-  const lines = [base.slice(0, cut).trimEnd(), '', '# bench variant: written by bench/lib/sluice-config.ts']
+  let head = base.slice(0, cut)
+  if (parts.listen !== undefined) {
+    // The policy's `listen:` line and any indented lines under it.
+    head = head.replace(/^listen:[^\n]*\n(?:[ \t][^\n]*\n)*/m, '')
+    if (/^listen:/m.test(head)) throw new Error('bench/policy.yaml: could not take out its listen: key')
+  }
+  const lines = [head.trimEnd(), '', '# bench variant: written by bench/lib/sluice-config.ts']
   const { rules, ...sections } = parts
   for (const [key, value] of Object.entries(sections)) if (value !== undefined) lines.push(`${key}: ${JSON.stringify(value)}`)
   lines.push('rules:', ...rules.map(r => `  - ${JSON.stringify(r)}`), '')

@@ -9,12 +9,15 @@
 /** The origin's ports: echo, sink (upload) and source (download). */
 export interface OriginPorts { readonly echo: number, readonly sink: number, readonly source: number }
 
-export type Scenario = 'bulk' | 'rate' | 'hold'
+/** `resume`: the rate test again with TLS session resumption (TLS peers only). */
+export type Scenario = 'bulk' | 'rate' | 'resume' | 'hold'
 
 export interface RepResult {
   readonly rep: number
   bulk?: BulkResult
   rate?: RateResult
+  /** TLS peers: the rate test with resumed handshakes. */
+  resume?: RateResult
   hold?: HoldResult
   error?: string
   seconds?: number
@@ -46,6 +49,8 @@ export interface RateResult {
   /** loadgen's own CPU (it reports it), µs/tunnel: who else used the load CPU. */
   readonly loadgenCpuUsPerTunnel?: number
   readonly otherCpuPct?: number
+  /** TLS peers: the share of handshakes that resumed a session, %. */
+  readonly tlsResumedPct?: number
   readonly attempts?: number
   readonly ok: boolean
   readonly note?: string
@@ -59,6 +64,17 @@ export interface HoldResult {
   readonly setupS?: number
   readonly ok: boolean
   readonly note?: string
+}
+
+/** The run's TLS files (tls-certs.ts), for peers that speak TLS to their clients. */
+export interface TlsFiles {
+  /** The CA that signed `cert`: what clients verify with. */
+  readonly ca: string
+  /** The proxy's certificate and key (PEM). */
+  readonly cert: string
+  readonly key: string
+  /** The name in SNI and in the certificate. */
+  readonly servername: string
 }
 
 export interface PeerContext {
@@ -75,6 +91,8 @@ export interface PeerContext {
   readonly origin: OriginPorts
   /** Largest number of tunnels a peer must hold at once. */
   readonly maxTunnels: number
+  /** Present when a TLS peer runs. */
+  readonly tls?: TlsFiles
 }
 
 export interface RunningPeer {
@@ -94,8 +112,10 @@ export interface Peer {
   readonly name: string
   readonly direct: boolean
   start (ctx: PeerContext): Promise<RunningPeer>
-  /** The scenarios it takes part in (default: all selected). */
+  /** The scenarios it takes part in (default: all selected; `resume` only with `tls`). */
   readonly scenarios?: ReadonlySet<Scenario>
+  /** An HTTPS proxy: TLS from loadgen (issue 13), and the resume scenario runs. */
+  readonly tls?: boolean
   /** A variant of this peer: compared with it in the variants table, not with direct. */
   readonly variantOf?: string
   /** Also compared with this control peer (same conditions minus the feature). */
