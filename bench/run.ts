@@ -1,7 +1,8 @@
 /**
  * Sluice vs a no-proxy baseline (and squid/tinyproxy/ATS when installed), with
- * the C load generator and origin of bench/c/. `--help` lists the options;
- * docs/benchmarks.md explains the method.
+ * the C load generator and origin of bench/c/; with --tls, as an HTTPS proxy
+ * against the same anchors on their TLS ports (issue 13). `--help` lists the
+ * options; docs/benchmarks.md explains the method.
  */
 import { appendFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
@@ -20,8 +21,10 @@ import { startOrigin } from './lib/origin.js'
 import type { LoadgenEnv } from './lib/loadgen.js'
 import { bulk, hold, leastDisturbed, rate } from './lib/scenarios.js'
 import { fmt, notes as collectNotes, table, type RepResult, type Scenario } from './lib/table.js'
-import { docsFile, resultsFile, type ChartLink, type RunInfo, type VariantSection } from './lib/report.js'
+import { docsFile, resultsFile, type ChartLink, type ReportBody, type RunInfo, type VariantSection } from './lib/report.js'
 import { benchCharts, CHART_FILES, type ChartFile } from './lib/charts.js'
+import { makeBenchCerts } from './lib/tls-certs.js'
+import { barMarkdown, tlsBar } from './lib/tls-bar.js'
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
 const root = dirname(benchDir)
@@ -108,6 +111,9 @@ async function runPeer (peer: Peer, rep: number, ctx: PeerContext, lg: LoadgenEn
     const peerNow = running
     if (wants('bulk')) r.bulk = await quiet('bulk', async () => await bulk(lg, peerNow, label, o.bulkBytes))
     if (wants('rate')) r.rate = await quiet('rate', async () => await rate(lg, peerNow, label, o.rateClients, o.rateSeconds, o.rateWarmupS))
+    if (peer.tls === true && wants('resume')) {
+      r.resume = await quiet('resume', async () => await rate(lg, peerNow, `${label}-resume`, o.rateClients, o.rateSeconds, o.rateWarmupS, ['--tls-resume']))
+    }
     if (!running.alive()) r.error = 'the proxy exited during the run (see its log)'
   } catch (err) {
     r.error = err instanceof Error ? err.message : String(err)
@@ -121,7 +127,8 @@ async function runPeer (peer: Peer, rep: number, ctx: PeerContext, lg: LoadgenEn
 function progress (peer: string, r: RepResult): string {
   const parts = [`rep ${r.rep} ${peer.padEnd(13)}`]
   if (r.bulk !== undefined) parts.push(`up ${fmt(r.bulk.upMBps)} down ${fmt(r.bulk.downMBps)} MB/s`)
-  if (r.rate !== undefined) parts.push(`${fmt(r.rate.tunnelsPerS)} tunnels/s (errors ${fmt(r.rate.errors)})`)
+  if (r.rate !== undefined) parts.push(`${fmt(r.rate.tunnelsPerS)} tunnels/s ${fmt(r.rate.cpuUsPerTunnel)} µs (errors ${fmt(r.rate.errors)})`)
+  if (r.resume !== undefined) parts.push(`resumed ${fmt(r.resume.tunnelsPerS)}/s ${fmt(r.resume.cpuUsPerTunnel)} µs (${fmt(r.resume.tlsResumedPct)} % resumed)`)
   if (r.hold?.pssKiBPerTunnel !== undefined) parts.push(`${fmt(r.hold.pssKiBPerTunnel)} KiB/tunnel, alive ${fmt(r.hold.aliveAfter)}/${fmt(r.hold.established)}`)
   if (r.error !== undefined) parts.push(`ERROR ${r.error}`)
   return `${parts.join('  ')}  (${fmt(r.seconds)} s)`
@@ -143,7 +150,8 @@ async function main (argv: readonly string[]): Promise<number> {
   let o = parseOptions(argv)
   if (o.help) { process.stdout.write(HELP + '\n'); return 0 }
   const { peers, skipped } = selectPeers(o.peers, o.variants)
-  if (peers.length === 0) throw new UsageError('no peers to run')
+  if (peers.length === 0) throw new UsageError(`no peers to run${skipped.length > 0 ? ` (skipped: ${skipped.join(', ')})` : ''}`)
+  const tlsRun = peers.some(p => p.tls === true)
   const started = new Date()
   const resultsDir = join(benchDir, 'results')
   const runName = stamp(started)
@@ -163,6 +171,9 @@ async function main (argv: readonly string[]): Promise<number> {
   // What is measured is fixed now: the checkout may move on while we run.
   const measured = { version: sluiceVersion(), dist: distStamp() }
 
+  const tls = tlsRun ? await makeBenchCerts(join(runDir, 'tls')) : undefined
+  if (tls !== undefined) log(`TLS: a CA and a certificate for ${tls.servername} (ECDSA P-256) in ${relative(root, dirname(tls.ca))}/`)
+
   const raise = nofileRaise()
   const origin = await startOrigin(bins.origin, [...raise, ...pin.load], runDir)
   log(`origin: echo ${origin.ports.echo}, sink ${origin.ports.sink}, source ${origin.ports.source}`)
@@ -175,7 +186,8 @@ async function main (argv: readonly string[]): Promise<number> {
     loadSide: [...raise, ...pin.load],
     logDir: runDir,
     origin: origin.ports,
-    maxTunnels: o.hold
+    maxTunnels: o.hold,
+    ...(tls === undefined ? {} : { tls })
   }
   const results = new Map<string, RepResult[]>(peers.map(p => [p.name, []]))
   try {
@@ -200,13 +212,16 @@ async function main (argv: readonly string[]): Promise<number> {
     cpus: cpus().length,
     pinning: pin.text,
     sluice: measured.version,
-    others: peers.map(p => externalVersion(p.name)).filter((v): v is string => v !== undefined),
+    others: [...new Set(peers.map(p => externalVersion(p.name)).filter((v): v is string => v !== undefined))],
     wallS: (Date.now() - t0) / 1000,
     nofile: nofile.soft,
-    skippedPeers: skipped
+    skippedPeers: skipped,
+    tls: tlsRun
   }
+  // The resume rows and chart only when some peer speaks TLS.
+  const shown = new Set([...o.scenarios].filter(s => s !== 'resume' || tlsRun))
   const mainPeers = peers.filter(p => p.variantOf === undefined)
-  const tableText = table(mainPeers.map(p => p.name), results, o.scenarios, o.hold)
+  const tableText = table(mainPeers.map(p => p.name), results, shown, o.hold)
   const notes = collectNotes(results)
   if (distStamp() !== measured.dist) notes.push('dist/ was rebuilt while this ran (not by this driver): later repetitions may have measured other code')
   const versionNow = sluiceVersion()
@@ -215,18 +230,21 @@ async function main (argv: readonly string[]): Promise<number> {
   const variants: VariantSection | undefined = vTable === undefined
     ? undefined
     : { table: vTable, legend: variantLegend(peers), notes: variantNotes(peers, results, await dnsQueries()) }
-  const charts = benchCharts(peers.map(p => p.name), results, o.scenarios)
+  const charts = benchCharts(peers.map(p => p.name), results, shown)
   writeCharts(runDir, charts)
+  const bar = barMarkdown(tlsBar(results))
+  const body = (dir: string): ReportBody => ({ table: tableText, notes, ...(variants === undefined ? {} : { variants }), charts: links(charts, dir), tlsBar: bar })
   const resultsPath = join(resultsDir, `${runName}.md`)
-  writeFileSync(resultsPath, resultsFile(info, o, tableText, notes, variants, links(charts, runName)))
+  writeFileSync(resultsPath, resultsFile(info, o, body(runName)))
   const bullets = (list: readonly string[]): string => list.map(n => `- ${n}\n`).join('')
   process.stdout.write(`\n${tableText}\n\n${bullets(notes)}`)
+  if (bar.length > 0) process.stdout.write(`\nThe HTTPS proxy's bar (issue 13):\n\n${bar.join('\n')}\n`)
   if (variants !== undefined) process.stdout.write(`\nVariants against plain sluice (same run):\n\n${variants.table}\n\n${bullets(variants.notes)}`)
   log(`wrote ${relative(root, resultsPath)}`)
   if (o.updateDocs) {
     mkdirSync(join(root, 'docs'), { recursive: true })
     writeCharts(join(root, 'docs', 'benchmarks'), charts)
-    writeFileSync(join(root, 'docs', 'benchmarks.md'), docsFile(info, o, tableText, notes, variants, links(charts, 'benchmarks')))
+    writeFileSync(join(root, 'docs', 'benchmarks.md'), docsFile(info, o, body('benchmarks')))
     log(`wrote docs/benchmarks.md and ${charts.length} chart${charts.length === 1 ? '' : 's'} in docs/benchmarks/`)
   }
   const failed = [...results.values()].flat().some(r => r.error !== undefined)

@@ -42,6 +42,7 @@ interface ChartSpec {
 const CHARTS: readonly ChartSpec[] = [
   { file: 'tunnels-per-s.svg', title: 'rate: tunnels/s (higher is better)', scenario: 'rate', series: [{ label: '', get: r => r.rate?.tunnelsPerS }] },
   { file: 'cpu-us-per-tunnel.svg', title: 'rate: proxy CPU µs per tunnel (lower is better)', scenario: 'rate', series: [{ label: '', get: r => r.rate?.cpuUsPerTunnel }] },
+  { file: 'cpu-us-per-resumed-tunnel.svg', title: 'resume: proxy CPU µs per tunnel, TLS resumed (lower is better)', scenario: 'resume', series: [{ label: '', get: r => r.resume?.cpuUsPerTunnel }] },
   {
     file: 'bulk-mb-s.svg',
     title: 'bulk: MB/s through one tunnel (higher is better)',

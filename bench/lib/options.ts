@@ -13,10 +13,17 @@ when installed and named in --peers) with the C load generator and origin in ben
                         ats (Apache Traffic Server; ATS_NET_THREADS, default 1),
                         and Sluice's variants: sluice+auth, sluice+name, sluice+bigacl,
                         sluice+chain, sluice+logs, sluice-w2, sluice-w2-os; these run the rate test only)
+                        HTTPS proxies (TLS 1.3 from loadgen, then CONNECT inside): node-tls (bare
+                        Node tls.Server), sluice-tls (a TLS listener), ats-tls (an ssl port),
+                        squid-tls (https_port, when squid is built with TLS)
+  --tls                 the HTTPS proxies: --peers defaults to node-tls,sluice-tls,ats-tls,squid-tls.
+                        Their rate test does a full handshake per tunnel, and a second one,
+                        "resume", offers each client's previous session (TLS 1.3 ticket);
+                        certificates (ECDSA P-256) are made per run with the openssl CLI
   --variants LIST       add variant groups right after sluice: auth, bigacl (with its
                         control sluice+name), chain, logs (--log-level info), workers
                         (sluice-w2: --scheduling rr, sluice-w2-os: --scheduling os)
-  --skip LIST           scenarios to leave out: bulk, rate, hold
+  --skip LIST           scenarios to leave out: bulk, rate, resume, hold
   --reps N              repetitions, interleaved A B A B (default 3)
   --bulk SIZE           bytes each way through one tunnel (default 2g; k/m/g suffixes)
   --clients N           rate: concurrent clients (default 50)
@@ -37,8 +44,14 @@ export class UsageError extends Error {
   override name = 'UsageError'
 }
 
+/** --tls without --peers. */
+export const TLS_PEER_NAMES = 'node-tls,sluice-tls,ats-tls,squid-tls'
+
+const SCENARIOS = ['bulk', 'rate', 'resume', 'hold'] as const
+
 export interface Options {
   readonly quick: boolean
+  readonly tls: boolean
   readonly peers: string
   readonly variants: string
   readonly scenarios: ReadonlySet<Scenario>
@@ -79,6 +92,7 @@ export function parseOptions (argv: readonly string[]): Options {
     strict: true,
     options: {
       quick: { type: 'boolean' },
+      tls: { type: 'boolean' },
       peers: { type: 'string' },
       variants: { type: 'string' },
       skip: { type: 'string' },
@@ -99,15 +113,17 @@ export function parseOptions (argv: readonly string[]): Options {
   })
   const quick = v.quick === true
   const skip = new Set((v.skip ?? '').split(',').map(s => s.trim()).filter(s => s !== ''))
-  for (const s of skip) if (!['bulk', 'rate', 'hold'].includes(s)) throw new UsageError(`--skip: unknown scenario '${s}' (bulk, rate, hold)`)
-  const scenarios = new Set<Scenario>((['bulk', 'rate', 'hold'] as const).filter(s => !skip.has(s)))
+  for (const s of skip) if (!(SCENARIOS as readonly string[]).includes(s)) throw new UsageError(`--skip: unknown scenario '${s}' (${SCENARIOS.join(', ')})`)
+  const scenarios = new Set<Scenario>(SCENARIOS.filter(s => !skip.has(s)))
   const bulkBytes = parseSize(v.bulk ?? (quick ? '256m' : '2g'))
   if (bulkBytes < 1 || bulkBytes > 64 * 1024 ** 3) throw new UsageError('--bulk must be 1 byte to 64 GiB')
   const seconds = Number(v.seconds ?? (quick ? 3 : 10))
   if (!(seconds > 0 && seconds <= 600)) throw new UsageError('--seconds must be in (0, 600]')
+  const tls = v.tls === true
   return {
     quick,
-    peers: v.peers ?? 'direct,sluice',
+    tls,
+    peers: v.peers ?? (tls ? TLS_PEER_NAMES : 'direct,sluice'),
     variants: v.variants ?? '',
     scenarios,
     reps: int(v.reps, 'reps', quick ? 2 : 3, 1, 20),

@@ -15,7 +15,10 @@ export interface RunInfo {
   readonly others: readonly string[]
   readonly wallS: number
   readonly nofile: number
+  /** "name (why)" for each peer that could not run. */
   readonly skippedPeers: readonly string[]
+  /** Some peer was an HTTPS proxy (issue 13). */
+  readonly tls: boolean
 }
 
 /** The variants table with its legend and notes. */
@@ -31,12 +34,24 @@ export interface ChartLink {
   readonly href: string
 }
 
+/** What a run found, for both files. */
+export interface ReportBody {
+  readonly table: string
+  readonly notes: readonly string[]
+  readonly variants?: VariantSection
+  readonly charts: readonly ChartLink[]
+  /** Issue 13's bar as markdown bullets (tls-bar.ts); empty when sluice-tls did not run. */
+  readonly tlsBar: readonly string[]
+}
+
 const MiB = 1024 ** 2
 
-function settings (o: Options): string {
+function settings (o: Options, tls: boolean): string {
   const parts = [`${o.reps} repetition${o.reps === 1 ? '' : 's'}, peers interleaved (A B A B …), each proxy started fresh per repetition`]
   if (o.scenarios.has('bulk')) parts.push(`bulk: ${(o.bulkBytes / MiB).toLocaleString('en-US')} MiB up, then down, through one tunnel`)
   if (o.scenarios.has('rate')) parts.push(`rate: ${o.rateClients} clients × ${o.rateSeconds} s (after ${o.rateWarmupS} s warm-up), CONNECT → 64-byte echo → close`)
+  if (tls) parts.push('HTTPS proxies (*-tls): TLS 1.3 from loadgen to the proxy (ECDSA P-256 certificate, verified), then the CONNECT inside it; a full handshake per tunnel in rate, bulk and hold')
+  if (tls && o.scenarios.has('resume')) parts.push('resume (HTTPS proxies): the rate test again, each client offering its previous connection\'s session (TLS 1.3 ticket)')
   if (o.scenarios.has('hold')) parts.push(`hold: ${o.hold.toLocaleString('en-US')} idle tunnels, memory read ${o.holdSettleMs / 1000} s after the last was established`)
   return parts.map(p => `  - ${p}`).join('\n')
 }
@@ -62,16 +77,22 @@ function chartsMarkdown (charts: readonly ChartLink[], heading: string): string[
   return [`${heading} Charts`, '', ...charts.flatMap(c => [`![${c.title.replace(/[[\]]/g, '')}](${c.href})`, ''])]
 }
 
-/** Header + table + notes (+ charts, + the variants): the body of both files. */
-export function resultsMarkdown (info: RunInfo, o: Options, tableText: string, notes: readonly string[], variants?: VariantSection, charts: readonly ChartLink[] = [], heading = '##'): string {
+function barSection (bar: readonly string[], heading: string): string[] {
+  if (bar.length === 0) return []
+  return [`${heading} The HTTPS proxy's bar (issue 13)`, '', 'sluice-tls against the anchors (ats-tls, squid-tls) and the bare Node TLS peer, on this run\'s medians.', '', ...bar, '']
+}
+
+/** Header + table + notes (+ the TLS bar, + charts, + the variants): the body of both files. */
+export function resultsMarkdown (info: RunInfo, o: Options, body: ReportBody, heading = '##'): string {
+  const { table: tableText, notes, variants, charts, tlsBar } = body
   return [
     `- Command: \`${info.command}\``,
     `- Date: ${info.date}`,
     `- Node: ${info.node}; Sluice ${info.sluice}${info.others.map(v => `; ${v}`).join('')}`,
     `- CPU: ${info.cpu} (${info.cpus} CPUs); Linux ${release()}; fd limit ${info.nofile}`,
     `- Pinning: ${info.pinning}`,
-    `- Settings:\n${settings(o)}`,
-    ...(info.skippedPeers.length > 0 ? [`- Not installed, skipped: ${info.skippedPeers.join(', ')}`] : []),
+    `- Settings:\n${settings(o, info.tls)}`,
+    ...(info.skippedPeers.length > 0 ? [`- Skipped: ${info.skippedPeers.join(', ')}`] : []),
     `- Wall time: ${Math.round(info.wallS)} s`,
     '',
     'Each cell: median (min–max) over the repetitions. "÷ direct" is the median divided by direct\'s median.',
@@ -79,16 +100,17 @@ export function resultsMarkdown (info: RunInfo, o: Options, tableText: string, n
     tableText,
     '',
     ...(notes.length > 0 ? ['Notes:', '', ...notes.map(n => `- ${n}`), ''] : []),
+    ...barSection(tlsBar, heading),
     ...chartsMarkdown(charts, heading),
     ...variantsMarkdown(variants, heading)
   ].join('\n')
 }
 
-export function resultsFile (info: RunInfo, o: Options, tableText: string, notes: readonly string[], variants?: VariantSection, charts: readonly ChartLink[] = []): string {
-  return `# Sluice benchmark ${info.date}\n\n${resultsMarkdown(info, o, tableText, notes, variants, charts)}`
+export function resultsFile (info: RunInfo, o: Options, body: ReportBody): string {
+  return `# Sluice benchmark ${info.date}\n\n${resultsMarkdown(info, o, body)}`
 }
 
-export function docsFile (info: RunInfo, o: Options, tableText: string, notes: readonly string[], variants?: VariantSection, charts: readonly ChartLink[] = []): string {
+export function docsFile (info: RunInfo, o: Options, body: ReportBody): string {
   return `<!-- Written by \`node --import tsx bench/run.ts --update-docs\`; rerun it rather than editing by hand. -->
 # Benchmarks
 
@@ -98,7 +120,7 @@ one machine over loopback only.
 
 ## Latest results
 
-${resultsMarkdown(info, o, tableText, notes, variants, charts, '###')}
+${resultsMarkdown(info, o, body, '###')}
 ## What is measured
 
 - **bulk**: one tunnel; the C load generator uploads N bytes to the origin's
@@ -128,6 +150,22 @@ ${resultsMarkdown(info, o, tableText, notes, variants, charts, '###')}
   to a name (loadgen \`--connect-host\`) that a loopback DNS stub resolves:
   Sluice never applies \`hosts\` rules to an IP-literal target, so with
   127.0.0.1 the host list would not be consulted at all.
+- **HTTPS proxies** (\`--tls\`, or by name in \`--peers\`: node-tls,
+  sluice-tls, ats-tls, squid-tls): the load generator speaks TLS 1.3 to the
+  proxy (OpenSSL, in its one epoll thread; X25519, ALPN http/1.1, the
+  proxy's ECDSA P-256 certificate verified against the run's CA), then
+  sends the \`CONNECT\` inside TLS; the leg from the proxy to the origin
+  stays plain TCP. In **rate** each tunnel is a full handshake, and the
+  proxy CPU µs per tunnel is the cost of handshake + CONNECT + echo +
+  close. **resume** runs the rate test again with each client offering its
+  previous connection's session (the newest TLS 1.3 ticket it got, or the
+  one it resumed with); "handshakes resumed %" says how many the proxy
+  accepted. **bulk** is MB/s through the TLS client leg, **hold** the
+  memory per idle TLS tunnel. The client's TLS costs about as much CPU as
+  the server's, so compare proxy CPU per tunnel, not tunnels/s. When
+  sluice-tls runs, the report judges issue 13's bar on the medians (bulk
+  ≥ the best anchor, CPU per full handshake ≤ ats-tls's and ≤ 1.1×
+  node-tls's, resumed ≤ ats-tls's, ≤ 25 KiB per idle TLS tunnel).
 
 ## Method and caveats
 
@@ -164,6 +202,19 @@ ${resultsMarkdown(info, o, tableText, notes, variants, charts, '###')}
   it lowers it to the fd limit − 192 itself). ATS binds its net thread to
   every CPU, so the driver pins its threads back to the proxy CPU once it
   listens.
+- The TLS files (a CA and a leaf for localhost and 127.0.0.1, ECDSA
+  P-256, valid two days) are made for every run with the \`openssl\` CLI
+  in \`bench/results/<timestamp>/tls/\` (not committed). Every HTTPS proxy
+  is checked with one \`CONNECT\` inside TLS before it is measured.
+  sluice-tls runs with a config whose \`listen\` is one TLS listener
+  (\`{ address: 127.0.0.1:PORT, tls: { cert_file, key_file } }\`) and no
+  \`--listen\`, which would replace it with a plain one; node-tls is
+  bench/peers/node-tls.mjs, a bare \`tls.createServer\` with a hand-parsed
+  \`CONNECT\`; ats-tls is ats on an \`ssl\` port
+  (\`ssl_multicert.config\`, ATS's TLS defaults, tickets on); squid-tls
+  is squid's \`https_port\`, run only when \`squid -v\` shows
+  \`--with-openssl\` or \`--with-gnutls\` (Debian's 5.7 is GnuTLS, which
+  does not resume sessions there).
 - The machine may be shared. Around every bulk and rate measurement the
   driver adds up the CPU time of processes that are not its own (the
   "other processes' CPU %" rows, in % of one CPU; a lower bound). Above
@@ -181,16 +232,21 @@ npm run bench                      # full: ${'3 reps, 2 GiB bulk, 50 clients × 
 npm run bench -- --quick           # about 30 seconds
 npm run bench -- --peers direct,sluice,squid,tinyproxy,ats --skip hold
 npm run bench -- --quick --peers direct,sluice --variants auth,bigacl,chain,workers
+npm run bench -- --tls             # HTTPS proxies: node-tls,sluice-tls,ats-tls,squid-tls
+npm run bench -- --quick --tls --skip hold
+npm run bench -- --peers sluice,sluice-tls   # the cost of TLS, side by side
 node --import tsx bench/run.ts --help
 node --import tsx bench/micro/run.ts   # micro-benchmarks (mitata): parseTarget, decideRequest/decideAddress
 \`\`\`
 
 Every run writes \`bench/results/<timestamp>.md\` and its charts (SVG bar
-charts of tunnels/s, proxy CPU per tunnel, bulk MB/s and memory per idle
-tunnel) in \`bench/results/<timestamp>/\`; \`--update-docs\` also rewrites
+charts of tunnels/s, proxy CPU per tunnel (and per resumed TLS tunnel),
+bulk MB/s and memory per idle tunnel) in \`bench/results/<timestamp>/\`; \`--update-docs\` also rewrites
 this page and its charts in \`docs/benchmarks/\`.
 
-Needs a C compiler (\`cc\`), Linux \`/proc\`, and \`taskset\` for pinning
+Needs a C compiler (\`cc\`) and OpenSSL's headers and libraries for the
+load generator (Debian: \`libssl-dev\`), the \`openssl\` CLI for the TLS
+peers' certificates, Linux \`/proc\`, and \`taskset\` for pinning
 (without it the run goes on unpinned, with a warning).
 `
 }

@@ -5,6 +5,7 @@
  * bulk  one tunnel; upload N bytes to the sink, then download N bytes from
  *       the source (separate runs, so each direction has its own CPU reading)
  * rate  C workers loop connect → CONNECT → 200 → 64-byte echo → close
+ *       (TLS peers: a full TLS handshake first; `resume`: a resumed one)
  * hold  K idle tunnels: PSS/RSS delta per tunnel, then every tunnel pinged
  */
 import { createInterface } from 'node:readline'
@@ -106,8 +107,18 @@ export async function bulk (lg: LoadgenEnv, peer: RunningPeer, label: string, by
   }
 }
 
-export async function rate (lg: LoadgenEnv, peer: RunningPeer, label: string, clients: number, seconds: number, warmupS: number): Promise<RateResult> {
-  const extra = [...(peer.loadgenArgs ?? []), '-c', String(clients), '-d', String(seconds), '--warmup', String(warmupS), '--payload', '64']
+/** Share of TLS handshakes that resumed, % (undefined without TLS). */
+function resumedPct (j: Record<string, unknown>): number | undefined {
+  const hs = obj(j['tls_handshakes'])
+  const full = num(hs['full'])
+  const resumed = num(hs['resumed'])
+  if (full === undefined || resumed === undefined || full + resumed === 0) return undefined
+  return resumed / (full + resumed) * 100
+}
+
+/** `more`: extra loadgen arguments (--tls-resume). */
+export async function rate (lg: LoadgenEnv, peer: RunningPeer, label: string, clients: number, seconds: number, warmupS: number, more: readonly string[] = []): Promise<RateResult> {
+  const extra = [...(peer.loadgenArgs ?? []), ...more, '-c', String(clients), '-d', String(seconds), '--warmup', String(warmupS), '--payload', '64']
   const { res: r, cpu, otherPct, byProcess, aux } = await measured(peer, async () => await runLoadgen(lg, 'rate', peer.port, label, extra, (seconds + warmupS + 30) * 1000))
   const j = r.json ?? {}
   const tps = num(j['tunnels_per_s'])
@@ -126,6 +137,7 @@ export async function rate (lg: LoadgenEnv, peer: RunningPeer, label: string, cl
     ...(aux === undefined || cycles === 0 ? {} : { auxCpuUsPerTunnel: aux / cycles * 1e6 }),
     ...optional('loadgenCpuUsPerTunnel', num(j['loadgen_cpu_s']) === undefined || cycles === 0 ? undefined : (num(j['loadgen_cpu_s']) ?? 0) / cycles * 1e6),
     otherCpuPct: otherPct,
+    ...optional('tlsResumedPct', resumedPct(j)),
     ...(errors !== undefined && errors > 0 ? { note: `errors ${JSON.stringify(j['errors'])}` } : {}),
     ...(ok ? {} : { note: `loadgen exit ${String(r.code)}${r.timedOut ? ' (timed out)' : ''}` })
   }

@@ -28,6 +28,12 @@ const METRICS: readonly Metric[] = [
   { scenario: 'rate', label: 'errors', get: r => r.rate?.errors, ratio: false },
   { scenario: 'rate', label: 'proxy CPU µs/tunnel', get: r => r.rate?.cpuUsPerTunnel, ratio: false },
   { scenario: 'rate', label: 'other processes\' CPU %', get: r => r.rate?.otherCpuPct, ratio: false },
+  { scenario: 'resume', label: 'tunnels/s', get: r => r.resume?.tunnelsPerS, ratio: false },
+  { scenario: 'resume', label: 'CONNECT→200 p50 ms', get: r => r.resume?.connectP50Ms, ratio: false },
+  { scenario: 'resume', label: 'errors', get: r => r.resume?.errors, ratio: false },
+  { scenario: 'resume', label: 'proxy CPU µs/tunnel', get: r => r.resume?.cpuUsPerTunnel, ratio: false },
+  { scenario: 'resume', label: 'handshakes resumed %', get: r => r.resume?.tlsResumedPct, ratio: false },
+  { scenario: 'resume', label: 'other processes\' CPU %', get: r => r.resume?.otherCpuPct, ratio: false },
   { scenario: 'hold', label: 'PSS KiB/tunnel', get: r => r.hold?.pssKiBPerTunnel, ratio: false },
   { scenario: 'hold', label: 'RSS KiB/tunnel', get: r => r.hold?.rssKiBPerTunnel, ratio: false },
   { scenario: 'hold', label: 'setup s (all tunnels)', get: r => r.hold?.setupS, ratio: false }
@@ -125,7 +131,7 @@ export function notes (results: ReadonlyMap<string, readonly RepResult[]>): stri
   for (const [peer, reps] of results) {
     for (const r of reps) {
       if (r.error !== undefined) out.push(`${peer} rep ${r.rep}: ERROR ${r.error}`)
-      for (const [name, res] of [['bulk', r.bulk], ['rate', r.rate], ['hold', r.hold]] as const) {
+      for (const [name, res] of [['bulk', r.bulk], ['rate', r.rate], ['resume', r.resume], ['hold', r.hold]] as const) {
         if (res?.note !== undefined && res.note !== 'no proxy') out.push(`${peer} rep ${r.rep} ${name}: ${res.note}`)
       }
     }
