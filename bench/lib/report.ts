@@ -95,7 +95,7 @@ export function resultsMarkdown (info: RunInfo, o: Options, body: ReportBody, he
     ...(info.skippedPeers.length > 0 ? [`- Skipped: ${info.skippedPeers.join(', ')}`] : []),
     `- Wall time: ${Math.round(info.wallS)} s`,
     '',
-    'Each cell: median (min–max) over the repetitions. "÷ direct" is the median divided by direct\'s median.',
+    `Each cell: median (min–max) over the repetitions.${tableText.includes('÷ direct') ? ' "÷ direct" is the median divided by direct\'s median.' : ''}`,
     '',
     tableText,
     '',
