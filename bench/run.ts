@@ -242,10 +242,12 @@ async function main (argv: readonly string[]): Promise<number> {
   if (variants !== undefined) process.stdout.write(`\nVariants against plain sluice (same run):\n\n${variants.table}\n\n${bullets(variants.notes)}`)
   log(`wrote ${relative(root, resultsPath)}`)
   if (o.updateDocs) {
+    // A --tls run (the HTTPS proxies) has a page of its own beside the plain one (issue 13).
+    const page = o.tls ? 'benchmarks-tls' : 'benchmarks'
     mkdirSync(join(root, 'docs'), { recursive: true })
-    writeCharts(join(root, 'docs', 'benchmarks'), charts)
-    writeFileSync(join(root, 'docs', 'benchmarks.md'), docsFile(info, o, body('benchmarks')))
-    log(`wrote docs/benchmarks.md and ${charts.length} chart${charts.length === 1 ? '' : 's'} in docs/benchmarks/`)
+    writeCharts(join(root, 'docs', page), charts)
+    writeFileSync(join(root, 'docs', `${page}.md`), docsFile(info, o, body(page)))
+    log(`wrote docs/${page}.md and ${charts.length} chart${charts.length === 1 ? '' : 's'} in docs/${page}/`)
   }
   const failed = [...results.values()].flat().some(r => r.error !== undefined)
   return failed ? 1 : 0

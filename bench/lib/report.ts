@@ -111,9 +111,9 @@ export function resultsFile (info: RunInfo, o: Options, body: ReportBody): strin
 }
 
 export function docsFile (info: RunInfo, o: Options, body: ReportBody): string {
-  return `<!-- Written by \`node --import tsx bench/run.ts --update-docs\`; rerun it rather than editing by hand. -->
-# Benchmarks
-
+  return `<!-- Written by \`node --import tsx bench/run.ts ${o.tls ? '--tls ' : ''}--update-docs\`; rerun it rather than editing by hand. -->
+# Benchmarks${o.tls ? ': HTTPS proxies (TLS from the client, then CONNECT)' : ''}
+${o.tls ? '\nThe plain-CONNECT results are in [benchmarks.md](benchmarks.md).\n' : '\nThe HTTPS-proxy results (`--tls`) are in [benchmarks-tls.md](benchmarks-tls.md).\n'}
 How fast Sluice relays, how quickly it sets tunnels up and how much memory an
 idle tunnel costs, measured side by side with a no-proxy "direct" baseline on
 one machine over loopback only.
