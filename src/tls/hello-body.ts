@@ -48,12 +48,12 @@ function u16 (b: Buffer, at: number): number {
 }
 
 /**
- * Parse the ClientHello `m` (the whole handshake message, header included).
+ * Parse the ClientHello at `m[start, end)` (the whole handshake message,
+ * header included; an offset, not a subarray, which would cost an object).
  * `length` and `records` describe the records it came in, for the result.
  */
-export function parseBody (m: Buffer, length: number, records: number): HelloResult {
-  const end = m.length
-  let p = 4
+export function parseBody (m: Buffer, start: number, end: number, length: number, records: number): HelloResult {
+  let p = start + 4
   if (end - p < 2 + 32 + 1) return malformed('the ClientHello ends inside its version or random')
   const legacyVersion = u16(m, p)
   if (legacyVersion >> 8 !== 3) return malformed(`legacy_version 0x${legacyVersion.toString(16)} is not TLS 1.x`)

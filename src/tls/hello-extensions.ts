@@ -80,6 +80,20 @@ function checkName (b: Buffer, q: number, length: number): string | boolean {
   return upper
 }
 
+/** ALPN names nearly every hello carries (RFC 7301 §6; RFC 9113 §3.1), as bytes, to share one string each. */
+const COMMON_PROTOCOLS = ['h2', 'http/1.1', 'h3', 'http/1.0'].map(name => [name, Buffer.from(name, 'latin1')] as const)
+
+/** The protocol name at `b[q, q + length)`: a shared string when it is a common one (no copy out of the buffer). */
+function protocolName (b: Buffer, q: number, length: number): string {
+  for (const [name, bytes] of COMMON_PROTOCOLS) {
+    if (bytes.length !== length) continue
+    let i = 0
+    while (i < length && b[q + i] === bytes[i]) i++
+    if (i === length) return name
+  }
+  return b.toString('latin1', q, q + length)
+}
+
 /** application_layer_protocol_negotiation (RFC 7301 §3.1): ProtocolName<1..2^8-1> protocol_name_list<2..2^16-1>. */
 export function alpnOf (b: Buffer, p: number, size: number): string[] | HelloError {
   if (size < 2) return malformed('ALPN has no protocol_name_list')
@@ -93,7 +107,7 @@ export function alpnOf (b: Buffer, p: number, size: number): string[] | HelloErr
     const length = b[q] as number
     if (length === 0) return malformed('an empty ALPN protocol name (RFC 7301 §3.1)')
     if (length > end - q - 1) return malformed('an ALPN protocol name runs past its list')
-    names.push(b.toString('latin1', q + 1, q + 1 + length))
+    names.push(protocolName(b, q + 1, length))
     q += 1 + length
   }
   return names

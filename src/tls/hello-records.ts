@@ -157,8 +157,10 @@ export function scanHello (buf: Buffer, end: number, s: HelloScan): HelloResult 
       pos = avail
       if (s.have === s.need) {
         // The record-header checks guarantee this record ends here too.
-        const message = s.gathered ?? buf.subarray(HEADER, HEADER + s.need)
-        return finish(s, parseBody(message, pos, s.records))
+        const r = s.gathered === undefined
+          ? parseBody(buf, HEADER, HEADER + s.need, pos, s.records)
+          : parseBody(s.gathered, 0, s.need, pos, s.records)
+        return finish(s, r)
       }
     }
     if (pos < s.recordEnd) break // out of bytes
