@@ -1,11 +1,13 @@
 /**
- * Micro-benchmarks (mitata) of Sluice's per-CONNECT pure functions.
+ * Micro-benchmarks (mitata) of Sluice's per-CONNECT pure functions (and the
+ * per-connection ClientHello reader).
  *   node --import tsx bench/micro/run.ts [REGEX]   (REGEX filters benchmark names)
  */
 import { run } from 'mitata'
 import './target.bench.js'
 import './decide.bench.js'
 import './auth.bench.js'
+import './client-hello.bench.js'
 
 const pattern = process.argv[2]
 await run({
