@@ -1,9 +1,10 @@
 /**
  * Sluice's own TLS ClientHello reader, for routing by SNI without touching
  * the TLS (issue 14, `kind: sni`, and the CONNECT domain-fronting guard).
- * We write our own because a TLS library either terminates the handshake or
- * reads only the first record; this one is strict and incremental, and it
- * is fuzzed (test/unit/client-hello.fuzz.test.ts).
+ * We write our own: node:tls reads a hello only by terminating the
+ * handshake, and the SNI routers issue 14 measured (haproxy, sniproxy) fail
+ * a hello split across two records. This one is strict, incremental and
+ * fuzzed (test/unit/client-hello.fuzz.test.ts).
  *
  * One entry point per use, both giving the same answers:
  * - `HelloReader`: push the bytes as they arrive, in any split (one byte at a

@@ -4,8 +4,8 @@
  * however many records carry it, then hands the whole message to
  * hello-body.ts. RFC 8446 §5.1 lets a handshake message span records (and
  * post-quantum key shares make 1.2–2 KB hellos that some stacks fragment);
- * a hello over 2^14 bytes must span records. Haproxy and sniproxy read only
- * the first record (issue 14).
+ * a hello over 2^14 bytes must span records. Haproxy and sniproxy fail a
+ * hello split across two records (issue 14).
  *
  * Rules, each checked as soon as its bytes are in:
  * - the first byte is 0x16, else SSLV2 (high bit set and message type 1,
