@@ -73,7 +73,15 @@ export const ERRORS = {
   ERR_TLS_ON_PLAIN_LISTENER: { status: 400, type: 'tls_protocol_error', message: 'TLS sent to a plain-HTTP listener: the client has an https:// proxy URL for an http:// listener' },
   ERR_TLS_HANDSHAKE: { status: 400, type: 'tls_protocol_error', message: 'TLS handshake with the client failed' },
   ERR_TLS_TIMEOUT: { status: 408, type: 'tls_protocol_error', message: 'TLS handshake not completed in time' },
-  ERR_TLS_CLIENT_CERT: { status: 403, type: 'tls_certificate_error', message: 'client certificate refused' }
+  ERR_TLS_CLIENT_CERT: { status: 403, type: 'tls_certificate_error', message: 'client certificate refused' },
+  // SNI passthrough (issue 14): the ClientHello is all there is to route by, and there is no HTTP
+  // channel: logged, with a TLS alert where TLS allows one.
+  ERR_SNI_NOT_TLS: { status: 400, type: 'tls_protocol_error', message: 'not a TLS ClientHello (an SNI listener takes TLS only)' },
+  ERR_SNI_MALFORMED: { status: 400, type: 'tls_protocol_error', message: 'malformed TLS ClientHello' },
+  ERR_SNI_MISSING: { status: 400, type: 'tls_protocol_error', message: 'the ClientHello names no server (no SNI)' },
+  ERR_SNI_IP_LITERAL: { status: 400, type: 'tls_protocol_error', message: 'the ClientHello names an IP address, which SNI may not (RFC 6066 §3)' },
+  ERR_SNI_TOO_LARGE: { status: 431, type: 'tls_protocol_error', message: 'ClientHello too large' },
+  ERR_SNI_TIMEOUT: { status: 408, type: 'tls_protocol_error', message: 'ClientHello not received in time' }
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

@@ -7,6 +7,8 @@
 import type { AddressInfo } from 'node:net'
 import { parseTarget, type Target } from '../connect/target.js'
 import type { Config, ListenAddress } from '../config/load.js'
+import { mapped } from '../config/listeners.js'
+import { formatHostPort } from '../net/ip.js'
 import { ProxyError } from '../errors.js'
 import { createResolver } from '../net/resolver.js'
 import { selfMatcher } from '../net/self.js'
@@ -70,8 +72,8 @@ function why (config: Config, facts: RequestFacts, s: Skip, address: string | un
 /** The facts a real CONNECT (or tcp forward) with these inputs would carry (connect/handle.ts requestFacts). */
 function facts (config: Config, input: CheckInput, l: ListenAddress | undefined, host: string, port: number, isName: boolean): RequestFacts {
   const auth = config.auth
-  // A tcp listener has no channel for credentials: nobody is challenged there.
-  const credentials = l?.kind !== 'tcp'
+  // A tcp or sni listener has no channel for credentials: nobody is challenged there.
+  const credentials = l?.kind !== 'tcp' && l?.kind !== 'sni'
   return {
     host,
     port,
@@ -91,6 +93,11 @@ function listenerAndTarget (config: Config, input: CheckInput): { l: ListenAddre
   const l = input.listener === undefined ? config.listen[0] : config.listen.find(x => x.name === input.listener)
   if (l === undefined && input.listener !== undefined) {
     throw new ProxyError('ERR_BAD_TARGET', { detail: `no listener is named '${input.listener}' (listeners: ${config.listen.map(x => x.name).join(', ')})` })
+  }
+  if (l?.kind === 'sni') {
+    // What a ClientHello naming this host would do (issue 14): the map's target, else host:target_port.
+    const host = input.target.replace(/:\d+$/, '').toLowerCase()
+    return { l, target: mapped(l.map, host) ?? parseTarget(formatHostPort(host, l.targetPort ?? 443)) }
   }
   if (l?.kind === 'tcp' && l.target !== undefined) {
     if (input.target !== '' && parseTarget(input.target).authority !== l.target.authority) {

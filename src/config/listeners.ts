@@ -5,7 +5,9 @@
  * - `connect`: HTTP CONNECT, in plain text or, with `tls`, inside TLS from
  *   the client (an HTTPS proxy), optionally with client certificates;
  * - `tcp`: a fixed forward, every connection to `target` (ATS's "for a TCP
- *   only connection the upstream must be explicitly configured").
+ *   only connection the upstream must be explicitly configured");
+ * - `sni`: TLS passed through to the name in the ClientHello, on
+ *   `target_port`, or to the `map`'s target for it (issue 14).
  *
  * TLS material is read and checked here, at load, so a reload with a bad
  * certificate or key is refused like any other bad config and the running
@@ -18,8 +20,9 @@ import { createSecureContext, type SecureContext } from 'node:tls'
 import { parseTarget, type Target } from '../connect/target.js'
 import { isProxyError } from '../errors.js'
 import { parseListen, type SluiceFile } from './schema.js'
+import { normaliseHost } from '../net/host.js'
 
-export type ListenerKind = 'connect' | 'tcp'
+export type ListenerKind = 'connect' | 'tcp' | 'sni'
 export type ClientIdentity = 'cn' | 'san_dns' | 'san_email' | 'san_uri'
 
 /** One certificate a TLS listener can present, and the names it serves by SNI. */
@@ -55,8 +58,49 @@ export interface ListenAddress {
   readonly tls?: ListenerTls
   /** kind tcp: where every connection goes. */
   readonly target?: Target
-  /** kind tcp: the route, parent or `direct` it goes by; undefined = the policy's. */
+  /** kind tcp or sni: the route, parent or `direct` it goes by; undefined = the policy's. */
   readonly via?: string
+  /** kind sni: the port an SNI name is dialed on (default 443). */
+  readonly targetPort?: number
+  /** kind sni: fixed targets for names (exact first, then the longest `*.suffix`). */
+  readonly map?: SniMap
+}
+
+/** kind sni: name or `*.suffix` → target (issue 14). */
+export interface SniMap {
+  readonly exact: ReadonlyMap<string, Target>
+  /** `.suffix` (with its dot) → target, longest first. */
+  readonly suffixes: ReadonlyArray<readonly [string, Target]>
+}
+
+/** The map's target for a (normalised) SNI name, if any. */
+export function mapped (map: SniMap | undefined, name: string): Target | undefined {
+  if (map === undefined) return undefined
+  const hit = map.exact.get(name)
+  if (hit !== undefined) return hit
+  for (const [suffix, target] of map.suffixes) if (name.endsWith(suffix) && name.length > suffix.length) return target
+  return undefined
+}
+
+function loadMap (raw: Readonly<Record<string, string>>, at: string, problems: string[]): SniMap {
+  const exact = new Map<string, Target>()
+  const suffixes: Array<[string, Target]> = []
+  for (const [pattern, to] of Object.entries(raw)) {
+    let target: Target
+    try {
+      target = parseTarget(to)
+    } catch (err) {
+      problems.push(`${at}.map.${pattern}: ${isProxyError(err) ? err.detail ?? err.message : String(err)}`)
+      continue
+    }
+    const wildcard = pattern.startsWith('*.')
+    const h = normaliseHost(wildcard ? pattern.slice(2) : pattern)
+    if (h.kind !== 'name') { problems.push(`${at}.map: '${pattern}' is not a name or *.suffix`); continue }
+    if (wildcard) suffixes.push([`.${h.host}`, target])
+    else exact.set(h.host, target)
+  }
+  suffixes.sort((a, b) => b[0].length - a[0].length)
+  return { exact, suffixes }
 }
 
 type Entry = Extract<SluiceFile['listen'], readonly unknown[]>[number]
@@ -148,13 +192,17 @@ export function prepareListeners (f: SluiceFile, file: string, read: ReadFile, p
       }
     }
     const via = 'via' in e ? e.via : undefined
+    const sni = e.kind === 'sni' && 'address' in e
+      ? { targetPort: e.target_port ?? 443, ...(e.map === undefined ? {} : { map: loadMap(e.map, at, problems) }) }
+      : {}
     return [Object.freeze({
       ...parsed,
       name,
       kind: e.kind,
       ...(tls === undefined ? {} : { tls }),
       ...(target === undefined ? {} : { target }),
-      ...(via === undefined ? {} : { via })
+      ...(via === undefined ? {} : { via }),
+      ...sni
     })]
   })
 }

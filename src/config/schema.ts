@@ -80,24 +80,33 @@ const listenerTls = z.strictObject({
 const listenObject = z.strictObject({
   address: listenSpec,
   name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'expected a name of letters, digits, _ . -' }).optional(),
-  /** `connect`: HTTP CONNECT (plain, or inside TLS with `tls`); `tcp`: every connection goes to `target`. */
-  kind: z.enum(['connect', 'tcp']).default('connect'),
+  /**
+   * `connect`: HTTP CONNECT (plain, or inside TLS with `tls`); `tcp`: every
+   * connection goes to `target`; `sni`: TLS passed through to the name in
+   * the client's ClientHello (issue 14).
+   */
+  kind: z.enum(['connect', 'tcp', 'sni']).default('connect'),
   tls: listenerTls.optional(),
   /** kind tcp: where every connection goes, `host:port`. */
   target: z.string().min(1).optional(),
-  /** kind tcp: the route, parent or `direct` to reach `target` by (default: the policy's). */
-  via: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'expected a route or parent name' }).optional()
+  /** kind tcp or sni: the route, parent or `direct` to reach the target by (default: the policy's). */
+  via: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'expected a route or parent name' }).optional(),
+  /** kind sni: the port the SNI name is dialed on. */
+  target_port: z.number().int().min(1).max(65535).optional(),
+  /** kind sni: names or `*.suffix` patterns → a fixed `host:port`, for names that do not resolve from the proxy. */
+  map: z.record(z.string().min(1), z.string().min(1)).optional()
 }).superRefine((l, ctx) => {
-  if (l.kind === 'tcp') {
-    if (l.target === undefined) ctx.addIssue({ code: 'custom', path: ['target'], message: 'required: a tcp listener needs target: host:port' })
-    if (l.tls !== undefined) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'a tcp listener relays bytes as they are: tls is for connect listeners' })
-  } else {
-    if (l.target !== undefined) ctx.addIssue({ code: 'custom', path: ['target'], message: 'only a tcp listener has a fixed target (add kind: tcp)' })
-    if (l.via !== undefined) ctx.addIssue({ code: 'custom', path: ['via'], message: 'only a tcp listener has via; a connect listener\'s routes come from its rules' })
+  const only = (key: 'target' | 'via' | 'target_port' | 'map' | 'tls', kinds: string, why: string): void => {
+    if (l[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `only a ${kinds} listener has ${key}${why}` })
   }
+  if (l.kind === 'tcp' && l.target === undefined) ctx.addIssue({ code: 'custom', path: ['target'], message: 'required: a tcp listener needs target: host:port' })
+  if (l.kind !== 'tcp') only('target', 'tcp', ' (add kind: tcp)')
+  if (l.kind === 'connect') only('via', 'tcp or sni', '; a connect listener\'s routes come from its rules')
+  if (l.kind !== 'sni') { only('target_port', 'sni', ''); only('map', 'sni', '') }
+  if (l.kind !== 'connect') only('tls', 'connect', ': a tcp or sni listener relays the client\'s bytes as they are')
 })
 
-const listenEntry = z.union([listenSpec, listenObject], { error: hint('expected host:port or { address: host:port, name: NAME, kind: connect|tcp, … }') })
+const listenEntry = z.union([listenSpec, listenObject], { error: hint('expected host:port or { address: host:port, name: NAME, kind: connect|tcp|sni, … }') })
 
 /** `127.0.0.1:3128`, `[::1]:3128`, `:3128` (all interfaces, explicit opt-in) → host, port. */
 export function parseListen (v: string): { host: string, port: number } | undefined {

@@ -55,15 +55,17 @@ export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: R
 }
 
 /**
- * A fixed forward (a `tcp` listener, issue 13): the CONNECT pipeline from
- * the admission on, with the listener's target and route and no HTTP, so
- * a refusal is a close and its code goes to the tunnel's log line.
+ * A forward without HTTP (a `tcp` listener's fixed target, issue 13; an
+ * `sni` listener's ClientHello name, issue 14, whose hello bytes are the
+ * `early` data replayed to the target): the CONNECT pipeline from the
+ * admission on, so a refusal is the listener's (a close, an alert) and its
+ * code goes to the tunnel's log line.
  */
-export async function handleForward (ctx: ConnectContext, tunnel: Tunnel, target: Target, conn: ConnectionInfo): Promise<void> {
+export async function handleForward (ctx: ConnectContext, tunnel: Tunnel, target: Target, conn: ConnectionInfo, early: Buffer = EMPTY): Promise<void> {
   try {
     const cfg = ctx.config()
     admit(ctx, cfg, tunnel, target)
-    await open(ctx, cfg, tunnel, target, requestFacts(tunnel, target, conn, undefined, undefined), EMPTY)
+    await open(ctx, cfg, tunnel, target, requestFacts(tunnel, target, conn, undefined, undefined), early)
   } catch (err) {
     const e = toProxyError(err)
     if (e.code === 'ERR_INTERNAL') ctx.log.error({ err, [F.tunnel]: tunnel.id }, 'internal error handling a tcp forward')

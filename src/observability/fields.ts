@@ -39,5 +39,9 @@ export const F = {
   /** The listener a connection arrived on (its name, as `listeners:` rules match it). */
   listener: 'listener',
   /** OpenSSL's or Node's own code for a failed TLS handshake (beside `code`, ours). */
-  tlsError: 'tls_error'
+  tlsError: 'tls_error',
+  /** SNI passthrough (issue 14): the ClientHello's server_name, its ALPN list, and whether it offered ECH. */
+  sni: 'sni',
+  alpn: 'alpn',
+  ech: 'ech'
 } as const

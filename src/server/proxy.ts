@@ -6,6 +6,8 @@
 import type { AddressInfo, Server } from 'node:net'
 import type { ListenAddress } from '../config/listeners.js'
 import { createTcpListener } from './tcp-listener.js'
+import { createSniListener } from './sni-listener.js'
+import { DEFAULT_MAX_HELLO_BYTES } from '../tls/client-hello.js'
 import type { TlsFront } from './tls-front.js'
 import { once } from 'node:events'
 import type { Logger } from 'pino'
@@ -36,7 +38,7 @@ export interface ProxyOptions {
    * listener; tests: the config's listeners on port 0). A listener named
    * like one in the config gets that one's certificates on reload.
    */
-  readonly listen?: ReadonlyArray<{ host: string, port: number, name?: string } & Partial<Pick<ListenAddress, 'kind' | 'tls' | 'target' | 'via'>>>
+  readonly listen?: ReadonlyArray<{ host: string, port: number, name?: string } & Partial<Pick<ListenAddress, 'kind' | 'tls' | 'target' | 'via' | 'targetPort' | 'map'>>>
   /** Session ticket keys for TLS listeners (48 bytes), shared by every worker (cli/cluster.ts); default: each listener's own. */
   readonly ticketKeys?: Buffer
   /** Injected for tests and future listeners; the default is built from config. */
@@ -140,6 +142,16 @@ export function createProxy (opts: ProxyOptions): Proxy {
       let server: Server
       if (l.kind === 'tcp' && l.target !== undefined) {
         server = createTcpListener(ctx, { name, target: l.target, ...(l.via === undefined ? {} : { via: l.via }), accepted })
+      } else if (l.kind === 'sni') {
+        server = createSniListener(ctx, {
+          name,
+          targetPort: l.targetPort ?? 443,
+          ...(l.map === undefined ? {} : { map: l.map }),
+          ...(l.via === undefined ? {} : { via: l.via }),
+          maxHelloBytes: DEFAULT_MAX_HELLO_BYTES,
+          hellos: heads,
+          accepted
+        })
       } else {
         const made = createConnectListener(ctx, {
           name,

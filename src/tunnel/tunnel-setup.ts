@@ -31,10 +31,20 @@ export interface TunnelHost {
   /** Called once from finalize(). */
   readonly onClosed: (t: Tunnel) => void
   /**
-   * No HTTP on this connection (a `tcp` listener, issue 13): no 200, and a
-   * refusal is a close, its code only on the log line.
+   * No HTTP on this connection (a `tcp` or `sni` listener, issues 13, 14):
+   * no 200, and a refusal is `refuse` (default: a close), its code only on
+   * the log line.
    */
   readonly silent?: boolean
+  /** How a silent listener refuses: e.g. a TLS alert, then a close (sni). */
+  readonly refuse?: (socket: Socket, err: ProxyError) => void
+}
+
+/** What an SNI listener read from the ClientHello, for the log line (issue 14). */
+export interface HelloFacts {
+  readonly sni: string | undefined
+  readonly alpn: readonly string[]
+  readonly ech: boolean
 }
 
 /** RFC 9110 §9.3.6; undici accepts exactly this reason phrase. */
@@ -92,6 +102,8 @@ export abstract class TunnelSetup implements Cancellation {
   /** The dial's 'abort' listeners (upstream/cancel.ts); dropped once established. */
   protected abortListeners: Array<() => void> | undefined
   protected finalized = false
+  /** SNI listeners: what the ClientHello said. */
+  protected hello: HelloFacts | undefined
   /** TCP keepalive is on for both legs (the first sweep after establishment). */
   protected keptAlive = false
 
@@ -146,6 +158,11 @@ export abstract class TunnelSetup implements Cancellation {
     if (l !== undefined) for (const listener of l) listener()
   }
 
+  /** What the ClientHello said (SNI listeners): on the log line. */
+  helloFacts (facts: HelloFacts): void {
+    this.hello = facts
+  }
+
   /** The request was parsed: this is what it asks for. */
   parsed (target: Target): void {
     this._target = target
@@ -190,8 +207,9 @@ export abstract class TunnelSetup implements Cancellation {
     this.status = err.status
     this.mark('proxy', 'rejected')
     this.cancel()
-    if (this.host.silent === true) this.downstream.destroy()
-    else respondAndClose(this.downstream, errorResponse(err, extraHeaders))
+    if (this.host.silent !== true) respondAndClose(this.downstream, errorResponse(err, extraHeaders))
+    else if (this.host.refuse !== undefined) this.host.refuse(this.downstream, err)
+    else this.downstream.destroy()
   }
 
   /**

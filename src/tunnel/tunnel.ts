@@ -17,7 +17,7 @@ import { canReset, Relay } from './relay.js'
 import type { SweepLimits } from '../server/registry.js'
 import { ESTABLISHED, kTunnel, onDialReadable, onSocketClose, onSocketEnd, onSocketError, TunnelSetup, type CloseHow, type Owned } from './tunnel-setup.js'
 
-export type { ClosedBy, CloseHow, TunnelHost, TunnelState } from './tunnel-setup.js'
+export type { ClosedBy, CloseHow, HelloFacts, TunnelHost, TunnelState } from './tunnel-setup.js'
 
 export class Tunnel extends TunnelSetup {
   /** Take over a connected upstream: forward `head`, answer 200, relay. */
@@ -188,7 +188,8 @@ export class Tunnel extends TunnelSetup {
       [F.connectMs]: this.connectMs === undefined ? undefined : Math.round(this.connectMs * 100) / 100,
       [F.durationMs]: Math.round((performance.now() - this.startedAt) * 100) / 100,
       [F.closedBy]: this.closedBy,
-      [F.close]: this.closeHow
+      [F.close]: this.closeHow,
+      ...(this.hello === undefined ? {} : { [F.sni]: this.hello.sni, [F.alpn]: this.hello.alpn.length === 0 ? undefined : this.hello.alpn, [F.ech]: this.hello.ech || undefined })
     }
   }
 }

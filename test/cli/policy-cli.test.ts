@@ -272,6 +272,27 @@ rules:
     assert.equal(j.rule, 'db-forward')
   })
 
+  it('--listener of an sni listener: the name on its target_port, or the map\'s target (issue 14)', async () => {
+    const cfg = join(dir, 'sni.yaml')
+    await writeFile(cfg, `version: 1
+dns: { servers: ["${stub.address}"] }
+listen:
+  - 127.0.0.1:3128
+  - { address: "127.0.0.1:15443", name: s, kind: sni, target_port: 8443, map: { "*.mapped.example": "10.2.3.4:9443" } }
+rules:
+  - { name: sni-loopback, action: allow, listeners: [s], hosts: [loopback.test], ips: [127.0.0.0/8] }
+  - { name: sni-mapped, action: allow, listeners: [s], ips: [10.2.3.4/32] }
+`)
+    const r = await run(['check', '--config', cfg, '--json', '--listener', 's', 'loopback.test'])
+    assert.equal(r.code, 0, r.stdout + r.stderr)
+    const j = JSON.parse(r.stdout) as { target: string, rule: string }
+    assert.deepEqual([j.target, j.rule], ['loopback.test:8443', 'sni-loopback'])
+    const m = await run(['check', '--config', cfg, '--json', '--listener', 's', 'db.mapped.example'])
+    assert.equal(m.code, 0, m.stdout + m.stderr)
+    const k = JSON.parse(m.stdout) as { target: string, rule: string }
+    assert.deepEqual([k.target, k.rule], ['10.2.3.4:9443', 'sni-mapped'])
+  })
+
   for (const target of ['example.com', 'a@b:443', '[fe80::1%25eth0]:443']) {
     it(`a bad target (${target}): exit 2 with ERR_BAD_TARGET on stderr`, async () => {
       const r = await run(['check', '--config', `${FIX}/web.yaml`, target])
