@@ -15,6 +15,7 @@ import { selfMatcher } from '../net/self.js'
 import type { Miss, RequestFacts, Skip } from '../policy/decide.js'
 import { evaluate, routeFor } from '../policy/evaluate.js'
 import type { Choice, Route } from '../upstream/route.js'
+import { startsWithParent } from '../upstream/routing.js'
 
 export interface CheckInput {
   readonly target: string
@@ -81,7 +82,7 @@ function facts (config: Config, input: CheckInput, l: ListenAddress | undefined,
     client: input.client,
     ...(input.user === undefined ? {} : { user: input.user, groups: auth?.groups.get(input.user) ?? new Set<string>() }),
     ...(l === undefined ? {} : { listener: l.name }),
-    ...(l?.via === undefined ? {} : { via: l.via, viaParent: config.routing.routes.get(l.via)?.choices[0]?.kind === 'chain' }),
+    ...(l?.via === undefined ? {} : { via: l.via, viaParent: startsWithParent(config.routing, l.via) }),
     // An anonymous request to a proxy with auth is challenged as the proxy would.
     ...(auth === undefined || input.user !== undefined || !credentials ? {} : { challenge: auth.required ? 'always' : 'rules' })
   }

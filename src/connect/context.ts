@@ -43,9 +43,8 @@ export interface ConnectionInfo {
   readonly challenges: number
   /** A verified client certificate's identity (TLS listeners, issue 13): the tunnel's user, instead of Basic auth. */
   readonly identity?: string
-  /** A tcp listener's own route (its `via`), and whether it starts with a parent. */
+  /** A tcp or sni listener's own route (its `via`). */
   readonly via?: string
-  readonly viaParent?: boolean
 }
 
 /**

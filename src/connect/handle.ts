@@ -17,6 +17,7 @@ import { evaluate, type Decision, type EvaluationEnv } from '../policy/evaluate.
 import type { RequestFacts, Verdict } from '../policy/decide.js'
 import { F } from '../observability/fields.js'
 import type { Tunnel } from '../tunnel/tunnel.js'
+import { startsWithParent, type Routing } from '../upstream/routing.js'
 import type { AuthState, ConnectContext, ConnectionInfo, Retry } from './context.js'
 
 export type { AuthState, ConnectContext, ConnectionInfo, Retry } from './context.js'
@@ -65,10 +66,10 @@ export async function handleForward (ctx: ConnectContext, tunnel: Tunnel, target
   try {
     const cfg = ctx.config()
     admit(ctx, cfg, tunnel, target)
-    await open(ctx, cfg, tunnel, target, requestFacts(tunnel, target, conn, undefined, undefined), early)
+    await open(ctx, cfg, tunnel, target, requestFacts(tunnel, target, conn, undefined, undefined, cfg.routing), early)
   } catch (err) {
     const e = toProxyError(err)
-    if (e.code === 'ERR_INTERNAL') ctx.log.error({ err, [F.tunnel]: tunnel.id }, 'internal error handling a tcp forward')
+    if (e.code === 'ERR_INTERNAL') ctx.log.error({ err, [F.tunnel]: tunnel.id }, 'internal error handling a forward')
     tunnel.fail(e)
   }
 }
@@ -115,14 +116,15 @@ function admit (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, target: Target
 }
 
 /** What the policy is asked: the same facts `sluice check` builds (cli/check.ts). */
-export function requestFacts (tunnel: Tunnel, target: Target, conn: ConnectionInfo, auth: AuthState | undefined, principal: Principal | undefined): RequestFacts {
+export function requestFacts (tunnel: Tunnel, target: Target, conn: ConnectionInfo, auth: AuthState | undefined, principal: Principal | undefined, routing?: Routing): RequestFacts {
   return {
     host: target.host,
     port: target.port,
     isName: target.kind === 'name',
     client: tunnel.clientAddress,
     listener: conn.listener,
-    ...(conn.via === undefined ? {} : { via: conn.via, viaParent: conn.viaParent === true }),
+    // Read from the config in force, so a reload that reroutes the listener's via is seen (issue 13).
+    ...(conn.via === undefined || routing === undefined ? {} : { via: conn.via, viaParent: startsWithParent(routing, conn.via) }),
     ...(principal === undefined ? {} : { user: principal.user, groups: principal.groups }),
     ...(auth === undefined || principal !== undefined ? {} : { challenge: auth.config.required ? 'always' : 'rules' })
   }

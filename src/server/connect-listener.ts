@@ -232,7 +232,7 @@ export interface ConnectListener {
 }
 
 export function createConnectListener (ctx: ConnectContext, opts: ConnectListenerOptions): ConnectListener {
-  // As http.Server set them (docs/node-internals.md A9, B4): half-open
+  // As http.Server set them (docs/node-internals.md A9): half-open
   // sockets, no Nagle. TCP keepalive comes with the tunnel's first sweep
   // (server/registry.ts), not at accept: most tunnels end before it.
   const server = createServer({ allowHalfOpen: true, noDelay: true })

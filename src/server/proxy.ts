@@ -150,6 +150,7 @@ export function createProxy (opts: ProxyOptions): Proxy {
           ...(l.via === undefined ? {} : { via: l.via }),
           maxHelloBytes: DEFAULT_MAX_HELLO_BYTES,
           hellos: heads,
+          waiting,
           accepted
         })
       } else {

@@ -27,6 +27,7 @@ import { HelloReader, type ClientHello, type HelloErrorCode } from '../tls/clien
 import { Tunnel, type TunnelHost } from '../tunnel/tunnel.js'
 import type { HeadTimed, HeadTimeouts } from './head-timeouts.js'
 import { clientOf } from './refusals.js'
+import type { WaitingConnections } from './waiting.js'
 
 export interface SniListenerOptions {
   readonly name: string
@@ -37,6 +38,8 @@ export interface SniListenerOptions {
   readonly maxHelloBytes: number
   /** `timeouts.header`'s shared sweep: the hello must arrive within it. */
   readonly hellos: HeadTimeouts
+  /** Accepted connections that are not (yet) tunnels: the accept guard counts them, shutdown closes them. */
+  readonly waiting: WaitingConnections
   /** Called after each accept (the accept guard counts descriptors). */
   readonly accepted: () => void
 }
@@ -163,12 +166,14 @@ class HelloWait implements HeadTimed {
     }
     const socket = this.socket
     socket.removeListener('error', onHelloError)
+    // From here the tunnel registry counts it.
+    opts.waiting.delete(socket)
     // Until the dial succeeds, what else the client sends waits in the stream.
     socket.pause()
     const tunnel = new Tunnel(socket, host)
     tunnel.helloFacts({ sni: hello.serverName, alpn: hello.alpn, ech: hello.echOffered })
     // The exact bytes received, hello and anything after it, are replayed to the target first.
-    handleForward(ctx, tunnel, target, conn, Buffer.from(this.reader.bytes)).catch(failed)
+    handleForward(ctx, tunnel, target, conn, this.reader.bytes).catch(failed)
   }
 }
 
@@ -176,30 +181,31 @@ class HelloWait implements HeadTimed {
 function targetOf (hello: ClientHello, opts: SniListenerOptions): Target {
   const name = hello.serverName
   if (name === undefined) throw new ProxyError('ERR_SNI_MISSING')
+  const fixed = mapped(opts.map, name)
+  if (fixed !== undefined) return fixed
   let target: Target
   try {
-    target = mapped(opts.map, name) ?? parseTarget(formatHostPort(name, opts.targetPort))
+    target = parseTarget(formatHostPort(name, opts.targetPort))
   } catch (err) {
     throw new ProxyError('ERR_SNI_MALFORMED', { detail: `server_name ${JSON.stringify(name.slice(0, 64))}: ${err instanceof ProxyError ? err.detail ?? err.message : String(err)}` })
   }
   // RFC 6066 §3: "Literal IPv4 and IPv6 addresses are not permitted in HostName" (also once normalised).
-  if (target.kind !== 'name' && mapped(opts.map, name) === undefined) throw new ProxyError('ERR_SNI_IP_LITERAL', { detail: name })
+  if (target.kind !== 'name') throw new ProxyError('ERR_SNI_IP_LITERAL', { detail: name })
   return target
 }
 
 export function createSniListener (ctx: ConnectContext, opts: SniListenerOptions): Server {
   // As the other listeners: half-open sockets, no Nagle (docs/node-internals.md A9).
   const server = createServer({ allowHalfOpen: true, noDelay: true })
-  const via = opts.via
-  const viaParent = via !== undefined && ctx.config().routing.routes.get(via)?.choices[0]?.kind === 'chain'
   const listener: Listener = {
     ctx,
     opts,
     host: { log: ctx.log, onClosed: (t) => ctx.registry.delete(t), silent: true, refuse },
-    conn: Object.freeze({ listener: opts.name, challenges: 0, ...(via === undefined ? {} : { via, viaParent }) }),
+    conn: Object.freeze({ listener: opts.name, challenges: 0, ...(opts.via === undefined ? {} : { via: opts.via }) }),
     failed: (err) => { ctx.log.error({ err }, 'unhandled error in an sni forward') }
   }
   server.on('connection', (socket: Socket) => {
+    opts.waiting.add(socket)
     new HelloWait(socket, listener).start()
     opts.accepted()
   })

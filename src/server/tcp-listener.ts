@@ -24,10 +24,7 @@ export function createTcpListener (ctx: ConnectContext, opts: TcpListenerOptions
   // As the connect listener: half-open sockets, no Nagle (docs/node-internals.md A9).
   const server = createServer({ allowHalfOpen: true, noDelay: true })
   const host: TunnelHost = { log: ctx.log, onClosed: (t) => ctx.registry.delete(t), silent: true }
-  const via = opts.via
-  // Whether the route starts with a parent is read from the config at start: listeners (and their via) need a restart anyway.
-  const viaParent = via !== undefined && ctx.config().routing.routes.get(via)?.choices[0]?.kind === 'chain'
-  const conn: ConnectionInfo = Object.freeze({ listener: opts.name, challenges: 0, ...(via === undefined ? {} : { via, viaParent }) })
+  const conn: ConnectionInfo = Object.freeze({ listener: opts.name, challenges: 0, ...(opts.via === undefined ? {} : { via: opts.via }) })
   const failed = (err: unknown): void => { ctx.log.error({ err }, 'unhandled error in a tcp forward') }
   server.on('connection', (socket: Socket) => {
     // Until the dial succeeds, what the client sends waits in the stream;

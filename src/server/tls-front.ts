@@ -158,8 +158,8 @@ class Front implements TlsFront {
       ALPNProtocols: ['http/1.1'],
       allowHalfOpen: true,
       handshakeTimeout: opts.handshakeMs,
-      // Only with more than one certificate; no match (or no SNI) is the main one, the server's own context.
-      ...(t.others.length === 0 ? {} : { SNICallback: (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => { cb(null, sniContext(current, servername)) } }),
+      // Always installed, so a reload that adds `certs` is served; no match (or no SNI) is the main one, the server's own context.
+      SNICallback: (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => { cb(null, sniContext(current, servername)) },
       // Node 20 destroys a server socket whose client certificate fails
       // verification without telling the server why (docs/node-internals.md
       // F2): so the certificate is asked for, and judged right after the
@@ -170,6 +170,10 @@ class Front implements TlsFront {
     })
     this.update = (next: ListenerTls): void => {
       current = next
+      // tls.Server reads these for each new connection (tlsConnectionListener): a reload may add or remove client_ca_file.
+      const server = this.server as TlsServer & { requestCert: boolean, rejectUnauthorized: boolean }
+      server.requestCert = next.clientCert !== 'none'
+      server.rejectUnauthorized = false
       this.server.setSecureContext({
         key: next.key,
         cert: next.cert,

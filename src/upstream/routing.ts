@@ -50,6 +50,11 @@ export function noProxyMatcher (value: string): (host: string, port: number) => 
   }
 }
 
+/** Does the route (or parent) named `via` start with a parent? A name is then the parent's to resolve. */
+export function startsWithParent (routing: Routing, via: string): boolean {
+  return routing.routes.get(via)?.choices[0]?.kind === 'chain'
+}
+
 export function loadRouting (f: SluiceFile, file: string, o: RoutingOverrides = {}, onRead?: (path: string, content: string) => void): { routing: Routing, problems: string[], missingSecrets: MissingSecret[] } {
   const problems: string[] = []
   const missingSecrets: MissingSecret[] = []

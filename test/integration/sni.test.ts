@@ -18,7 +18,7 @@ import { connect as tlsConnect, createServer as createTlsServer, type Server as 
 import { startDnsStubRetrying, type DnsStub } from '../helpers/dns-stub.js'
 import { listenOn } from '../helpers/net.js'
 import { clientOf, readAll } from '../helpers/raw.js'
-import { sluiceFor, type LogRecord, type Sluice } from '../helpers/sluice.js'
+import { sluiceFor, startSluice, type LogRecord, type Sluice } from '../helpers/sluice.js'
 import { makeCert, type TestCert } from '../helpers/tls.js'
 import { within } from '../helpers/wait.js'
 import { frame, messageOf, nodeHello, sniData, withExtensions } from '../helpers/client-hello.js'
@@ -222,6 +222,19 @@ describe('kind: sni passthrough', { timeout: 30_000 }, () => {
     await s.waitForLog(r => r['msg'] === 'request refused' && r['client'] === clientOf(slow) && r['code'] === 'ERR_SNI_TIMEOUT', 5000)
     await within(closed, 'the slow client is closed')
     assert.equal(s.proxy.registry.size, 0)
+  })
+
+  it('a client still sending its hello is closed by shutdown, not left to the header timeout', async () => {
+    const s = await startSluice(config(ALLOW_ORIGIN).replace('timeouts: { header: 500ms }', 'timeouts: { header: 60s }'))
+    const c = netConnect({ host: '127.0.0.1', port: s.portOf('sni') })
+    c.on('error', () => {})
+    await once(c, 'connect')
+    c.write((await nodeHello('origin.test')).subarray(0, 10))
+    // A close or a reset: either ends it (once() would reject on the reset's 'error').
+    const closed = new Promise<void>(resolve => c.on('close', () => resolve()))
+    c.resume()
+    await within(s.close(0), 'shutdown with a connection mid-hello', 10_000)
+    await within(closed, 'the mid-hello client is closed')
   })
 
   it('map: a name goes to a fixed host:port, judged as that target', async (t) => {

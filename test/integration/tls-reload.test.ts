@@ -113,6 +113,29 @@ describe('certificate reload', { timeout: 30_000 }, () => {
     two.socket.destroy()
   })
 
+  it('a reload that adds client_ca_file and certs takes effect: certificates are asked for, and the new certificate is served by SNI', async (t) => {
+    const yaml = tlsListenYaml(files) + RULES
+    const s = await serveFile(t, yaml)
+    const caFile = join(dir, `clients-${++seq}.pem`)
+    await writeFile(caFile, files.server.ca)
+    const bCert = join(dir, `b-${++seq}.pem`)
+    const bKey = join(dir, `b-${seq}.key`)
+    await writeFile(bCert, certB.cert)
+    await writeFile(bKey, certB.key)
+    await replace(s.file, `version: 1\n${tlsListenYaml(files, { tlsExtra: [`client_ca_file: ${caFile}`, `certs: [{ cert_file: ${bCert}, key_file: ${bKey} }]`] })}${RULES}`)
+    await s.waitForLog(r => r.msg === 'configuration reloaded')
+    // A client certificate is now asked for and verified: alice is the user.
+    const alice = await tlsClient(s.port, files.ca, await makeClientCert({ cn: 'alice' }))
+    alice.socket.write('CONNECT 127.0.0.1:9 HTTP/1.1\r\n\r\n')
+    const rec = await s.waitForLog(r => r.msg === 'tunnel closed' && r['user'] === 'alice', 5000)
+    assert.equal(rec['user'], 'alice')
+    alice.socket.destroy()
+    // The added certificate is served for its name.
+    const b = await tlsClient(s.port, files.ca, { servername: 'b.test' })
+    assert.equal(b.socket.getPeerCertificate().fingerprint256, fingerprint(certB))
+    b.socket.destroy()
+  })
+
   for (const shared of [false, true]) {
     it(`a reload that changes client_ca_file makes a client show its certificate again${shared ? ' (ticket keys shared, as under --workers)' : ''}`, async (t) => {
       // The bundle trusts the test CA and one more certificate; the reload takes that one out.
