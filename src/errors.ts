@@ -81,7 +81,16 @@ export const ERRORS = {
   ERR_SNI_MISSING: { status: 400, type: 'tls_protocol_error', message: 'the ClientHello names no server (no SNI)' },
   ERR_SNI_IP_LITERAL: { status: 400, type: 'tls_protocol_error', message: 'the ClientHello names an IP address, which SNI may not (RFC 6066 §3)' },
   ERR_SNI_TOO_LARGE: { status: 431, type: 'tls_protocol_error', message: 'ClientHello too large' },
-  ERR_SNI_TIMEOUT: { status: 408, type: 'tls_protocol_error', message: 'ClientHello not received in time' }
+  ERR_SNI_TIMEOUT: { status: 408, type: 'tls_protocol_error', message: 'ClientHello not received in time' },
+  // TLS termination (issue 14, kind terminate): the name has no certificate here, or the TLS Sluice opens
+  // to the upstream failed; the client gets a TLS alert before its handshake goes on.
+  ERR_SNI_NO_CERTIFICATE: { status: 421, type: 'tls_protocol_error', message: 'no certificate here serves the ClientHello\'s name' },
+  ERR_UPSTREAM_TLS_UNTRUSTED: { status: 502, type: 'tls_certificate_error', message: "upstream's certificate does not chain to a trusted CA" },
+  ERR_UPSTREAM_TLS_EXPIRED: { status: 502, type: 'tls_certificate_error', message: "upstream's certificate has expired or is not yet valid" },
+  ERR_UPSTREAM_TLS_NAME: { status: 502, type: 'tls_certificate_error', message: "upstream's certificate is not for the name asked" },
+  ERR_UPSTREAM_TLS_VERSION: { status: 502, type: 'tls_protocol_error', message: 'upstream offers no TLS version at or above the minimum' },
+  ERR_UPSTREAM_TLS_HANDSHAKE: { status: 502, type: 'tls_protocol_error', message: 'TLS handshake with the upstream failed' },
+  ERR_UPSTREAM_TLS_TIMEOUT: { status: 504, type: 'connection_timeout', message: 'TLS handshake with the upstream not completed in time' }
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

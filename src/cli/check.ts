@@ -73,8 +73,8 @@ function why (config: Config, facts: RequestFacts, s: Skip, address: string | un
 /** The facts a real CONNECT (or tcp forward) with these inputs would carry (connect/handle.ts requestFacts). */
 function facts (config: Config, input: CheckInput, l: ListenAddress | undefined, host: string, port: number, isName: boolean): RequestFacts {
   const auth = config.auth
-  // A tcp or sni listener has no channel for credentials: nobody is challenged there.
-  const credentials = l?.kind !== 'tcp' && l?.kind !== 'sni'
+  // Only a connect listener has a channel for credentials: nobody is challenged on the others.
+  const credentials = l === undefined || l.kind === 'connect'
   return {
     host,
     port,
@@ -95,10 +95,10 @@ function listenerAndTarget (config: Config, input: CheckInput): { l: ListenAddre
   if (l === undefined && input.listener !== undefined) {
     throw new ProxyError('ERR_BAD_TARGET', { detail: `no listener is named '${input.listener}' (listeners: ${config.listen.map(x => x.name).join(', ')})` })
   }
-  if (l?.kind === 'sni') {
+  if (l?.kind === 'sni' || l?.kind === 'terminate') {
     // What a ClientHello naming this host would do (issue 14): the map's target, else host:target_port.
     const host = input.target.replace(/:\d+$/, '').toLowerCase()
-    return { l, target: mapped(l.map, host) ?? parseTarget(formatHostPort(host, l.targetPort ?? 443)) }
+    return { l, target: mapped(l.map, host)?.target ?? parseTarget(formatHostPort(host, l.targetPort ?? 443)) }
   }
   if (l?.kind === 'tcp' && l.target !== undefined) {
     if (input.target !== '' && parseTarget(input.target).authority !== l.target.authority) {

@@ -7,7 +7,9 @@
  * - `tcp`: a fixed forward, every connection to `target` (ATS's "for a TCP
  *   only connection the upstream must be explicitly configured");
  * - `sni`: TLS passed through to the name in the ClientHello, on
- *   `target_port`, or to the `map`'s target for it (issue 14).
+ *   `target_port`, or to the `map`'s target for it (issue 14);
+ * - `terminate`: routed as `sni`, but TLS is terminated with the listener's
+ *   certificate for that name and opened anew to the upstream (issue 14).
  *
  * TLS material is read and checked here, at load, so a reload with a bad
  * certificate or key is refused like any other bad config and the running
@@ -20,9 +22,14 @@ import { createSecureContext, type SecureContext } from 'node:tls'
 import { parseTarget, type Target } from '../connect/target.js'
 import { isProxyError } from '../errors.js'
 import { parseListen, type SluiceFile } from './schema.js'
-import { normaliseHost } from '../net/host.js'
+import { checkCaBundle } from './pem.js'
+import { loadMap, type SniMap } from './sni-map.js'
+import { loadUpstreamTls, UPSTREAM_TLS_DEFAULTS, type UpstreamTls } from './upstream-tls.js'
 
-export type ListenerKind = 'connect' | 'tcp' | 'sni'
+export { mapped, type MapEntry, type SniMap } from './sni-map.js'
+export type { UpstreamTls } from './upstream-tls.js'
+
+export type ListenerKind = 'connect' | 'tcp' | 'sni' | 'terminate'
 export type ClientIdentity = 'cn' | 'san_dns' | 'san_email' | 'san_uri'
 
 /** One certificate a TLS listener can present, and the names it serves by SNI. */
@@ -60,47 +67,12 @@ export interface ListenAddress {
   readonly target?: Target
   /** kind tcp or sni: the route, parent or `direct` it goes by; undefined = the policy's. */
   readonly via?: string
-  /** kind sni: the port an SNI name is dialed on (default 443). */
+  /** kind sni or terminate: the port an SNI name is dialed on (default 443). */
   readonly targetPort?: number
-  /** kind sni: fixed targets for names (exact first, then the longest `*.suffix`). */
+  /** kind sni or terminate: fixed targets for names (exact first, then the longest `*.suffix`). */
   readonly map?: SniMap
-}
-
-/** kind sni: name or `*.suffix` → target (issue 14). */
-export interface SniMap {
-  readonly exact: ReadonlyMap<string, Target>
-  /** `.suffix` (with its dot) → target, longest first. */
-  readonly suffixes: ReadonlyArray<readonly [string, Target]>
-}
-
-/** The map's target for a (normalised) SNI name, if any. */
-export function mapped (map: SniMap | undefined, name: string): Target | undefined {
-  if (map === undefined) return undefined
-  const hit = map.exact.get(name)
-  if (hit !== undefined) return hit
-  for (const [suffix, target] of map.suffixes) if (name.endsWith(suffix) && name.length > suffix.length) return target
-  return undefined
-}
-
-function loadMap (raw: Readonly<Record<string, string>>, at: string, problems: string[]): SniMap {
-  const exact = new Map<string, Target>()
-  const suffixes: Array<[string, Target]> = []
-  for (const [pattern, to] of Object.entries(raw)) {
-    let target: Target
-    try {
-      target = parseTarget(to)
-    } catch (err) {
-      problems.push(`${at}.map.${pattern}: ${isProxyError(err) ? err.detail ?? err.message : String(err)}`)
-      continue
-    }
-    const wildcard = pattern.startsWith('*.')
-    const h = normaliseHost(wildcard ? pattern.slice(2) : pattern)
-    if (h.kind !== 'name') { problems.push(`${at}.map: '${pattern}' is not a name or *.suffix`); continue }
-    if (wildcard) suffixes.push([`.${h.host}`, target])
-    else exact.set(h.host, target)
-  }
-  suffixes.sort((a, b) => b[0].length - a[0].length)
-  return { exact, suffixes }
+  /** kind terminate: the TLS to the upstream, unless the map's entry has its own. */
+  readonly upstreamTls?: UpstreamTls
 }
 
 type Entry = Extract<SluiceFile['listen'], readonly unknown[]>[number]
@@ -135,21 +107,7 @@ function served (certPem: string, keyPem: string, shared: Shared, where: string,
 
 function loadTls (t: NonNullable<Extract<Entry, { address: string }>['tls']>, at: string, read: ReadFile, problems: string[]): ListenerTls | undefined {
   const ca = t.client_ca_file === undefined ? undefined : read(t.client_ca_file, `${at}.tls.client_ca_file`)
-  if (ca !== undefined) {
-    // createSecureContext takes a file without a certificate in it silently: every block must parse.
-    // OpenSSL reads a block only when its BEGIN and END lines stand alone, and
-    // stops at one that does not: files joined without a newline between them
-    // (`-----END CERTIFICATE----------BEGIN …`) would silently trust no CA from there on.
-    const begins = ca.split('-----BEGIN CERTIFICATE-----').length - 1
-    const blocks = ca.match(/^-----BEGIN CERTIFICATE-----\r?\n[\s\S]*?\n-----END CERTIFICATE-----[ \t\r]*$/gm) ?? []
-    try {
-      if (begins === 0) throw new Error('no PEM certificate in it')
-      if (blocks.length !== begins) throw new Error('a BEGIN or END CERTIFICATE line does not stand on a line of its own (files joined without a newline?)')
-      for (const b of blocks) new X509Certificate(b) // eslint-disable-line no-new
-    } catch (err) {
-      problems.push(`${at}.tls.client_ca_file: not a usable CA bundle: ${(err as Error).message}`)
-    }
-  }
+  if (ca !== undefined && ca !== '') checkCaBundle(ca, `${at}.tls.client_ca_file`, problems)
   const shared: Shared = { minVersion: t.min_version, ...(ca === undefined ? {} : { ca }) }
   const cert = read(t.cert_file, `${at}.tls.cert_file`)
   const key = read(t.key_file, `${at}.tls.key_file`)
@@ -192,9 +150,12 @@ export function prepareListeners (f: SluiceFile, file: string, read: ReadFile, p
       }
     }
     const via = 'via' in e ? e.via : undefined
-    const sni = e.kind === 'sni' && 'address' in e
-      ? { targetPort: e.target_port ?? 443, ...(e.map === undefined ? {} : { map: loadMap(e.map, at, problems) }) }
+    const routed = (e.kind === 'sni' || e.kind === 'terminate') && 'address' in e
+      ? { targetPort: e.target_port ?? 443, ...(e.map === undefined ? {} : { map: loadMap(e.map, at, read, problems) }) }
       : {}
+    const upstreamTls = e.kind === 'terminate' && 'address' in e
+      ? loadUpstreamTls(e.upstream_tls ?? UPSTREAM_TLS_DEFAULTS, `${at}.upstream_tls`, read, problems)
+      : undefined
     return [Object.freeze({
       ...parsed,
       name,
@@ -202,7 +163,8 @@ export function prepareListeners (f: SluiceFile, file: string, read: ReadFile, p
       ...(tls === undefined ? {} : { tls }),
       ...(target === undefined ? {} : { target }),
       ...(via === undefined ? {} : { via }),
-      ...sni
+      ...routed,
+      ...(upstreamTls === undefined ? {} : { upstreamTls })
     })]
   })
 }

@@ -74,6 +74,33 @@ const listenerTls = z.strictObject({
 })
 
 /**
+ * kind terminate (issue 14): the TLS Sluice opens to the upstream after
+ * terminating the client's. Verified always: against the system CAs, or
+ * only `ca_file`'s. Files are relative to the config file and reloaded with it.
+ */
+export const upstreamTls = z.strictObject({
+  /** CAs (PEM) the upstream's certificate must chain to, instead of the system's. */
+  ca_file: fileName.optional(),
+  /** A client certificate (PEM chain) and key to show the upstream. */
+  cert_file: fileName.optional(),
+  key_file: fileName.optional(),
+  /** The name sent as SNI and verified in the certificate; default: the client's SNI. */
+  servername: z.string().min(1).max(253).optional(),
+  /** TLS 1.0 and 1.1 are refused whatever this says. */
+  min_version: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+  /** OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's defaults). */
+  ciphers: z.string().min(1).optional(),
+  /** ALPN protocols the upstream may be offered, of those the client offered. */
+  alpn: z.array(z.string().min(1).max(255)).min(1).max(8).default(['h2', 'http/1.1'])
+}).superRefine((u, ctx) => {
+  if ((u.cert_file === undefined) !== (u.key_file === undefined)) ctx.addIssue({ code: 'custom', path: [u.cert_file === undefined ? 'cert_file' : 'key_file'], message: 'cert_file and key_file go together' })
+})
+
+/** kind sni or terminate: a map entry's target; for terminate also `{ target, upstream_tls }`. */
+const mapEntry = z.union([z.string().min(1), z.strictObject({ target: z.string().min(1), upstream_tls: upstreamTls.optional() })],
+  { error: hint('expected host:port, or { target: host:port, upstream_tls: { … } } on a terminate listener') })
+
+/**
  * A listener: `host:port`, or an object with its `kind` (issue 13), a
  * `name` rules match with `listeners:`, and the kind's settings.
  */
@@ -83,30 +110,42 @@ const listenObject = z.strictObject({
   /**
    * `connect`: HTTP CONNECT (plain, or inside TLS with `tls`); `tcp`: every
    * connection goes to `target`; `sni`: TLS passed through to the name in
-   * the client's ClientHello (issue 14).
+   * the client's ClientHello; `terminate`: TLS terminated with `tls`'s
+   * certificate for that name and opened anew to it (issue 14).
    */
-  kind: z.enum(['connect', 'tcp', 'sni']).default('connect'),
+  kind: z.enum(['connect', 'tcp', 'sni', 'terminate']).default('connect'),
   tls: listenerTls.optional(),
   /** kind tcp: where every connection goes, `host:port`. */
   target: z.string().min(1).optional(),
-  /** kind tcp or sni: the route, parent or `direct` to reach the target by (default: the policy's). */
+  /** kind tcp, sni or terminate: the route, parent or `direct` to reach the target by (default: the policy's). */
   via: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'expected a route or parent name' }).optional(),
-  /** kind sni: the port the SNI name is dialed on. */
+  /** kind sni or terminate: the port the SNI name is dialed on. */
   target_port: z.number().int().min(1).max(65535).optional(),
-  /** kind sni: names or `*.suffix` patterns → a fixed `host:port`, for names that do not resolve from the proxy. */
-  map: z.record(z.string().min(1), z.string().min(1)).optional()
+  /** kind sni or terminate: names or `*.suffix` patterns → a fixed `host:port`, for names that do not resolve from the proxy. */
+  map: z.record(z.string().min(1), mapEntry).optional(),
+  /** kind terminate: the TLS to the upstream. */
+  upstream_tls: upstreamTls.optional()
 }).superRefine((l, ctx) => {
-  const only = (key: 'target' | 'via' | 'target_port' | 'map' | 'tls', kinds: string, why: string): void => {
+  const only = (key: 'target' | 'via' | 'target_port' | 'map' | 'tls' | 'upstream_tls', kinds: string, why: string): void => {
     if (l[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `only a ${kinds} listener has ${key}${why}` })
   }
   if (l.kind === 'tcp' && l.target === undefined) ctx.addIssue({ code: 'custom', path: ['target'], message: 'required: a tcp listener needs target: host:port' })
   if (l.kind !== 'tcp') only('target', 'tcp', ' (add kind: tcp)')
-  if (l.kind === 'connect') only('via', 'tcp or sni', '; a connect listener\'s routes come from its rules')
-  if (l.kind !== 'sni') { only('target_port', 'sni', ''); only('map', 'sni', '') }
-  if (l.kind !== 'connect') only('tls', 'connect', ': a tcp or sni listener relays the client\'s bytes as they are')
+  if (l.kind === 'connect') only('via', 'tcp, sni or terminate', '; a connect listener\'s routes come from its rules')
+  if (l.kind !== 'sni' && l.kind !== 'terminate') { only('target_port', 'sni or terminate', ''); only('map', 'sni or terminate', '') }
+  if (l.kind !== 'connect' && l.kind !== 'terminate') only('tls', 'connect or terminate', ': a tcp or sni listener relays the client\'s bytes as they are')
+  if (l.kind !== 'terminate') only('upstream_tls', 'terminate', '')
+  if (l.kind === 'terminate') {
+    if (l.tls === undefined) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'required: a terminate listener needs tls: { cert_file, key_file } to present to clients' })
+    // The policy is decided before the client's handshake (the upstream's verdict comes first): a certificate could not name the user in time.
+    else if (l.tls.client_ca_file !== undefined) ctx.addIssue({ code: 'custom', path: ['tls', 'client_ca_file'], message: 'a terminate listener does not ask for client certificates' })
+  }
+  if (l.kind !== 'terminate' && l.map !== undefined) {
+    for (const [k, v] of Object.entries(l.map)) if (typeof v !== 'string') ctx.addIssue({ code: 'custom', path: ['map', k], message: 'expected host:port (only a terminate listener\'s map entries take { target, upstream_tls })' })
+  }
 })
 
-const listenEntry = z.union([listenSpec, listenObject], { error: hint('expected host:port or { address: host:port, name: NAME, kind: connect|tcp|sni, … }') })
+const listenEntry = z.union([listenSpec, listenObject], { error: hint('expected host:port or { address: host:port, name: NAME, kind: connect|tcp|sni|terminate, … }') })
 
 /** `127.0.0.1:3128`, `[::1]:3128`, `:3128` (all interfaces, explicit opt-in) → host, port. */
 export function parseListen (v: string): { host: string, port: number } | undefined {

@@ -62,11 +62,11 @@ export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: R
  * admission on, so a refusal is the listener's (a close, an alert) and its
  * code goes to the tunnel's log line.
  */
-export async function handleForward (ctx: ConnectContext, tunnel: Tunnel, target: Target, conn: ConnectionInfo, early: Buffer = EMPTY): Promise<void> {
+export async function handleForward (ctx: ConnectContext, tunnel: Tunnel, target: Target, conn: ConnectionInfo, early: Buffer = EMPTY, upgrade?: Upgrade): Promise<void> {
   try {
     const cfg = ctx.config()
     admit(ctx, cfg, tunnel, target)
-    await open(ctx, cfg, tunnel, target, requestFacts(tunnel, target, conn, undefined, undefined, cfg.routing), early)
+    await open(ctx, cfg, tunnel, target, requestFacts(tunnel, target, conn, undefined, undefined, cfg.routing), early, upgrade)
   } catch (err) {
     const e = toProxyError(err)
     if (e.code === 'ERR_INTERNAL') ctx.log.error({ err, [F.tunnel]: tunnel.id }, 'internal error handling a forward')
@@ -76,8 +76,16 @@ export async function handleForward (ctx: ConnectContext, tunnel: Tunnel, target
 
 const EMPTY = Buffer.alloc(0)
 
+/**
+ * What a terminate listener does between the dial and the relay (issue 14,
+ * tunnel/terminate.ts): TLS to the upstream, then the client's handshake.
+ * Resolves with the socket to relay to; rejects with the refusal, having
+ * closed what it opened.
+ */
+export type Upgrade = (tunnel: Tunnel, upstream: Socket) => Promise<Socket>
+
 /** Decide, dial and establish: what every kind of listener shares once it knows the target. */
-async function open (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, target: Target, facts: RequestFacts, early: Buffer): Promise<void> {
+async function open (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, target: Target, facts: RequestFacts, early: Buffer, upgrade?: Upgrade): Promise<void> {
   const pending = evaluate(envFor(ctx, cfg), facts, tunnel)
   const decision = decided(tunnel, pending instanceof Promise ? await pending : pending)
   if (tunnel.aborted) return
@@ -89,7 +97,7 @@ async function open (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, target: T
     signal: tunnel,
     onFailover: (choice, err) => tunnel.failover(choice, err)
   }, ctx.routeOptions())
-  establish(ctx, cfg, tunnel, decision, socket, dialed, hops, early)
+  establish(ctx, cfg, tunnel, decision, upgrade === undefined ? socket : await upgrade(tunnel, socket), dialed, hops, early)
 }
 
 /** The request's target; throws the refusal. */

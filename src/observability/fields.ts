@@ -43,5 +43,12 @@ export const F = {
   /** SNI passthrough (issue 14): the ClientHello's server_name, its ALPN list, and whether it offered ECH. */
   sni: 'sni',
   alpn: 'alpn',
-  ech: 'ech'
+  ech: 'ech',
+  /** TLS termination (issue 14): the client leg's TLS version and cipher, the upstream leg's, and the upstream certificate's subject and expiry. */
+  tlsVersion: 'tls_version',
+  tlsCipher: 'tls_cipher',
+  upstreamTlsVersion: 'upstream_tls_version',
+  upstreamTlsCipher: 'upstream_tls_cipher',
+  upstreamCertSubject: 'upstream_cert_subject',
+  upstreamCertExpiry: 'upstream_cert_expiry'
 } as const

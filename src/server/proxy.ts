@@ -7,6 +7,7 @@ import type { AddressInfo, Server } from 'node:net'
 import type { ListenAddress } from '../config/listeners.js'
 import { createTcpListener } from './tcp-listener.js'
 import { createSniListener } from './sni-listener.js'
+import { createTerminateListener, type TerminateListener } from './terminate-listener.js'
 import { DEFAULT_MAX_HELLO_BYTES } from '../tls/client-hello.js'
 import type { TlsFront } from './tls-front.js'
 import { once } from 'node:events'
@@ -38,7 +39,7 @@ export interface ProxyOptions {
    * listener; tests: the config's listeners on port 0). A listener named
    * like one in the config gets that one's certificates on reload.
    */
-  readonly listen?: ReadonlyArray<{ host: string, port: number, name?: string } & Partial<Pick<ListenAddress, 'kind' | 'tls' | 'target' | 'via' | 'targetPort' | 'map'>>>
+  readonly listen?: ReadonlyArray<{ host: string, port: number, name?: string } & Partial<Pick<ListenAddress, 'kind' | 'tls' | 'target' | 'via' | 'targetPort' | 'map' | 'upstreamTls'>>>
   /** Session ticket keys for TLS listeners (48 bytes), shared by every worker (cli/cluster.ts); default: each listener's own. */
   readonly ticketKeys?: Buffer
   /** Injected for tests and future listeners; the default is built from config. */
@@ -134,6 +135,7 @@ export function createProxy (opts: ProxyOptions): Proxy {
   // TLS listeners (issue 13): the wait for a first byte, on a sweep of its own; their fronts by name, for reloads.
   const handshakes = new HeadTimeouts(t.tls_handshake)
   const fronts = new Map<string, TlsFront>()
+  const terminators = new Map<string, TerminateListener>()
 
   async function bind (): Promise<readonly AddressInfo[]> {
     for (const l of opts.listen ?? config.listen) {
@@ -153,6 +155,23 @@ export function createProxy (opts: ProxyOptions): Proxy {
           waiting,
           accepted
         })
+      } else if (l.kind === 'terminate' && l.tls !== undefined && l.upstreamTls !== undefined) {
+        const made = createTerminateListener(ctx, {
+          name,
+          targetPort: l.targetPort ?? 443,
+          ...(l.map === undefined ? {} : { map: l.map }),
+          ...(l.via === undefined ? {} : { via: l.via }),
+          tls: l.tls,
+          upstreamTls: l.upstreamTls,
+          maxHelloBytes: DEFAULT_MAX_HELLO_BYTES,
+          hellos: heads,
+          handshakes,
+          waiting,
+          ...(opts.ticketKeys === undefined ? {} : { ticketKeys: opts.ticketKeys }),
+          accepted
+        })
+        server = made.server
+        terminators.set(name, made)
       } else {
         const made = createConnectListener(ctx, {
           name,
@@ -212,6 +231,8 @@ export function createProxy (opts: ProxyOptions): Proxy {
       for (const l of next.listen) {
         const front = fronts.get(l.name)
         if (front !== undefined && l.tls !== undefined && l.tls !== previous.listen.find(p => p.name === l.name)?.tls) front.update(l.tls)
+        const terminator = terminators.get(l.name)
+        if (terminator !== undefined && l.tls !== undefined && l.upstreamTls !== undefined) terminator.update(l.tls, l.upstreamTls, l.map)
       }
       if (next.auth !== undefined) lockout.configure(next.auth.lockout)
       log.info({ config: next.file, hash: next.hash, previous_hash: previous.hash }, 'configuration reloaded')

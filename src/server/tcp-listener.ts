@@ -7,10 +7,11 @@
  * a refusal closes the connection, and the tunnel's log line has the code.
  */
 import { createServer, type Server, type Socket } from 'node:net'
-import type { ConnectContext, ConnectionInfo } from '../connect/context.js'
+import type { ConnectContext } from '../connect/context.js'
 import { handleForward } from '../connect/handle.js'
 import type { Target } from '../connect/target.js'
 import { Tunnel, type TunnelHost } from '../tunnel/tunnel.js'
+import { forwardConnection } from './sni-listener.js'
 
 export interface TcpListenerOptions {
   readonly name: string
@@ -24,7 +25,7 @@ export function createTcpListener (ctx: ConnectContext, opts: TcpListenerOptions
   // As the connect listener: half-open sockets, no Nagle (docs/node-internals.md A9).
   const server = createServer({ allowHalfOpen: true, noDelay: true })
   const host: TunnelHost = { log: ctx.log, onClosed: (t) => ctx.registry.delete(t), silent: true }
-  const conn: ConnectionInfo = Object.freeze({ listener: opts.name, challenges: 0, ...(opts.via === undefined ? {} : { via: opts.via }) })
+  const conn = forwardConnection(opts.name, opts.via)
   const failed = (err: unknown): void => { ctx.log.error({ err }, 'unhandled error in a tcp forward') }
   server.on('connection', (socket: Socket) => {
     // Until the dial succeeds, what the client sends waits in the stream;

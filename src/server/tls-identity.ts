@@ -45,14 +45,19 @@ function matches (pattern: string, name: string): boolean {
   return dot > 0 && name.slice(dot) === pattern.slice(1)
 }
 
+/** The first of the listener's certificates whose names serve `servername` (main first), if any. */
+export function servedFor (tls: ListenerTls, servername: string): ServedCertificate | undefined {
+  const name = servername.toLowerCase()
+  const serves = (c: ServedCertificate): boolean => c.names.some(p => matches(p, name))
+  return serves(tls.main) ? tls.main : tls.others.find(serves)
+}
+
 /**
  * The certificate for the client's SNI: the main one when its names match
  * (undefined: the server's own context), else the first other one whose
  * names match, else the main one.
  */
 export function sniContext (tls: ListenerTls, servername: string): SecureContext | undefined {
-  const name = servername.toLowerCase()
-  const serves = (c: ServedCertificate): boolean => c.names.some(p => matches(p, name))
-  if (serves(tls.main)) return undefined
-  return tls.others.find(serves)?.context
+  const c = servedFor(tls, servername)
+  return c === undefined || c === tls.main ? undefined : c.context
 }

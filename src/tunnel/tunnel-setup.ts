@@ -47,6 +47,20 @@ export interface HelloFacts {
   readonly ech: boolean
 }
 
+/** A terminate listener's two TLS legs, for the log line (issue 14). */
+export interface TlsLegFacts {
+  /** The client's leg: version and cipher, once its handshake completed. */
+  readonly version?: string | undefined
+  readonly cipher?: string | undefined
+  /** The upstream's leg, and its certificate's subject and expiry (ISO 8601), also when it was refused. */
+  readonly upstreamVersion?: string | undefined
+  readonly upstreamCipher?: string | undefined
+  readonly upstreamSubject?: string
+  readonly upstreamExpiry?: string
+  /** OpenSSL's or Node's code for the handshake that failed, e.g. ERR_SSL_TLSV1_ALERT_UNKNOWN_CA, CERT_HAS_EXPIRED. */
+  readonly tlsError?: string
+}
+
 /** RFC 9110 §9.3.6; undici accepts exactly this reason phrase. */
 export const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1')
 
@@ -69,7 +83,8 @@ export function onDialReadable (this: Owned): void { this[kTunnel]?.dialReadable
 export abstract class TunnelSetup implements Cancellation {
   readonly id: string
   readonly startedAt = performance.now()
-  readonly downstream: Socket
+  /** The client's socket; a terminate listener's becomes its TLS socket (adoptDownstream). */
+  protected _downstream: Socket
   /** Client address as rules and limits see it (IPv4-mapped unwrapped). */
   readonly clientAddress: string
   readonly clientPort: number
@@ -104,6 +119,8 @@ export abstract class TunnelSetup implements Cancellation {
   protected finalized = false
   /** SNI listeners: what the ClientHello said. */
   protected hello: HelloFacts | undefined
+  /** Terminate listeners: both TLS legs. */
+  protected tlsLegs: TlsLegFacts | undefined
   /** TCP keepalive is on for both legs (the first sweep after establishment). */
   protected keptAlive = false
 
@@ -115,13 +132,14 @@ export abstract class TunnelSetup implements Cancellation {
     owned[kTunnel] = this
     downstream.on('error', onSocketError)
     downstream.on('close', onSocketClose)
-    this.downstream = downstream
+    this._downstream = downstream
     this.host = host
     this.id = (++nextId).toString(36)
     this.clientAddress = clientAddress(downstream.remoteAddress ?? '')
     this.clientPort = downstream.remotePort ?? 0
   }
 
+  get downstream (): Socket { return this._downstream }
   get state (): TunnelState { return this._state }
   get target (): Target | undefined { return this._target }
   get user (): string | undefined { return this._user }
@@ -161,6 +179,29 @@ export abstract class TunnelSetup implements Cancellation {
   /** What the ClientHello said (SNI listeners): on the log line. */
   helloFacts (facts: HelloFacts): void {
     this.hello = facts
+  }
+
+  /** What the TLS legs negotiated (terminate listeners): on the log line; later facts add to earlier ones. */
+  tlsFacts (facts: TlsLegFacts): void {
+    this.tlsLegs = { ...this.tlsLegs, ...facts }
+  }
+
+  /**
+   * A terminate listener's client, now inside TLS (issue 14): the tunnel
+   * owns the TLS socket in place of the raw one, which the TLS socket
+   * owns (Node destroys it with the TLS socket, and forwards its close and
+   * errors). Listeners that were added to `tls` first run first.
+   */
+  adoptDownstream (tls: Socket): void {
+    const raw = this._downstream as Owned
+    raw.removeListener('error', onSocketError)
+    raw.removeListener('close', onSocketClose)
+    raw.removeListener('readable', onDialReadable)
+    raw[kTunnel] = undefined
+    ;(tls as Owned)[kTunnel] = this
+    tls.on('error', onSocketError)
+    tls.on('close', onSocketClose)
+    this._downstream = tls
   }
 
   /** The request was parsed: this is what it asks for. */

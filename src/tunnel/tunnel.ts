@@ -17,7 +17,7 @@ import { canReset, Relay } from './relay.js'
 import type { SweepLimits } from '../server/registry.js'
 import { ESTABLISHED, kTunnel, onDialReadable, onSocketClose, onSocketEnd, onSocketError, TunnelSetup, type CloseHow, type Owned } from './tunnel-setup.js'
 
-export type { ClosedBy, CloseHow, HelloFacts, TunnelHost, TunnelState } from './tunnel-setup.js'
+export type { ClosedBy, CloseHow, HelloFacts, TlsLegFacts, TunnelHost, TunnelState } from './tunnel-setup.js'
 
 export class Tunnel extends TunnelSetup {
   /** Take over a connected upstream: forward `head`, answer 200, relay. */
@@ -189,7 +189,18 @@ export class Tunnel extends TunnelSetup {
       [F.durationMs]: Math.round((performance.now() - this.startedAt) * 100) / 100,
       [F.closedBy]: this.closedBy,
       [F.close]: this.closeHow,
-      ...(this.hello === undefined ? {} : { [F.sni]: this.hello.sni, [F.alpn]: this.hello.alpn.length === 0 ? undefined : this.hello.alpn, [F.ech]: this.hello.ech || undefined })
+      ...(this.hello === undefined ? {} : { [F.sni]: this.hello.sni, [F.alpn]: this.hello.alpn.length === 0 ? undefined : this.hello.alpn, [F.ech]: this.hello.ech || undefined }),
+      ...(this.tlsLegs === undefined
+        ? {}
+        : {
+            [F.tlsVersion]: this.tlsLegs.version,
+            [F.tlsCipher]: this.tlsLegs.cipher,
+            [F.upstreamTlsVersion]: this.tlsLegs.upstreamVersion,
+            [F.upstreamTlsCipher]: this.tlsLegs.upstreamCipher,
+            [F.upstreamCertSubject]: this.tlsLegs.upstreamSubject,
+            [F.upstreamCertExpiry]: this.tlsLegs.upstreamExpiry,
+            [F.tlsError]: this.tlsLegs.tlsError
+          })
     }
   }
 }

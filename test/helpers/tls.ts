@@ -133,3 +133,39 @@ export async function makeClientCert (opts: ClientCertOptions): Promise<{ key: s
   })
   return { key: pems.private, cert: pems.cert }
 }
+
+/** A CA of its own (issue 14: Sluice's CA for a terminate listener, beside the origins' test CA). */
+export async function makeCa (cn: string): Promise<CaPair> {
+  const p = await generate([{ name: 'commonName', value: cn }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    algorithm: 'sha256',
+    extensions: [{ name: 'basicConstraints', cA: true, critical: true }, { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true }]
+  })
+  return { key: p.private, cert: p.cert }
+}
+
+/** The per-process test CA itself, to sign more certificates with {@link makeServerCertFrom}. */
+export async function testCaPair (): Promise<CaPair> {
+  return await testCa()
+}
+
+/** A server certificate for `names` signed by `ca`; `expired`: valid from two years ago until yesterday. */
+export async function makeServerCertFrom (ca: CaPair, names: string[], opts: { expired?: boolean } = {}): Promise<TestCert> {
+  const day = 24 * 3600 * 1000
+  const now = Date.now()
+  const pems = await generate([{ name: 'commonName', value: names[0] ?? 'localhost' }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    algorithm: 'sha256',
+    ca,
+    ...(opts.expired === true ? { notBeforeDate: new Date(now - 730 * day), notAfterDate: new Date(now - day) } : {}),
+    extensions: [
+      { name: 'basicConstraints', cA: false },
+      { name: 'keyUsage', digitalSignature: true, critical: true },
+      { name: 'extKeyUsage', serverAuth: true },
+      { name: 'subjectAltName', altNames: names.map((value) => ({ type: 2 as const, value })) }
+    ]
+  })
+  return { key: pems.private, cert: pems.cert, ca: ca.cert }
+}

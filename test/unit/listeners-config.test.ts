@@ -52,19 +52,20 @@ describe('listener kinds in the config', () => {
 
   it('target and via belong to tcp listeners, tls to connect listeners', () => {
     assert.match(problems('  - { address: "127.0.0.1:1", target: "a.test:1" }').join('\n'), /only a tcp listener has target \(add kind: tcp\)/)
-    assert.match(problems('  - { address: "127.0.0.1:1", via: direct }').join('\n'), /only a tcp or sni listener has via/)
-    assert.match(problems('  - { address: "127.0.0.1:1", kind: tcp, target: "a.test:1", tls: { cert_file: a.pem, key_file: a.key } }').join('\n'), /only a connect listener has tls/)
+    assert.match(problems('  - { address: "127.0.0.1:1", via: direct }').join('\n'), /only a tcp, sni or terminate listener has via/)
+    assert.match(problems('  - { address: "127.0.0.1:1", kind: tcp, target: "a.test:1", tls: { cert_file: a.pem, key_file: a.key } }').join('\n'), /only a connect or terminate listener has tls/)
   })
 
   it('an sni listener: target_port (default 443) and a map of names and *.suffix patterns to targets; neither elsewhere', () => {
     const c = parseConfig('version: 1\nlisten:\n  - { address: "127.0.0.1:1", name: s, kind: sni, map: { "Exact.Example": "10.0.0.1:8443", "*.corp.example": "db.corp.example:5432" } }\n', join(dir, 'x.yaml'))
     const l = c.listen[0]
     assert.equal(l?.targetPort, 443)
-    assert.equal(l?.map?.exact.get('exact.example')?.authority, '10.0.0.1:8443')
-    assert.deepEqual(l?.map?.suffixes.map(([s, t]) => [s, t.authority]), [['.corp.example', 'db.corp.example:5432']])
-    assert.match(problems('  - { address: "127.0.0.1:1", target_port: 8443 }').join('\n'), /only a sni listener has target_port/)
+    assert.equal(l?.map?.exact.get('exact.example')?.target.authority, '10.0.0.1:8443')
+    assert.deepEqual(l?.map?.suffixes.map(([s, t]) => [s, t.target.authority]), [['.corp.example', 'db.corp.example:5432']])
+    assert.match(problems('  - { address: "127.0.0.1:1", target_port: 8443 }').join('\n'), /only a sni or terminate listener has target_port/)
     assert.match(problems('  - { address: "127.0.0.1:1", kind: sni, map: { "a.test": "nope" } }').join('\n'), /map\.a\.test: port is missing/)
-    assert.match(problems('  - { address: "127.0.0.1:1", kind: sni, tls: { cert_file: a.pem, key_file: a.key } }').join('\n'), /only a connect listener has tls/)
+    assert.match(problems('  - { address: "127.0.0.1:1", kind: sni, tls: { cert_file: a.pem, key_file: a.key } }').join('\n'), /only a connect or terminate listener has tls/)
+    assert.match(problems('  - { address: "127.0.0.1:1", kind: sni, map: { "a.test": { target: "a.test:1" } } }').join('\n'), /only a terminate listener's map entries take/)
   })
 
   it('reads TLS files relative to the config, hashes and watches them, and names the SNI names of each certificate', () => {
