@@ -11,14 +11,18 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net'
+import { X509Certificate } from 'node:crypto'
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { connect as netConnect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { after, before, describe, it } from 'node:test'
 import { connect as tlsConnect, createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls'
+import { nodeHello } from '../helpers/client-hello.js'
 import { listenOn } from '../helpers/net.js'
+import { readAll } from '../helpers/raw.js'
+import { replaceFile, serveFile } from '../helpers/serve-file.js'
 import { sluiceFor, type LogRecord, type Sluice } from '../helpers/sluice.js'
 import { makeCa, makeClientCert, makeServerCertFrom, testCaPair, type TestCert } from '../helpers/tls.js'
 import { assertNothingOpen, within } from '../helpers/wait.js'
@@ -27,6 +31,7 @@ const run = promisify(execFile)
 
 let dir = ''
 let sluiceCa = ''
+let own: Awaited<ReturnType<typeof makeCa>>
 const servers: Array<TlsServer | NetServer> = []
 const sockets = new Set<Socket>()
 const ports: Record<string, number> = {}
@@ -67,7 +72,7 @@ before(async () => {
   ports['silent'] = await listenOn(silent, '127.0.0.1')
   servers.push(silent)
   // Sluice's own CA and what it shows clients: a wildcard, and a second certificate for other.test.
-  const own = await makeCa('Sluice Terminate CA')
+  own = await makeCa('Sluice Terminate CA')
   sluiceCa = own.cert
   const wildcard = await makeServerCertFrom(own, ['*.example.test'])
   const other = await makeServerCertFrom(own, ['other.test'])
@@ -253,6 +258,45 @@ describe('kind: terminate', { timeout: 60_000 }, () => {
     assert.equal(rec['code'], 'ERR_TLS_HANDSHAKE')
     assert.equal(rec['tls_error'], 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA')
     assert.match(String(rec['upstream_tls_version']), /^TLSv1\.[23]$/)
+  })
+
+  it('a client that sends its hello and stops: ERR_TLS_TIMEOUT at tls_handshake, the upstream leg closed too', async (t) => {
+    const s = await start(t, { timeouts: '300ms' })
+    const c = netConnect({ host: '127.0.0.1', port: s.portOf('term') })
+    c.on('error', () => {})
+    await once(c, 'connect')
+    c.write(await nodeHello('good.example.test', ['http/1.1']))
+    // Sluice's ServerHello and the rest of its flight, then the close.
+    const got = await readAll(c)
+    assert.equal(got[0], 0x16)
+    const rec = await closedLine(s, r => r['sni'] === 'good.example.test')
+    assert.deepEqual([rec['code'], rec['closed_by']], ['ERR_TLS_TIMEOUT', 'proxy'])
+    await assertNothingOpen(s)
+  })
+
+  it('certificates and upstream TLS settings are reloaded on change', async (t) => {
+    const sub = await mkdtemp(join(dir, 'reload-'))
+    for (const f of ['wild.pem', 'wild.key', 'other.pem', 'other.key', 'origin-ca.pem', 'client.pem', 'client.key']) await copyFile(join(dir, f), join(sub, f))
+    const yaml = config().replace(/^listen:/, 'reload_settle: 50ms\nlisten:')
+    const s = await serveFile(t, sub, yaml)
+    const first = await client(s.port, 'good.example.test')
+    const before = first.socket.getPeerCertificate().fingerprint256
+    first.socket.destroy()
+    // A new certificate for the same names, renamed into place: new connections are shown it.
+    const next = await makeServerCertFrom(own, ['*.example.test'])
+    await replaceFile(join(sub, 'wild.key'), next.key)
+    await replaceFile(join(sub, 'wild.pem'), next.cert)
+    await s.waitForLog(r => r['msg'] === 'configuration reloaded')
+    const second = await client(s.port, 'good.example.test')
+    assert.notEqual(second.socket.getPeerCertificate().fingerprint256, before)
+    assert.equal(second.socket.getPeerCertificate().fingerprint256, new X509Certificate(next.cert).fingerprint256)
+    second.socket.destroy()
+    // The upstream CA replaced by a stranger's: the same origin is now untrusted.
+    await replaceFile(join(sub, 'origin-ca.pem'), (await makeCa('Another CA')).cert)
+    await s.waitForLogs(r => r['msg'] === 'configuration reloaded', 2)
+    const third = await client(s.port, 'good.example.test')
+    assert.equal(third.error?.code, 'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE')
+    await s.waitForLog(r => r['msg'] === 'tunnel closed' && r['code'] === 'ERR_UPSTREAM_TLS_UNTRUSTED')
   })
 
   it('a name no certificate here serves: unrecognized_name before anything is dialed', async (t) => {

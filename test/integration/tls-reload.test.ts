@@ -8,13 +8,11 @@
  */
 import assert from 'node:assert/strict'
 import { randomBytes, X509Certificate } from 'node:crypto'
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it, type TestContext } from 'node:test'
-import { createReloader } from '../../src/config/reloader.js'
-import { createProxy, loadConfig, type Config } from '../../src/index.js'
-import { captureLogs, type LogCapture } from '../helpers/sluice.js'
+import { replaceFile, serveFile as serveDir } from '../helpers/serve-file.js'
 import { makeCert, makeClientCert, type TestCert } from '../helpers/tls.js'
 import { tlsClient, tlsListenYaml, writeListenerFiles, type ListenerFiles } from '../helpers/tls-listener.js'
 
@@ -32,36 +30,9 @@ before(async () => {
 })
 after(async () => { await rm(dir, { recursive: true, force: true }) })
 
-/** Replace `file` by rename, as a certificate manager does. */
 let seq = 0
-async function replace (file: string, text: string): Promise<void> {
-  const tmp = `${file}.new-${++seq}`
-  await writeFile(tmp, text)
-  await rename(tmp, file)
-}
-
-/** sluice serve's reload path, in-process: the config from disk, and a reloader whose apply is proxy.reload. */
-async function serveFile (t: TestContext, yaml: string, opts: { ticketKeys?: Buffer } = {}): Promise<LogCapture & { port: number, file: string }> {
-  const file = join(dir, `sluice-${++seq}.yaml`)
-  await writeFile(file, `version: 1\n${yaml}`)
-  let current: Config = await loadConfig(file)
-  const capture = captureLogs()
-  const proxy = createProxy({ config: current, logger: capture.logger, listen: current.listen.map(l => ({ ...l, port: 0 })), ...opts })
-  const [addr] = await proxy.listen()
-  const reloader = createReloader({
-    file,
-    watchFiles: current.files,
-    log: capture.logger,
-    currentHash: () => current.hash,
-    apply: (next) => { current = next; proxy.reload(next) }
-  })
-  t.after(async () => {
-    reloader.close()
-    await proxy.close(0)
-  })
-  assert.ok(addr !== undefined)
-  return { ...capture, port: addr.port, file }
-}
+const replace = replaceFile
+const serveFile = async (t: TestContext, yaml: string, opts: { ticketKeys?: Buffer } = {}): ReturnType<typeof serveDir> => await serveDir(t, dir, yaml, opts)
 
 const RULES = 'rules:\n  - { name: loopback, action: allow, ips: [127.0.0.0/8] }\n'
 
