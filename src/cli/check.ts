@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net'
 import { parseTarget, type Target } from '../connect/target.js'
 import type { Config, ListenAddress } from '../config/load.js'
 import { mapped } from '../config/listeners.js'
+import { servedFor } from '../server/tls-identity.js'
 import { formatHostPort } from '../net/ip.js'
 import { ProxyError } from '../errors.js'
 import { createResolver } from '../net/resolver.js'
@@ -43,6 +44,9 @@ export interface CheckResult {
   readonly addresses: ReadonlyArray<{ address: string, allowed: boolean, rule: string, reason: string }>
   /** Rules passed over before the one that decided, and why. */
   readonly skipped: ReadonlyArray<{ rule: string, why: string }>
+  /** A terminate listener (issue 14): the certificate the client would be shown, and the upstream TLS. */
+  readonly certificate?: string
+  readonly upstreamTls?: string
 }
 
 /** Codes whose reason is the policy's own; any other refusal (DNS, loop) is shown as an error. */
@@ -113,6 +117,11 @@ function listenerAndTarget (config: Config, input: CheckInput): { l: ListenAddre
 export async function check (config: Config, input: CheckInput): Promise<CheckResult> {
   const { l, target } = listenerAndTarget(config, input)
   const listener = l?.name
+  const terminated = l?.kind === 'terminate' ? terminateFacts(l, input.target.replace(/:\d+$/, '').toLowerCase()) : undefined
+  if (terminated?.refusal !== undefined) {
+    const e = terminated.refusal
+    return { target: target.authority, ...(listener === undefined ? {} : { listener }), allowed: false, status: e.status, code: e.code, rule: '-', stage: 'request', reason: `the proxy would answer ${e.status}`, wouldDeny: false, error: `${e.code}: ${e.message}`, addresses: [], skipped: [] }
+  }
   const f = facts(config, input, l, target.host, target.port, target.kind === 'name')
   const resolver = createResolver({ servers: config.dns.servers, timeoutMs: config.timeouts.dns, maxTtlMs: 0, negativeTtlMs: 0 })
   const listening = config.listen.map((l): AddressInfo => ({ address: l.host, port: l.port, family: l.host.includes(':') ? 'IPv6' : 'IPv4' }))
@@ -141,7 +150,19 @@ export async function check (config: Config, input: CheckInput): Promise<CheckRe
     ...(refusal === undefined ? { route: d.route.name, choices: d.route.choices.map(choiceText) } : {}),
     ...(policyRefusal ? {} : { error: `${refusal.code}: ${refusal.message}` }),
     addresses: (d.judgements ?? []).map(j => ({ address: j.address, allowed: j.verdict.allow, rule: j.verdict.rule, reason: j.verdict.reason })),
-    skipped: skips.map(s => ({ rule: s.rule, why: why(config, f, s, decisive?.address) }))
+    skipped: skips.map(s => ({ rule: s.rule, why: why(config, f, s, decisive?.address) })),
+    ...(terminated?.certificate === undefined ? {} : { certificate: terminated.certificate, upstreamTls: terminated.upstreamTls })
+  }
+}
+
+/** What a terminate listener adds: the certificate it would show for `name` (none: the refusal), and how it verifies the upstream. */
+function terminateFacts (l: ListenAddress, name: string): { refusal?: ProxyError, certificate?: string, upstreamTls?: string } {
+  const c = l.tls === undefined ? undefined : servedFor(l.tls, name)
+  if (c === undefined) return { refusal: new ProxyError('ERR_SNI_NO_CERTIFICATE', { detail: `listener ${l.name} has no certificate for ${name}` }) }
+  const up = mapped(l.map, name)?.tls ?? l.upstreamTls
+  return {
+    certificate: `${c.subject} (${c.names.join(', ')}; expires ${c.validTo})`,
+    upstreamTls: up === undefined ? '' : `verified against ${up.trust} as ${up.servername ?? name}, ${up.minVersion} or later`
   }
 }
 
@@ -161,6 +182,8 @@ export function formatCheck (r: CheckResult): string {
     lines.push(`route:    ${named ? `${r.route}: ${choices}` : choices}`)
   }
   if (r.error !== undefined) lines.push(`error:    ${r.error}`)
+  if (r.certificate !== undefined) lines.push(`shows:    ${r.certificate}`)
+  if (r.upstreamTls !== undefined) lines.push(`upstream: TLS ${r.upstreamTls}`)
   if (r.skipped.length > 0) {
     lines.push('skipped:')
     for (const s of r.skipped) lines.push(`  rule ${s.rule}: ${s.why}`)

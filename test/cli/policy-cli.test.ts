@@ -17,6 +17,7 @@ import { assertBuilt, killCliChildren, ROOT, runCli, serveCli, type Finished, ty
 import { startDnsStubRetrying, type DnsStub } from '../helpers/dns-stub.js'
 import { startEchoServer } from '../helpers/origin.js'
 import { connectVia, rawConnect, readAll } from '../helpers/raw.js'
+import { makeCert } from '../helpers/tls.js'
 
 const FIX = 'test/fixtures/policy'
 
@@ -291,6 +292,30 @@ rules:
     assert.equal(m.code, 0, m.stdout + m.stderr)
     const k = JSON.parse(m.stdout) as { target: string, rule: string }
     assert.deepEqual([k.target, k.rule], ['10.2.3.4:9443', 'sni-mapped'])
+  })
+
+  it('--listener of a terminate listener: the certificate it would show and how it verifies the upstream; a name without a certificate is refused (issue 14)', async () => {
+    const cert = await makeCert({ names: ['*.corp.example'] })
+    await writeFile(join(dir, 'term.pem'), cert.cert)
+    await writeFile(join(dir, 'term.key'), cert.key)
+    await writeFile(join(dir, 'corp-ca.pem'), cert.ca)
+    const cfg = join(dir, 'term.yaml')
+    await writeFile(cfg, `version: 1
+listen:
+  - 127.0.0.1:3128
+  - { address: "127.0.0.1:15444", name: t, kind: terminate, tls: { cert_file: term.pem, key_file: term.key }, upstream_tls: { ca_file: corp-ca.pem }, map: { "*.corp.example": "10.2.3.4:9443" } }
+rules:
+  - { name: corp, action: allow, listeners: [t], ips: [10.2.3.4/32] }
+`)
+    const r = await run(['check', '--config', cfg, '--listener', 't', 'wiki.corp.example'])
+    assert.equal(r.code, 0, r.stdout + r.stderr)
+    assert.match(r.stdout, /^target: {3}10\.2\.3\.4:9443$/m)
+    assert.match(r.stdout, /^shows: {4}CN=\*\.corp\.example \(\*\.corp\.example; expires /m)
+    assert.match(r.stdout, /^upstream: TLS verified against corp-ca\.pem as wiki\.corp\.example, TLSv1\.2 or later$/m)
+    const none = await run(['check', '--config', cfg, '--json', '--listener', 't', 'elsewhere.example'])
+    assert.equal(none.code, 1, none.stdout + none.stderr)
+    const j = JSON.parse(none.stdout) as { allowed: boolean, code: string }
+    assert.deepEqual([j.allowed, j.code], [false, 'ERR_SNI_NO_CERTIFICATE'])
   })
 
   for (const target of ['example.com', 'a@b:443', '[fe80::1%25eth0]:443']) {
