@@ -21,9 +21,9 @@ test('every code is documented in README with its status and Proxy-Status type, 
   assert.deepEqual([...rows.keys()].sort(), [...codes].sort())
 })
 
-test('statuses are standard and errors are 4xx/5xx', () => {
+test('statuses are standard (RFC 9110) and errors are 4xx/5xx', () => {
   for (const code of codes) {
-    assert.ok([400, 403, 405, 407, 408, 429, 431, 500, 502, 503, 504].includes(ERRORS[code].status), code)
+    assert.ok([400, 403, 405, 407, 408, 421, 429, 431, 500, 502, 503, 504].includes(ERRORS[code].status), code)
   }
 })
 

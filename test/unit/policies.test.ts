@@ -96,12 +96,14 @@ describe('policies/*.yaml', () => {
     }
   })
 
-  it('has an example of each listener kind, of client certificates and of a client certificate to a parent (issue 13)', async () => {
+  it('has an example of each listener kind, of client certificates and of a client certificate to a parent (issues 13, 14)', async () => {
     const configs = await Promise.all((await readdir(POLICIES)).filter(f => f.endsWith('.yaml')).map(f => loadConfig(join(copy, f))))
     const listeners = configs.flatMap(c => c.listen)
     assert.ok(listeners.some(l => l.kind === 'connect' && l.tls === undefined), 'a plain CONNECT listener')
     assert.ok(listeners.some(l => l.tls !== undefined && l.tls.clientCert !== 'none'), 'an HTTPS proxy listener asking for client certificates')
     assert.ok(listeners.some(l => l.kind === 'tcp'), 'a tcp listener')
+    assert.ok(listeners.some(l => l.kind === 'sni'), 'an sni listener (issue 14)')
+    assert.ok(listeners.some(l => l.kind === 'terminate' && l.upstreamTls !== undefined), 'a terminate listener (issue 14)')
     const parents = configs.flatMap(c => [...c.routing.parents.values()])
     assert.ok(parents.some(p => p.tls && p.tlsOptions?.cert !== undefined && p.tlsOptions.key !== undefined), 'an https:// parent with a client certificate')
     // Those certificates were made in the copy, never found in policies/.
