@@ -40,7 +40,7 @@ function startWorker (): Worker {
  */
 let worker: Worker | undefined
 let nextId = 0
-const waiting = new Map<number, { head?: SluiceFile, rules: Array<SluiceFile['rules'][number]>, file: string, resolve: (f: SluiceFile) => void, reject: (err: Error) => void }>()
+const waiting = new Map<number, { head?: SluiceFile, rules: Array<SluiceFile['rules'][number]>, file: string, worker: Worker, resolve: (f: SluiceFile) => void, reject: (err: Error) => void }>()
 
 function validator (): Worker {
   if (worker !== undefined) return worker
@@ -68,8 +68,12 @@ function validator (): Worker {
   })
   const fail = (err: Error): void => {
     if (worker === w) worker = undefined
-    for (const job of waiting.values()) job.reject(err)
-    waiting.clear()
+    // Only this worker's jobs: a worker stopped by stopValidator exits (code 1) after a new one may have taken a job.
+    for (const [id, job] of waiting) {
+      if (job.worker !== w) continue
+      waiting.delete(id)
+      job.reject(err)
+    }
   }
   w.on('error', fail)
   w.on('exit', (code) => fail(new Error(`config validation worker exited with ${code}`)))
@@ -87,7 +91,7 @@ export async function validateInWorker (text: string, file: string): Promise<Slu
   w.ref()
   try {
     return await new Promise<SluiceFile>((resolve, reject) => {
-      waiting.set(id, { rules: [], file, resolve, reject })
+      waiting.set(id, { rules: [], file, worker: w, resolve, reject })
       w.postMessage({ id, text, file })
     })
   } finally {
@@ -98,7 +102,7 @@ export async function validateInWorker (text: string, file: string): Promise<Slu
 /** Stop the worker when idle (a reloader closing); the next validation starts a new one. */
 export async function stopValidator (): Promise<void> {
   const w = worker
-  if (w === undefined || waiting.size > 0) return
+  if (w === undefined || [...waiting.values()].some(j => j.worker === w)) return
   worker = undefined
   await w.terminate()
 }
