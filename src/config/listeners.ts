@@ -21,6 +21,7 @@ import { parseTarget, type Target } from '../connect/target.js'
 import { isProxyError } from '../errors.js'
 import { parseListen, type SluiceFile } from './schema.js'
 import { normaliseHost } from '../net/host.js'
+import { compileCidrs, type CidrMatcher } from '../policy/match.js'
 
 export type ListenerKind = 'connect' | 'tcp' | 'sni'
 export type ClientIdentity = 'cn' | 'san_dns' | 'san_email' | 'san_uri'
@@ -64,6 +65,15 @@ export interface ListenAddress {
   readonly targetPort?: number
   /** kind sni: fixed targets for names (exact first, then the longest `*.suffix`). */
   readonly map?: SniMap
+  /** Every kind (issue 15): the PROXY protocol from these sources (server/proxy-stage.ts). */
+  readonly proxyProtocol?: ListenerProxyProtocol
+}
+
+/** `proxy_protocol:` compiled: the sources a header is taken from, matched on the connection's own address. */
+export interface ListenerProxyProtocol {
+  /** The CIDRs as written, for logs and `sluice validate`. */
+  readonly from: readonly string[]
+  readonly sources: CidrMatcher
 }
 
 /** kind sni: name or `*.suffix` → target (issue 14). */
@@ -195,6 +205,9 @@ export function prepareListeners (f: SluiceFile, file: string, read: ReadFile, p
     const sni = e.kind === 'sni' && 'address' in e
       ? { targetPort: e.target_port ?? 443, ...(e.map === undefined ? {} : { map: loadMap(e.map, at, problems) }) }
       : {}
+    const pp = 'proxy_protocol' in e && e.proxy_protocol !== undefined
+      ? { proxyProtocol: Object.freeze({ from: e.proxy_protocol.from, sources: compileCidrs(e.proxy_protocol.from) }) }
+      : {}
     return [Object.freeze({
       ...parsed,
       name,
@@ -202,7 +215,8 @@ export function prepareListeners (f: SluiceFile, file: string, read: ReadFile, p
       ...(tls === undefined ? {} : { tls }),
       ...(target === undefined ? {} : { target }),
       ...(via === undefined ? {} : { via }),
-      ...sni
+      ...sni,
+      ...pp
     })]
   })
 }

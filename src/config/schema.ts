@@ -6,7 +6,7 @@
 import { isIP } from 'node:net'
 import { z } from 'zod'
 import { parseDuration } from './duration.js'
-import { policySchema } from '../policy/schema.js'
+import { cidrSpec, policySchema } from '../policy/schema.js'
 import { describeValue } from './issues.js'
 
 /** Default `reload_settle`: long enough for an editor or a script to finish writing (issue 11, finding 4). */
@@ -94,7 +94,16 @@ const listenObject = z.strictObject({
   /** kind sni: the port the SNI name is dialed on. */
   target_port: z.number().int().min(1).max(65535).optional(),
   /** kind sni: names or `*.suffix` patterns → a fixed `host:port`, for names that do not resolve from the proxy. */
-  map: z.record(z.string().min(1), z.string().min(1)).optional()
+  map: z.record(z.string().min(1), z.string().min(1)).optional(),
+  /**
+   * Every kind (issue 15): connections from these addresses (a balancer)
+   * must start with a PROXY protocol v1 or v2 header, whose client address
+   * is the one rules, limits and logs see; a header from anywhere else is
+   * refused (docs/proxy-protocol.md).
+   */
+  proxy_protocol: z.strictObject({
+    from: z.array(cidrSpec).min(1).max(1024)
+  }).optional()
 }).superRefine((l, ctx) => {
   const only = (key: 'target' | 'via' | 'target_port' | 'map' | 'tls', kinds: string, why: string): void => {
     if (l[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `only a ${kinds} listener has ${key}${why}` })
