@@ -81,7 +81,13 @@ export const ERRORS = {
   ERR_SNI_MISSING: { status: 400, type: 'tls_protocol_error', message: 'the ClientHello names no server (no SNI)' },
   ERR_SNI_IP_LITERAL: { status: 400, type: 'tls_protocol_error', message: 'the ClientHello names an IP address, which SNI may not (RFC 6066 §3)' },
   ERR_SNI_TOO_LARGE: { status: 431, type: 'tls_protocol_error', message: 'ClientHello too large' },
-  ERR_SNI_TIMEOUT: { status: 408, type: 'tls_protocol_error', message: 'ClientHello not received in time' }
+  ERR_SNI_TIMEOUT: { status: 408, type: 'tls_protocol_error', message: 'ClientHello not received in time' },
+  // PROXY protocol on a listener (issue 15, docs/proxy-protocol.md): answered in HTTP on a plain
+  // connect listener, logged and closed on the others.
+  ERR_PROXY_PROTOCOL_MALFORMED: { status: 400, type: 'http_request_error', message: 'malformed or truncated PROXY protocol header' },
+  ERR_PROXY_PROTOCOL_MISSING: { status: 400, type: 'http_request_error', message: 'connections from this address must start with a PROXY protocol header' },
+  ERR_PROXY_PROTOCOL_NOT_ALLOWED: { status: 403, type: 'http_request_denied', message: 'PROXY protocol header from an address not in proxy_protocol.from' },
+  ERR_PROXY_PROTOCOL_TIMEOUT: { status: 408, type: 'http_request_error', message: 'PROXY protocol header not received in time' }
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS
