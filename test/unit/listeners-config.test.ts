@@ -142,7 +142,7 @@ describe('a parent\'s TLS files are part of the config (issue 13: a rotated clie
     ].join('\n'), join(dir, 'x.yaml'))
     const [cl, t, s, plain] = c.listen
     assert.deepEqual(cl?.proxyProtocol?.from, ['127.0.0.1/32', '10.0.0.0/8', '2001:db8::/32'])
-    const m = (l: typeof cl, a: string): boolean | undefined => l?.proxyProtocol?.sources.match(toIpKey(a) ?? assert.fail(a))
+    const m = (l: (typeof c.listen)[number] | undefined, a: string): boolean | undefined => l?.proxyProtocol?.sources.match(toIpKey(a) ?? assert.fail(a))
     assert.deepEqual([m(cl, '127.0.0.1'), m(cl, '10.9.9.9'), m(cl, '::ffff:10.0.0.1'), m(cl, '2001:db8::5'), m(cl, '127.0.0.2')], [true, true, true, true, false])
     assert.deepEqual([m(t, '10.1.2.3'), m(t, '10.1.2.4'), m(s, '::1'), m(s, '127.0.0.1')], [true, false, true, false])
     assert.equal(plain?.proxyProtocol, undefined)
