@@ -90,7 +90,13 @@ export const ERRORS = {
   ERR_UPSTREAM_TLS_NAME: { status: 502, type: 'tls_certificate_error', message: "upstream's certificate is not for the name asked" },
   ERR_UPSTREAM_TLS_VERSION: { status: 502, type: 'tls_protocol_error', message: 'upstream offers no TLS version at or above the minimum' },
   ERR_UPSTREAM_TLS_HANDSHAKE: { status: 502, type: 'tls_protocol_error', message: 'TLS handshake with the upstream failed' },
-  ERR_UPSTREAM_TLS_TIMEOUT: { status: 504, type: 'connection_timeout', message: 'TLS handshake with the upstream not completed in time' }
+  ERR_UPSTREAM_TLS_TIMEOUT: { status: 504, type: 'connection_timeout', message: 'TLS handshake with the upstream not completed in time' },
+  // PROXY protocol on a listener (issue 15, docs/proxy-protocol.md): answered in HTTP on a plain
+  // connect listener, logged and closed on the others.
+  ERR_PROXY_PROTOCOL_MALFORMED: { status: 400, type: 'http_request_error', message: 'malformed or truncated PROXY protocol header' },
+  ERR_PROXY_PROTOCOL_MISSING: { status: 400, type: 'http_request_error', message: 'connections from this address must start with a PROXY protocol header' },
+  ERR_PROXY_PROTOCOL_NOT_ALLOWED: { status: 403, type: 'http_request_denied', message: 'PROXY protocol header from an address not in proxy_protocol.from' },
+  ERR_PROXY_PROTOCOL_TIMEOUT: { status: 408, type: 'http_request_error', message: 'PROXY protocol header not received in time' }
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

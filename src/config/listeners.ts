@@ -25,6 +25,7 @@ import { parseListen, type SluiceFile } from './schema.js'
 import { checkCaBundle } from './pem.js'
 import { loadMap, type SniMap } from './sni-map.js'
 import { loadUpstreamTls, UPSTREAM_TLS_DEFAULTS, type UpstreamTls } from './upstream-tls.js'
+import { compileCidrs, type CidrMatcher } from '../policy/match.js'
 
 export { mapped, type MapEntry, type SniMap } from './sni-map.js'
 export type { UpstreamTls } from './upstream-tls.js'
@@ -73,6 +74,15 @@ export interface ListenAddress {
   readonly map?: SniMap
   /** kind terminate: the TLS to the upstream, unless the map's entry has its own. */
   readonly upstreamTls?: UpstreamTls
+  /** Every kind (issue 15): the PROXY protocol from these sources (server/proxy-stage.ts). */
+  readonly proxyProtocol?: ListenerProxyProtocol
+}
+
+/** `proxy_protocol:` compiled: the sources a header is taken from, matched on the connection's own address. */
+export interface ListenerProxyProtocol {
+  /** The CIDRs as written, for logs and `sluice validate`. */
+  readonly from: readonly string[]
+  readonly sources: CidrMatcher
 }
 
 type Entry = Extract<SluiceFile['listen'], readonly unknown[]>[number]
@@ -156,6 +166,9 @@ export function prepareListeners (f: SluiceFile, file: string, read: ReadFile, p
     const upstreamTls = e.kind === 'terminate' && 'address' in e
       ? loadUpstreamTls(e.upstream_tls ?? UPSTREAM_TLS_DEFAULTS, `${at}.upstream_tls`, read, problems)
       : undefined
+    const pp = 'proxy_protocol' in e && e.proxy_protocol !== undefined
+      ? { proxyProtocol: Object.freeze({ from: e.proxy_protocol.from, sources: compileCidrs(e.proxy_protocol.from) }) }
+      : {}
     return [Object.freeze({
       ...parsed,
       name,
@@ -164,7 +177,8 @@ export function prepareListeners (f: SluiceFile, file: string, read: ReadFile, p
       ...(target === undefined ? {} : { target }),
       ...(via === undefined ? {} : { via }),
       ...routed,
-      ...(upstreamTls === undefined ? {} : { upstreamTls })
+      ...(upstreamTls === undefined ? {} : { upstreamTls }),
+      ...pp
     })]
   })
 }

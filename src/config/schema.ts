@@ -6,7 +6,7 @@
 import { isIP } from 'node:net'
 import { z } from 'zod'
 import { parseDuration } from './duration.js'
-import { policySchema } from '../policy/schema.js'
+import { cidrSpec, policySchema } from '../policy/schema.js'
 import { describeValue } from './issues.js'
 
 /** Default `reload_settle`: long enough for an editor or a script to finish writing (issue 11, finding 4). */
@@ -124,7 +124,16 @@ const listenObject = z.strictObject({
   /** kind sni or terminate: names or `*.suffix` patterns → a fixed `host:port`, for names that do not resolve from the proxy. */
   map: z.record(z.string().min(1), mapEntry).optional(),
   /** kind terminate: the TLS to the upstream. */
-  upstream_tls: upstreamTls.optional()
+  upstream_tls: upstreamTls.optional(),
+  /**
+   * Every kind (issue 15): connections from these addresses (a balancer)
+   * must start with a PROXY protocol v1 or v2 header, whose client address
+   * is the one rules, limits and logs see; a header from anywhere else is
+   * refused (docs/proxy-protocol.md).
+   */
+  proxy_protocol: z.strictObject({
+    from: z.array(cidrSpec).min(1).max(1024)
+  }).optional()
 }).superRefine((l, ctx) => {
   const only = (key: 'target' | 'via' | 'target_port' | 'map' | 'tls' | 'upstream_tls', kinds: string, why: string): void => {
     if (l[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `only a ${kinds} listener has ${key}${why}` })

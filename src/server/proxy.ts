@@ -19,6 +19,7 @@ import { dialRoute, type RouteDialOptions } from '../upstream/route.js'
 import { TunnelRegistry } from './registry.js'
 import { createConnectListener, refuseWaiting } from './connect-listener.js'
 import { HeadTimeouts } from './head-timeouts.js'
+import { installProxyStage } from './proxy-stage.js'
 import { AcceptGuard, fdLimit, openFds } from './accept-guard.js'
 import { WaitingConnections } from './waiting.js'
 import type { AuthState, ConnectContext } from '../connect/context.js'
@@ -39,7 +40,7 @@ export interface ProxyOptions {
    * listener; tests: the config's listeners on port 0). A listener named
    * like one in the config gets that one's certificates on reload.
    */
-  readonly listen?: ReadonlyArray<{ host: string, port: number, name?: string } & Partial<Pick<ListenAddress, 'kind' | 'tls' | 'target' | 'via' | 'targetPort' | 'map' | 'upstreamTls'>>>
+  readonly listen?: ReadonlyArray<{ host: string, port: number, name?: string } & Partial<Pick<ListenAddress, 'kind' | 'tls' | 'target' | 'via' | 'targetPort' | 'map' | 'upstreamTls' | 'proxyProtocol'>>>
   /** Session ticket keys for TLS listeners (48 bytes), shared by every worker (cli/cluster.ts); default: each listener's own. */
   readonly ticketKeys?: Buffer
   /** Injected for tests and future listeners; the default is built from config. */
@@ -185,6 +186,10 @@ export function createProxy (opts: ProxyOptions): Proxy {
         })
         server = made.server
         if (made.tls !== undefined) fronts.set(name, made.tls)
+      }
+      // PROXY protocol (issue 15): a stage in front of the listener's own handler, whatever its kind.
+      if (l.proxyProtocol !== undefined) {
+        installProxyStage(server, { name, log, proxyProtocol: l.proxyProtocol, heads, waiting, accepted, http: (l.kind ?? 'connect') === 'connect' && l.tls === undefined })
       }
       server.listen({ host, port })
       servers.push(server)

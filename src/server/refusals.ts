@@ -9,13 +9,11 @@ import type { ConnectContext } from '../connect/context.js'
 import { parseHead, type RequestHead } from '../connect/head-parser.js'
 import { Tunnel, type TunnelHost } from '../tunnel/tunnel.js'
 import { errorResponse, respondAndClose } from '../tunnel/respond.js'
-import { clientAddress, formatHostPort } from '../net/ip.js'
+import { clientOf } from '../net/client-address.js'
 import { F } from '../observability/fields.js'
 
-/** The client's address and port, as the logs name it. */
-export function clientOf (socket: Socket): string {
-  return formatHostPort(clientAddress(socket.remoteAddress ?? ''), socket.remotePort ?? 0)
-}
+/** The client's address and port, as the logs name it (the PROXY protocol's client, if a header named one). */
+export { clientOf }
 
 const UNPRINTABLE = /[^\x21-\x7e]/g
 const USERINFO = /^([^/@]*\/\/)?[^/@]*@/

@@ -27,6 +27,7 @@ import { errorResponse, respondAndClose } from '../tunnel/respond.js'
 import { F } from '../observability/fields.js'
 import type { HeadTimed, HeadTimeouts } from './head-timeouts.js'
 import { clientOf } from './refusals.js'
+import { carryProxiedClient } from '../net/client-address.js'
 import { clientIdentity, sniContext } from './tls-identity.js'
 import type { WaitingConnections } from './waiting.js'
 
@@ -197,7 +198,11 @@ class Front implements TlsFront {
 
   private secured (socket: TLSSocket, tls: ListenerTls): void {
     const raw = (socket as TLSSocket & { _parent?: Socket })._parent
-    if (raw !== undefined) this.opts.waiting.delete(raw)
+    if (raw !== undefined) {
+      this.opts.waiting.delete(raw)
+      // The PROXY protocol's client (issue 15) is this connection's inside TLS too.
+      carryProxiedClient(raw, socket)
+    }
     const id = clientIdentity(socket, tls)
     if (id.refused !== undefined) {
       // `optional`: a certificate was sent and is not trusted; refuse it rather than treat the client as anonymous.

@@ -9,7 +9,8 @@ import type { Logger } from 'pino'
 import { ProxyError } from '../errors.js'
 import type { Target } from '../connect/target.js'
 import type { Decision } from '../policy/evaluate.js'
-import { clientAddress, formatHostPort, type Endpoint } from '../net/ip.js'
+import { formatHostPort, type Endpoint } from '../net/ip.js'
+import { clientAddressOf, clientPortOf } from '../net/client-address.js'
 import { errorResponse, respondAndClose } from './respond.js'
 import type { Relay } from './relay.js'
 import type { Cancellation } from '../upstream/cancel.js'
@@ -135,8 +136,9 @@ export abstract class TunnelSetup implements Cancellation {
     this._downstream = downstream
     this.host = host
     this.id = (++nextId).toString(36)
-    this.clientAddress = clientAddress(downstream.remoteAddress ?? '')
-    this.clientPort = downstream.remotePort ?? 0
+    // The PROXY protocol's client, when a trusted balancer's header named one (issue 15).
+    this.clientAddress = clientAddressOf(downstream)
+    this.clientPort = clientPortOf(downstream)
   }
 
   get downstream (): Socket { return this._downstream }

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { ConfigError, parseConfig } from '../../src/config/load.js'
 import { makeCert } from '../helpers/tls.js'
+import { toIpKey } from '../../src/net/ip.js'
 
 let dir = ''
 before(async () => {
@@ -128,5 +129,31 @@ describe('a parent\'s TLS files are part of the config (issue 13: a rotated clie
     await writeFile(join(dir, 'p.key'), other.key)
     const after = parseConfig(yaml, join(dir, 'x.yaml'))
     assert.notEqual(after.hash, before.hash, 'a new client certificate is a new config')
+  })
+
+  it('proxy_protocol: on every kind, a list of CIDRs compiled to a matcher of the connection\'s own address (issue 15)', () => {
+    const c = parseConfig([
+      'version: 1',
+      'listen:',
+      '  - { address: "127.0.0.1:1", name: c, proxy_protocol: { from: [127.0.0.1/32, "10.0.0.0/8", "2001:db8::/32"] } }',
+      '  - { address: "127.0.0.1:2", name: t, kind: tcp, target: "a.test:1", proxy_protocol: { from: [10.1.2.3] } }',
+      '  - { address: "127.0.0.1:3", name: s, kind: sni, proxy_protocol: { from: ["::1"] } }',
+      '  - { address: "127.0.0.1:4", name: plain }',
+      ''
+    ].join('\n'), join(dir, 'x.yaml'))
+    const [cl, t, s, plain] = c.listen
+    assert.deepEqual(cl?.proxyProtocol?.from, ['127.0.0.1/32', '10.0.0.0/8', '2001:db8::/32'])
+    const m = (l: (typeof c.listen)[number] | undefined, a: string): boolean | undefined => l?.proxyProtocol?.sources.match(toIpKey(a) ?? assert.fail(a))
+    assert.deepEqual([m(cl, '127.0.0.1'), m(cl, '10.9.9.9'), m(cl, '::ffff:10.0.0.1'), m(cl, '2001:db8::5'), m(cl, '127.0.0.2')], [true, true, true, true, false])
+    assert.deepEqual([m(t, '10.1.2.3'), m(t, '10.1.2.4'), m(s, '::1'), m(s, '127.0.0.1')], [true, false, true, false])
+    assert.equal(plain?.proxyProtocol, undefined)
+  })
+
+  it('proxy_protocol: from is required, not empty, every entry an address or CIDR, no other keys', () => {
+    assert.match(problems('  - { address: "127.0.0.1:1", proxy_protocol: {} }').join('\n'), /listen\[0\]\.proxy_protocol\.from/)
+    assert.match(problems('  - { address: "127.0.0.1:1", proxy_protocol: { from: [] } }').join('\n'), /proxy_protocol\.from/)
+    assert.match(problems('  - { address: "127.0.0.1:1", proxy_protocol: { from: [10.0.0.0/33] } }').join('\n'), /proxy_protocol\.from\[0\]: expected an IP address or CIDR/)
+    assert.match(problems('  - { address: "127.0.0.1:1", proxy_protocol: { from: [lb.example] } }').join('\n'), /expected an IP address or CIDR/)
+    assert.match(problems('  - { address: "127.0.0.1:1", proxy_protocol: { from: [10.0.0.1], versions: [1] } }').join('\n'), /unknown key 'versions'/)
   })
 })
