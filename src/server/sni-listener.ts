@@ -23,6 +23,7 @@ import { parseTarget, type Target } from '../connect/target.js'
 import { mapped, type SniMap } from '../config/listeners.js'
 import { formatHostPort } from '../net/ip.js'
 import { F } from '../observability/fields.js'
+import { alertRecord, type Alert } from '../tls/alert.js'
 import { HelloReader, type ClientHello, type HelloErrorCode } from '../tls/client-hello.js'
 import { Tunnel, type TunnelHost } from '../tunnel/tunnel.js'
 import type { HeadTimed, HeadTimeouts } from './head-timeouts.js'
@@ -42,15 +43,6 @@ export interface SniListenerOptions {
   readonly waiting: WaitingConnections
   /** Called after each accept (the accept guard counts descriptors). */
   readonly accepted: () => void
-}
-
-/** RFC 8446 §6 alert descriptions. */
-const ALERT = { handshake_failure: 40, access_denied: 49, decode_error: 50, internal_error: 80, unrecognized_name: 112 } as const
-type Alert = keyof typeof ALERT
-
-/** A fatal alert record in plaintext (before any key exists); 0x0303 is what TLS 1.3 peers send there too. */
-function alertRecord (a: Alert): Buffer {
-  return Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, ALERT[a]])
 }
 
 /** The alert a refusal gets: the policy's is access_denied, a name that cannot be routed is unrecognized_name. */
