@@ -81,7 +81,12 @@ export const ERRORS = {
   ERR_SNI_MISSING: { status: 400, type: 'tls_protocol_error', message: 'the ClientHello names no server (no SNI)' },
   ERR_SNI_IP_LITERAL: { status: 400, type: 'tls_protocol_error', message: 'the ClientHello names an IP address, which SNI may not (RFC 6066 §3)' },
   ERR_SNI_TOO_LARGE: { status: 431, type: 'tls_protocol_error', message: 'ClientHello too large' },
-  ERR_SNI_TIMEOUT: { status: 408, type: 'tls_protocol_error', message: 'ClientHello not received in time' }
+  ERR_SNI_TIMEOUT: { status: 408, type: 'tls_protocol_error', message: 'ClientHello not received in time' },
+  // The CONNECT domain-fronting guard (issue 14): a tunnel's first bytes are judged after its 200, so
+  // these are logged on the tunnel's line (status 200), with a TLS alert where TLS allows one. The
+  // reader's own failures reuse ERR_SNI_MALFORMED, ERR_SNI_TOO_LARGE and ERR_SNI_TIMEOUT.
+  ERR_SNI_MISMATCH: { status: 403, type: 'http_request_denied', message: "the tunnel's ClientHello names another server than the CONNECT target" },
+  ERR_TLS_ONLY: { status: 403, type: 'http_request_denied', message: "the tunnel's first bytes are not a TLS ClientHello (tls_only)" }
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS
