@@ -12,7 +12,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls'
+import { connect as tlsConnect, createServer as createTlsServer, type Server as TlsServer } from 'node:tls'
 import type { Socket } from 'node:net'
 import { startDnsStubRetrying, type DnsStub } from '../helpers/dns-stub.js'
 import { listenOn } from '../helpers/net.js'
@@ -23,6 +23,7 @@ import { within } from '../helpers/wait.js'
 import { curl, needCurl } from '../helpers/curl.js'
 import { nodeHello } from '../helpers/client-hello.js'
 import { startEchoServer, startGreetingServer, type Origin } from '../helpers/origin.js'
+import { tlsListenYaml, writeListenerFiles } from '../helpers/tls-listener.js'
 
 const ACCESS_DENIED = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 49]
 const GREETING = '220 smtp.test ESMTP ready\r\n'
@@ -170,6 +171,34 @@ describe('CONNECT domain-fronting guard', { timeout: 60_000 }, () => {
     assert.equal((await readAll(c.socket)).length, 0)
     const rec = await closedLine(s, c.client)
     assert.deepEqual([rec['code'], rec['close']], ['ERR_SNI_TIMEOUT', 'rejected'])
+  })
+
+  it('an HTTPS proxy listener checks too: curl gets through, a mismatched hello inside the proxy\'s TLS gets access_denied', async (t) => {
+    if (!needCurl(t)) return
+    const files = await writeListenerFiles(dir)
+    const s = await sluiceFor(t, tlsListenYaml(files, { name: 'tls' }) + guarded())
+    const port = s.portOf('tls')
+    const r = await curl(['--http1.1', '--cacert', join(dir, 'ca.pem'), '--proxy', `https://localhost:${port}`, '--proxy-cacert', files.caFile,
+      `https://origin.test:${originPort}/`])
+    assert.equal(r.exit, 0, r.stderr)
+    assert.equal(r.body, 'ok')
+    const c = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ca: files.ca })
+    c.on('error', () => {})
+    await within(once(c, 'secureConnect'), 'TLS to the proxy')
+    const hello = await nodeHello('other.test')
+    let got = Buffer.alloc(0)
+    c.on('data', (d: Buffer) => {
+      const first = !got.includes('\r\n\r\n')
+      got = Buffer.concat([got, d])
+      if (first && got.includes('\r\n\r\n')) c.write(hello)
+    })
+    c.write(`CONNECT origin.test:${originPort} HTTP/1.1\r\nHost: origin.test:${originPort}\r\n\r\n`)
+    await within(once(c, 'close'), 'the proxy closes the tunnel')
+    const end = got.indexOf('\r\n\r\n')
+    assert.match(got.subarray(0, end).toString(), /^HTTP\/1\.1 200 /)
+    assert.deepEqual([...got.subarray(end + 4)], ACCESS_DENIED)
+    const rec = await s.waitForLog(r => r['msg'] === 'tunnel closed' && r['code'] === 'ERR_SNI_MISMATCH')
+    assert.deepEqual([rec['sni'], rec['bytes_up']], ['other.test', 0])
   })
 
   it('guard off: nothing is read, a hello naming another host goes through untouched and the log has no sni', async (t) => {
