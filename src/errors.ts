@@ -96,7 +96,12 @@ export const ERRORS = {
   ERR_PROXY_PROTOCOL_MALFORMED: { status: 400, type: 'http_request_error', message: 'malformed or truncated PROXY protocol header' },
   ERR_PROXY_PROTOCOL_MISSING: { status: 400, type: 'http_request_error', message: 'connections from this address must start with a PROXY protocol header' },
   ERR_PROXY_PROTOCOL_NOT_ALLOWED: { status: 403, type: 'http_request_denied', message: 'PROXY protocol header from an address not in proxy_protocol.from' },
-  ERR_PROXY_PROTOCOL_TIMEOUT: { status: 408, type: 'http_request_error', message: 'PROXY protocol header not received in time' }
+  ERR_PROXY_PROTOCOL_TIMEOUT: { status: 408, type: 'http_request_error', message: 'PROXY protocol header not received in time' },
+  // The CONNECT domain-fronting guard (issue 14): a tunnel's first bytes are judged after its 200, so
+  // these are logged on the tunnel's line (status 200), with a TLS alert where TLS allows one. The
+  // reader's own failures reuse ERR_SNI_MALFORMED, ERR_SNI_TOO_LARGE and ERR_SNI_TIMEOUT.
+  ERR_SNI_MISMATCH: { status: 403, type: 'http_request_denied', message: "the tunnel's ClientHello names another server than the CONNECT target" },
+  ERR_TLS_ONLY: { status: 403, type: 'http_request_denied', message: "the tunnel's first bytes are not a TLS ClientHello (tls_only)" }
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

@@ -6,7 +6,10 @@
  * -lcrypto) into bench/.build/.
  * Local changes since the copy: --connect-host NAME (a reserved name in the
  * CONNECT line, for proxies whose name rules should be exercised); --tls
- * (issue 13, below; the TLS code is in tls-client.c).
+ * (issue 13, below; the TLS code is in tls-client.c); --tunnel-hello NAME
+ * (issue 14: rate mode starts each tunnel's payload with the canned
+ * ClientHello below, server_name NAME, for proxies that judge a tunnel's
+ * first bytes; the echo port returns hello and payload, both compared).
  *
  * loadgen.c - load generator for HTTP CONNECT forward proxies.
  *
@@ -125,6 +128,8 @@ static struct {
     int sni;
     char sni_echo[256], sni_sink[256], sni_source[256], sni_closed[256], sni_unknown[256];
     int sni_pad, sni_split, sni_gap_ms;
+    /* rate: the canned ClientHello (server_name tunnel_hello) first in each tunnel */
+    char tunnel_hello[256];
     /* TLS to the proxy */
     int tls, tls_resume;
     const char *tls_ca, *tls_servername;
@@ -294,6 +299,7 @@ static void json_common(FILE *f) {
     if (O.sni)
         fprintf(f, ",\"sni\":\"%s\",\"sni_split\":\"%s\",\"sni_pad\":%d", O.sni_echo,
                 O.sni_split == 1 ? "tcp" : O.sni_split == 2 ? "records" : "none", O.sni_pad);
+    if (O.tunnel_hello[0]) fprintf(f, ",\"tunnel_hello\":\"%s\"", O.tunnel_hello);
     if (O.tls) json_tls(f);
 }
 
@@ -327,7 +333,7 @@ typedef struct {
     int split_at; /* first write = b[0..split_at) when split, else len */
 } hello_t;
 
-static hello_t hello_echo, hello_sink, hello_source, hello_closed, hello_unknown, hello_nosni;
+static hello_t hello_echo, hello_sink, hello_source, hello_closed, hello_unknown, hello_nosni, hello_tunnel;
 
 static int put16(unsigned char *p, int v) {
     p[0] = (unsigned char)(v >> 8);
@@ -823,8 +829,15 @@ static void read_head(conn_t *c) {
 
 /* ---- echo exchange (rate payload, hold ping) ---- */
 
-static void echo_start(conn_t *c, int len) {
-    for (int i = 0; i < len; i++) c->small[i] = (char)('a' + (c->id * 7 + (int)c->cycle + i) % 26);
+/* `prefix` (--tunnel-hello): these bytes first, then the `len` payload bytes; all echoed. */
+static void echo_start(conn_t *c, int len, const hello_t *prefix) {
+    int at = 0;
+    if (prefix) {
+        memcpy(c->small, prefix->b, (size_t)prefix->len);
+        at = prefix->len;
+    }
+    for (int i = 0; i < len; i++) c->small[at + i] = (char)('a' + (c->id * 7 + (int)c->cycle + i) % 26);
+    len += at;
     c->smalllen = len;
     c->smalloff = 0;
     c->to_recv = (uint64_t)len;
@@ -910,7 +923,7 @@ static void rate_failed(conn_t *c, int connect_err) {
 
 static void rate_tunnel_ready(conn_t *c) {
     if (now >= t_measure) sample_add(&lat_connect, (now - c->t_start) * 1e3);
-    echo_start(c, O.payload);
+    echo_start(c, O.payload, O.tunnel_hello[0] ? &hello_tunnel : NULL);
 }
 
 static void rate_echo_done(conn_t *c) {
@@ -956,7 +969,7 @@ static void hold_failed_cb(conn_t *c) {
 
 static void hold_tunnel_ready(conn_t *c) {
     sample_add(&lat_hold_connect, (now - c->t_start) * 1e3);
-    echo_start(c, 16);
+    echo_start(c, 16, NULL);
 }
 
 static void hold_echo_done(conn_t *c) {
@@ -1441,7 +1454,7 @@ static int run_hold(void) {
             hold_verify_left++;
             c->verify_phase = 1;
             c->leftlen = 0;
-            echo_start(c, 16);
+            echo_start(c, 16, NULL);
         }
         double vend = now + O.timeout_ms / 1000.0 + 1;
         while (hold_verify_left > 0 && now < vend) loop_once(5);
@@ -1906,6 +1919,8 @@ static void usage(void) {
             "  --sni-pad BYTES       pad the ClientHello to about BYTES on the wire (padding ext 21)\n"
             "  --sni-split tcp|records   two writes --sni-gap-ms apart (5), cut mid server_name;\n"
             "                        records = also two TLS records\n"
+            " rate with CONNECT: --tunnel-hello NAME   each tunnel's payload starts with the canned\n"
+            "                        ClientHello for NAME (for a proxy that checks a tunnel's SNI)\n"
             " TLS to the proxy (rate, bulk, hold; an HTTPS proxy: TLS 1.3, then CONNECT inside):\n"
             "  --tls                 speak TLS to the proxy\n"
             "  --tls-ca FILE         verify the proxy's certificate with this CA (default: no check)\n"
@@ -2036,6 +2051,7 @@ int main(int argc, char **argv) {
             else if (!strcmp(v, "none")) O.sni_split = SPLIT_NONE;
             else die("bad --sni-split %s (tcp|records|none)", v);
         }
+        else if (!strcmp(a, "--tunnel-hello")) snprintf(O.tunnel_hello, sizeof O.tunnel_hello, "%s", NEXT());
         else if (!strcmp(a, "--tls")) O.tls = 1;
         else if (!strcmp(a, "--tls-resume")) O.tls_resume = 1;
         else if (!strcmp(a, "--tls-ca")) O.tls_ca = NEXT();
@@ -2068,6 +2084,12 @@ int main(int argc, char **argv) {
         build_hello(&hello_nosni, NULL, O.sni_pad, SPLIT_NONE);
     } else if (O.sni_split || O.sni_pad)
         die("--sni-split / --sni-pad need --sni NAME");
+    if (O.tunnel_hello[0]) {
+        if (O.sni || O.direct || O.mode != M_RATE) die("--tunnel-hello: rate mode through a CONNECT proxy only");
+        if (strlen(O.tunnel_hello) > 200) die("--tunnel-hello NAME: 1-200 characters");
+        build_hello(&hello_tunnel, O.tunnel_hello, 0, SPLIT_NONE);
+        if (hello_tunnel.len + O.payload > SMALL_MAX) die("--tunnel-hello: hello + --payload over %d bytes", SMALL_MAX);
+    }
     check_tls_options();
 
     memset(&proxy_sa, 0, sizeof proxy_sa);

@@ -74,3 +74,38 @@ export async function expectReplies (peer: string, port: number, list: readonly 
     }
   }
 }
+
+/**
+ * A feature that bites after the 200 (the domain-fronting guard, issue 14):
+ * CONNECT `target` (an echo port), send `bytes`, and expect the tunnel to be
+ * closed with nothing echoed; throws otherwise.
+ */
+export async function expectClosedAfter (peer: string, port: number, target: string, bytes: Buffer, what: string, timeoutMs = 5000): Promise<void> {
+  const got = await new Promise<{ status: number | undefined, after: Buffer, closed: boolean }>((resolve) => {
+    const s = connect({ host: '127.0.0.1', port })
+    let buf = Buffer.alloc(0)
+    let settled = false
+    const done = (closed: boolean): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      s.destroy()
+      const end = buf.indexOf('\r\n\r\n')
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(buf.subarray(0, Math.max(end, 0)).toString('latin1'))
+      resolve({ status: m === null ? undefined : Number(m[1]), after: end < 0 ? Buffer.alloc(0) : buf.subarray(end + 4), closed })
+    }
+    const timer = setTimeout(() => done(false), timeoutMs)
+    s.on('connect', () => s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`))
+    s.on('data', (d: Buffer) => {
+      const first = !buf.includes('\r\n\r\n')
+      buf = Buffer.concat([buf, d])
+      if (first && buf.includes('\r\n\r\n')) s.write(bytes)
+      if (buf.length > 65_536) done(false)
+    })
+    s.on('error', () => done(true))
+    s.on('close', () => done(true))
+  })
+  if (got.status !== 200 || !got.closed || got.after.includes(bytes)) {
+    throw new Error(`${peer} check "${what}": wanted a 200 and then a close with nothing echoed, got status ${String(got.status)}, ${got.closed ? 'closed' : 'still open'}, ${got.after.length} bytes after the head`)
+  }
+}

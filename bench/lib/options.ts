@@ -12,7 +12,7 @@ when installed and named in --peers) with the C load generator and origin in ben
                         node-http (bare Node CONNECT proxies: Node's own floor), squid, tinyproxy,
                         ats (Apache Traffic Server; ATS_NET_THREADS, default 1),
                         and Sluice's variants: sluice+auth, sluice+name, sluice+bigacl,
-                        sluice+chain, sluice+logs, sluice-w2, sluice-w2-os; these run the rate test only)
+                        sluice+hello, sluice+guard, sluice+chain, sluice+logs, sluice-w2, sluice-w2-os; these run the rate test only)
                         HTTPS proxies (TLS 1.3 from loadgen, then CONNECT inside): node-tls (bare
                         Node tls.Server), sluice-tls (a TLS listener), ats-tls (an ssl port),
                         squid-tls (https_port, when squid is built with TLS)
@@ -21,7 +21,7 @@ when installed and named in --peers) with the C load generator and origin in ben
                         "resume", offers each client's previous session (TLS 1.3 ticket);
                         certificates (ECDSA P-256) are made per run with the openssl CLI
   --variants LIST       add variant groups right after sluice: auth, bigacl (with its
-                        control sluice+name), chain, logs (--log-level info), workers
+                        control sluice+name), guard (with its control sluice+hello), chain, logs (--log-level info), workers
                         (sluice-w2: --scheduling rr, sluice-w2-os: --scheduling os)
   --skip LIST           scenarios to leave out: bulk, rate, resume, hold
   --reps N              repetitions, interleaved A B A B (default 3)

@@ -52,6 +52,7 @@ export interface ConfigParts {
   readonly dns?: { readonly servers: readonly string[] }
   readonly parents?: Readonly<Record<string, { readonly url: string }>>
   readonly default_route?: string
+  readonly tunnel_checks?: { readonly sni_match: boolean, readonly tls_only: boolean }
   readonly rules: readonly Rule[]
 }
 

@@ -11,6 +11,11 @@
  *                deny /24s ahead of the allow rule. A name target makes
  *                both lists count: host rules never match an IP literal
  *                (Sluice skips them), the CIDRs are judged with the address
+ * sluice+hello   control for guard: sluice+name, and each tunnel's payload
+ *                starts with a TLS ClientHello naming the CONNECT host
+ *                (loadgen --tunnel-hello), echoed back with it
+ * sluice+guard   sluice+hello with `tunnel_checks: { sni_match, tls_only }`:
+ *                Sluice reads and judges every tunnel's hello (issue 14)
  * sluice+chain   every tunnel through a second Sluice (the parent, pinned
  *                to the load CPU, its CPU reported apart)
  * sluice+logs    --log-level info: one `tunnel closed` JSON line per tunnel
@@ -18,14 +23,14 @@
  * sluice-w2      --workers 2 --scheduling rr, unpinned: needs both CPUs
  * sluice-w2-os   --workers 2 --scheduling os (the default), unpinned
  *
- * Each start checks that the feature bites (407, 403) and that the
+ * Each start checks that the feature bites (407, 403, a guarded tunnel closed) and that the
  * measured path gets its 200, so a misconfigured variant fails loudly
  * instead of measuring plain Sluice under another name.
  */
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { startDnsStubRetrying, type DnsStub } from '../../test/helpers/dns-stub.js'
-import { basicAuth, expectReplies, type Expectation } from './connect-check.js'
+import { basicAuth, expectClosedAfter, expectReplies, type Expectation } from './connect-check.js'
 import { launch, sluiceArgv } from './peers.js'
 import { freePort, startProcess, workDir } from './process-peer.js'
 import {
@@ -64,6 +69,8 @@ interface SluiceSpec {
   readonly processes?: number
   readonly loadgenArgs?: readonly string[]
   readonly checks: (ctx: PeerContext) => readonly Expectation[]
+  /** More checks on the started peer (a feature that bites after the 200). */
+  readonly bites?: (name: string, port: number, ctx: PeerContext) => Promise<void>
 }
 
 /** Start Sluice with a generated config (or bench/policy.yaml when `config` gives none); run the checks. */
@@ -81,6 +88,7 @@ async function startSluice (name: string, ctx: PeerContext, spec: SluiceSpec): P
     if (running.tree().length < want) throw new Error(`${name}: ${running.tree().length} of ${want} processes after 10 s`)
     if (want > 1) await sleep(500) // let the last worker finish its own start
     await expectReplies(name, port, spec.checks(ctx))
+    await spec.bites?.(name, port, ctx)
     return spec.loadgenArgs === undefined ? running : { ...running, loadgenArgs: spec.loadgenArgs }
   } catch (err) {
     await running?.stop()
@@ -139,6 +147,29 @@ const bigacl = variant('sluice+bigacl', `${ACL_SIZE.toLocaleString('en-US')} \`*
     ]
   }), 'sluice+name')
 
+/** sluice+name's setup, each tunnel's payload led by a ClientHello for the CONNECT host; `guard` turns the checks on. */
+function helloVariant (name: string, describe: string, guard: boolean, control?: string): Peer {
+  return variant(name, describe, async (ctx) => await startSluice(name, ctx, {
+    config: async () => ({
+      dns: { servers: [(await dnsStub()).address] },
+      ...(guard ? { tunnel_checks: { sni_match: true, tls_only: true } } : {}),
+      rules: [LOOPBACK_RULE]
+    }),
+    loadgenArgs: ['--connect-host', ORIGIN_NAME, '--tunnel-hello', ORIGIN_NAME],
+    checks: (c) => [nameOk(c)],
+    ...(guard
+      ? {
+          bites: async (peer, port, c) => {
+            await expectClosedAfter(peer, port, `${ORIGIN_NAME}:${c.origin.echo}`, Buffer.from('plain bytes\n'), 'tls_only closes a plain tunnel')
+          }
+        }
+      : {})
+  }), control)
+}
+
+const hello = helloVariant('sluice+hello', `control for guard: sluice+name, and loadgen \`--tunnel-hello ${ORIGIN_NAME}\` puts a ~200-byte TLS 1.3 ClientHello naming the CONNECT host before each tunnel's payload (the echo returns both)`, false)
+const guard = helloVariant('sluice+guard', 'sluice+hello with `tunnel_checks: { sni_match: true, tls_only: true }`: every tunnel\'s first bytes are read as a ClientHello and its SNI compared with the CONNECT host before they go upstream (issue 14)', true, 'sluice+hello')
+
 const chain = variant('sluice+chain', 'every tunnel through a parent: `parents: { b: … }`, `default_route: b`; the parent is a plain Sluice pinned to the load CPU (with loadgen and the origin), its CPU reported apart',
   async (ctx) => {
     const parentPort = await freePort()
@@ -181,12 +212,13 @@ function workers (name: string, scheduling: 'rr' | 'os'): Peer {
     }))
 }
 
-export const VARIANT_PEERS: readonly Peer[] = [auth, nameTarget, bigacl, chain, logs, workers('sluice-w2', 'rr'), workers('sluice-w2-os', 'os')]
+export const VARIANT_PEERS: readonly Peer[] = [auth, nameTarget, bigacl, hello, guard, chain, logs, workers('sluice-w2', 'rr'), workers('sluice-w2-os', 'os')]
 
 /** `--variants` names → the peers each adds after `sluice`. */
 export const VARIANT_GROUPS: Readonly<Record<string, readonly string[]>> = {
   auth: ['sluice+auth'],
   bigacl: ['sluice+name', 'sluice+bigacl'],
+  guard: ['sluice+hello', 'sluice+guard'],
   chain: ['sluice+chain'],
   logs: ['sluice+logs'],
   workers: ['sluice-w2', 'sluice-w2-os']

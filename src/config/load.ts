@@ -191,7 +191,7 @@ function finish (f: SluiceFile, file: string, locator: Locator | undefined, p: P
 export function parseConfig (text: string, file: string, options: LoadOptions = {}): Config {
   const { f, locator } = validateText(text, file)
   const p = prepare(f, text, file, options)
-  return finish(f, file, locator, p, compilePolicy(f.rules, f.default, f.mode, p.parentFirst), options)
+  return finish(f, file, locator, p, compilePolicy(f.rules, f.default, f.mode, p.parentFirst, f.tunnel_checks), options)
 }
 
 /**
@@ -205,7 +205,7 @@ export async function parseConfigOffThread (text: string, file: string, options:
   if (options.lint !== undefined && options.lint !== false) return parseConfig(text, file, options)
   const f = await validateInWorker(text, file)
   const p = prepare(f, text, file, options)
-  const policy = await compilePolicyInSlices(f.rules, f.default, f.mode, p.parentFirst)
+  const policy = await compilePolicyInSlices(f.rules, f.default, f.mode, p.parentFirst, f.tunnel_checks)
   return finish(f, file, undefined, p, policy, options)
 }
 

@@ -62,6 +62,11 @@ export interface Verdict {
   readonly challenge?: boolean
   /** The allowing rule's `via`: how to reach the target. */
   readonly via?: string
+  /**
+   * TunnelCheck bits (policy/compile.ts) for the tunnel an allowing verdict
+   * opens: the rule's, or the file's for the default; compiled at load.
+   */
+  readonly checks?: number
 }
 
 /** Which matcher of a rule did not match: how `sluice check` explains a skipped rule. */
@@ -98,14 +103,14 @@ function clientKey (p: CompiledPolicy, f: RequestFacts): IpKey | undefined {
 }
 
 function ruleVerdict (r: CompiledRule, stage: Stage): Verdict {
-  if (r.allow) return { allow: true, rule: r.name, stage, reason: 'allowed by rule', ...(r.via === undefined ? {} : { via: r.via }) }
-  if (r.report) return { allow: true, wouldDeny: true, rule: r.name, stage, reason: 'denied by rule (report mode: not enforced)' }
+  if (r.allow) return { allow: true, rule: r.name, stage, reason: 'allowed by rule', checks: r.checks, ...(r.via === undefined ? {} : { via: r.via }) }
+  if (r.report) return { allow: true, wouldDeny: true, rule: r.name, stage, reason: 'denied by rule (report mode: not enforced)', checks: r.checks }
   return { allow: false, rule: r.name, stage, reason: 'denied by rule' }
 }
 
 function defaultVerdict (p: CompiledPolicy, stage: Stage): Verdict {
-  if (p.defaultAllow) return { allow: true, rule: 'default', stage, reason: 'allowed by default action' }
-  if (p.report) return { allow: true, wouldDeny: true, rule: 'default', stage, reason: 'no rule allows this target (report mode: not enforced)' }
+  if (p.defaultAllow) return { allow: true, rule: 'default', stage, reason: 'allowed by default action', checks: p.checks }
+  if (p.report) return { allow: true, wouldDeny: true, rule: 'default', stage, reason: 'no rule allows this target (report mode: not enforced)', checks: p.checks }
   return { allow: false, rule: 'default', stage, reason: 'no rule allows this target' }
 }
 

@@ -119,6 +119,9 @@ export class Decision {
 
   get authority (): string { return formatHostPort(this.facts.host, this.facts.port) }
 
+  /** TunnelCheck bits (policy/compile.ts) of the verdict that allowed the tunnel; 0: none. */
+  get checks (): number { return this.verdict?.allow === true ? (this.verdict.checks ?? 0) : 0 }
+
   /** True once stage 2 must run before anything is dialed. */
   get needsAddresses (): boolean { return this.early === undefined || !this.facts.isName }
 

@@ -69,7 +69,28 @@ export const ruleSchema = z.strictObject({
   /** `report`: a deny by this rule is logged as "would deny" and the tunnel allowed. */
   mode: modeSchema.optional(),
   /** How to reach what this rule allows: a route name, a parent name, or `direct`. */
-  via: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'expected a route name, a parent name or direct' }).optional()
+  via: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'expected a route name, a parent name or direct' }).optional(),
+  /** Overrides `tunnel_checks.sni_match` for the CONNECT tunnels this rule allows. */
+  sni_match: z.boolean().optional(),
+  /** Overrides `tunnel_checks.tls_only` for the CONNECT tunnels this rule allows (e.g. false for `ports: [22]`). */
+  tls_only: z.boolean().optional()
+}).superRefine((r, ctx) => {
+  // A deny rule opens no tunnel (in report mode its tunnels get the file's tunnel_checks).
+  for (const key of ['sni_match', 'tls_only'] as const) {
+    if (r[key] !== undefined && r.action !== 'allow') ctx.addIssue({ code: 'custom', path: [key], message: `only an allow rule has ${key}: it applies to the tunnels the rule allows` })
+  }
+})
+
+/**
+ * Checks on the first bytes a CONNECT tunnel's client sends (issue 14, the
+ * domain-fronting guard; tunnel/first-bytes-check.ts), for every tunnel a
+ * rule allows unless the rule says otherwise.
+ */
+export const tunnelChecksSchema = z.strictObject({
+  /** The ClientHello's SNI must name the CONNECT target's host. */
+  sni_match: z.boolean().default(false),
+  /** The first bytes must be a TLS ClientHello. */
+  tls_only: z.boolean().default(false)
 })
 
 export const policySchema = {
@@ -78,7 +99,9 @@ export const policySchema = {
   default: z.enum(['allow', 'deny']).default('deny'),
   rules: z.array(ruleSchema).default([]),
   /** On reload, close open tunnels that the new policy would deny. */
-  revoke_on_reload: z.boolean().default(false)
+  revoke_on_reload: z.boolean().default(false),
+  tunnel_checks: tunnelChecksSchema.default({ sni_match: false, tls_only: false })
 }
 
 export type RuleSpec = z.output<typeof ruleSchema>
+export type TunnelChecksSpec = z.output<typeof tunnelChecksSchema>

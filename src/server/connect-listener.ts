@@ -240,7 +240,8 @@ export function createConnectListener (ctx: ConnectContext, opts: ConnectListene
     ctx,
     opts,
     // One for all tunnels: nothing per tunnel beyond the Tunnel itself.
-    host: { log: ctx.log, onClosed: (t) => ctx.registry.delete(t) },
+    // heads: the first-bytes check of the domain-fronting guard waits on the head's sweep (issue 14).
+    host: { log: ctx.log, onClosed: (t) => ctx.registry.delete(t), firstBytes: opts.heads },
     first: Object.freeze({ listener: opts.name, challenges: 0 }),
     resumed: (retry) => {
       if (retry === undefined) return

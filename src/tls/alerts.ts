@@ -1,14 +1,15 @@
 /**
- * TLS alerts for refusals before any handshake answer (issue 14): a
- * listener that reads the ClientHello itself (sni, terminate) has no HTTP
- * to say why, so it says what TLS can (RFC 8446 §6), then closes.
+ * TLS alerts for refusals of a ClientHello (issue 14), sent in plaintext
+ * before any key exists: a listener that reads the hello itself (sni,
+ * terminate) and the CONNECT domain-fronting guard (tunnel/first-bytes-check.ts)
+ * have no HTTP to say why, so they say what TLS can (RFC 8446 §6), then close.
  */
 import type { Socket } from 'node:net'
 import type { ErrorCode, ProxyError } from '../errors.js'
 
 /** RFC 8446 §6 alert descriptions. */
 const ALERT = { handshake_failure: 40, access_denied: 49, decode_error: 50, internal_error: 80, unrecognized_name: 112 } as const
-type Alert = keyof typeof ALERT
+export type Alert = keyof typeof ALERT
 
 /** A fatal alert record in plaintext (before any key exists); 0x0303 is what TLS 1.3 peers send there too. */
 export function alertRecord (a: Alert): Buffer {

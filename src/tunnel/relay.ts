@@ -208,12 +208,22 @@ class Half {
  * socket at 'end'): the tunnel also records who sent the first.
  */
 export class Relay {
-  private readonly down: Half | undefined
+  private down: Half | undefined
   private readonly up: Half | undefined
 
-  constructor (downstream: Socket, upstream: Socket) {
-    this.down = pump(downstream, upstream)
+  /**
+   * `client` false: only upstream → client flows, until `startClient()`
+   * (the first-bytes check, tunnel/first-bytes-check.ts, reads the client
+   * itself meanwhile, while a server that speaks first is heard).
+   */
+  constructor (downstream: Socket, upstream: Socket, client = true) {
+    if (client) this.down = pump(downstream, upstream)
     this.up = pump(upstream, downstream)
+  }
+
+  /** Start client → upstream, for a relay built with `client` false. */
+  startClient (downstream: Socket, upstream: Socket): void {
+    this.down = pump(downstream, upstream)
   }
 
   /** Return the relay's buffers; call once both sockets have closed. */

@@ -15,6 +15,7 @@ import { errorResponse, respondAndClose } from './respond.js'
 import type { Relay } from './relay.js'
 import type { Cancellation } from '../upstream/cancel.js'
 import type { Tunnel } from './tunnel.js'
+import type { HeadTimeouts } from '../server/head-timeouts.js'
 
 /**
  * accepted → admitted (counted, registered) → dialing → established → closed;
@@ -39,6 +40,11 @@ export interface TunnelHost {
   readonly silent?: boolean
   /** How a silent listener refuses: e.g. a TLS alert, then a close (sni). */
   readonly refuse?: (socket: Socket, err: ProxyError) => void
+  /**
+   * The `timeouts.header` sweep the first-bytes check (the domain-fronting
+   * guard, issue 14) waits on; listeners without one (tcp, sni) never check.
+   */
+  readonly firstBytes?: HeadTimeouts
 }
 
 /** What an SNI listener read from the ClientHello, for the log line (issue 14). */

@@ -14,6 +14,8 @@ import { ProxyError } from '../errors.js'
 import { formatHostPort, type Endpoint } from '../net/ip.js'
 import { F } from '../observability/fields.js'
 import { canReset, Relay } from './relay.js'
+import { checkFirstBytes } from './first-bytes-check.js'
+import type { HeadTimeouts } from '../server/head-timeouts.js'
 import type { SweepLimits } from '../server/registry.js'
 import { ESTABLISHED, kTunnel, onDialReadable, onSocketClose, onSocketEnd, onSocketError, TunnelSetup, type CloseHow, type Owned } from './tunnel-setup.js'
 
@@ -47,16 +49,17 @@ export class Tunnel extends TunnelSetup {
     owned[kTunnel] = this
     upstream.on('error', onSocketError)
     upstream.on('close', onSocketClose)
-    this.downstream.on('end', onSocketEnd)
     upstream.on('end', onSocketEnd)
-    // Bytes the client sent with its CONNECT (docs/node-internals.md A1) go first.
-    if (head.length > 0) upstream.write(head)
     if (this.host.silent !== true) this.downstream.write(ESTABLISHED)
-    this.relay = new Relay(this.downstream, upstream)
-    // A FIN read before we listened (the client's, while we dialed) had its
-    // 'end' emitted to nobody and will not fire again; pipe() used to cover
-    // this (endEmitted → end in nextTick). Forward it now.
-    if (this.downstream.readableEnded) this.socketEnd(this.downstream)
+    // The domain-fronting guard (issue 14): checks compiled into the verdict, on listeners that run them.
+    const checks = this.host.firstBytes === undefined ? 0 : (this._decision?.checks ?? 0)
+    if (checks === 0) this.relayClient(head)
+    else {
+      // The server is heard while the client's first bytes are judged (a banner may come first).
+      this.relay = new Relay(this.downstream, upstream, false)
+      checkFirstBytes(this, checks, head, this.host.firstBytes as HeadTimeouts)
+    }
+    // See relayClient() on a FIN read before we listened.
     if (upstream.readableEnded) this.socketEnd(upstream)
     if (this.host.log.isLevelEnabled('debug')) {
       // Long tunnels are otherwise invisible until they close (issue 10).
@@ -71,6 +74,37 @@ export class Tunnel extends TunnelSetup {
         [F.rule]: this._decision?.rule
       }, 'tunnel opened')
     }
+  }
+
+  /**
+   * @internal From here the client's bytes go upstream: `head` first (sent
+   * with the CONNECT, docs/node-internals.md A1, or read by the first-bytes
+   * check), then the relay.
+   */
+  relayClient (head: Buffer): void {
+    const upstream = this._upstream as Socket
+    this.downstream.on('end', onSocketEnd)
+    if (head.length > 0) upstream.write(head)
+    if (this.relay === undefined) this.relay = new Relay(this.downstream, upstream)
+    else this.relay.startClient(this.downstream, upstream)
+    // A FIN read before we listened (the client's, while we dialed) had its
+    // 'end' emitted to nobody and will not fire again; pipe() used to cover
+    // this (endEmitted → end in nextTick). Forward it now.
+    if (this.downstream.readableEnded) this.socketEnd(this.downstream)
+  }
+
+  /**
+   * @internal Close an established tunnel for what its client sent first
+   * (tunnel/first-bytes-check.ts): `err` goes on the log line (the status
+   * stays the 200 the client got), `alert` to the client before the close.
+   */
+  reject (err: ProxyError, alert?: Buffer): void {
+    if (this._state !== 'established' || this.error !== undefined) return
+    this.error = err
+    this.mark('proxy', 'rejected')
+    this._upstream?.destroy()
+    if (alert !== undefined && this.downstream.writable) this.downstream.end(alert)
+    else this.downstream.destroy()
   }
 
   /**
