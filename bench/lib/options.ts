@@ -16,9 +16,9 @@ when installed and named in --peers) with the C load generator and origin in ben
                         HTTPS proxies (TLS 1.3 from loadgen, then CONNECT inside): node-tls (bare
                         Node tls.Server), sluice-tls (a TLS listener), ats-tls (an ssl port),
                         squid-tls (https_port, when squid is built with TLS)
-                        SNI passthrough (no CONNECT; with --sni only): direct, sluice-sni (a
-                        kind: sni listener), node-sni (a bare Node SNI passthrough), haproxy-sni,
-                        sniproxy
+                        SNI passthrough listeners (no CONNECT; --sni only, beside direct):
+                        sluice-sni (a kind: sni listener), node-sni (a bare Node SNI
+                        passthrough), haproxy-sni, sniproxy
   --mode MODE           connect (default), tls (as --tls) or sni (as --sni)
   --tls                 the HTTPS proxies: --peers defaults to node-tls,sluice-tls,ats-tls,squid-tls.
                         Their rate test does a full handshake per tunnel, and a second one,
@@ -32,7 +32,8 @@ when installed and named in --peers) with the C load generator and origin in ben
                         (records), each passed or failed
   --sni-split MODE      --sni: send every hello (all scenarios) in two writes: tcp or records
   --sni-gap-ms N        --sni: pause between the two writes (default 5)
-  --sni-pad N           --sni: pad the ClientHello to about N bytes (default: unpadded, ~200)
+  --sni-pad N           --sni: pad the ClientHello to about N bytes (default: unpadded, ~200);
+                        past 16000 it needs two records: --sni-split records --skip split
   --variants LIST       add variant groups right after sluice: auth, bigacl (with its
                         control sluice+name), chain, logs (--log-level info), workers
                         (sluice-w2: --scheduling rr, sluice-w2-os: --scheduling os)
@@ -168,6 +169,9 @@ export function parseOptions (argv: readonly string[]): Options {
   if (bulkBytes < 1 || bulkBytes > 64 * 1024 ** 3) throw new UsageError('--bulk must be 1 byte to 64 GiB')
   const seconds = Number(v.seconds ?? (quick ? 3 : 10))
   if (!(seconds > 0 && seconds <= 600)) throw new UsageError('--seconds must be in (0, 600]')
+  const sniPad = int(v['sni-pad'], 'sni-pad', 0, 0, 20_000)
+  // One TLS record carries at most 16 KiB: loadgen refuses a bigger hello in one (the split scenario's tcp run too).
+  if (sniPad > 16_000 && (sniSplit !== 'records' || scenarios.has('split'))) throw new UsageError('--sni-pad past 16000 needs --sni-split records --skip split')
   if (mode === 'sni' && v.variants !== undefined) throw new UsageError('--variants: not with --sni (they are CONNECT variants)')
   return {
     quick,
@@ -176,8 +180,7 @@ export function parseOptions (argv: readonly string[]): Options {
     sni: mode === 'sni',
     sniSplit,
     sniGapMs: int(v['sni-gap-ms'], 'sni-gap-ms', 5, 0, 10_000),
-    // loadgen's own cap is 20000; a hello past 16 KiB needs two records (--sni-split records).
-    sniPad: int(v['sni-pad'], 'sni-pad', 0, 0, 20_000),
+    sniPad,
     peers: v.peers ?? (mode === 'tls' ? TLS_PEER_NAMES : mode === 'sni' ? SNI_PEER_NAMES : 'direct,sluice'),
     variants: v.variants ?? '',
     scenarios,

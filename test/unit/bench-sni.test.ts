@@ -55,6 +55,7 @@ describe('bench options: --sni', () => {
     assert.equal(o.sniGapMs, 20)
     assert.equal(o.sniPad, 1800)
     assert.deepEqual([...o.scenarios], ['bulk', 'rate', 'resume'])
+    assert.equal(parseOptions(['--sni', '--sni-pad', '17000', '--sni-split', 'records', '--skip', 'split']).sniPad, 17000)
   })
 
   it('refuses conflicting modes, a bad split, SNI flags without --sni, and --variants with it', () => {
@@ -66,6 +67,7 @@ describe('bench options: --sni', () => {
       [['--sni-split', 'tcp'], /need --sni/],
       [['--tls', '--sni-pad', '100'], /need --sni/],
       [['--sni', '--sni-pad', '30000'], /--sni-pad must be an integer 0-20000/],
+      [['--sni', '--sni-pad', '17000', '--sni-split', 'records'], /needs --sni-split records --skip split/],
       [['--sni', '--variants', 'auth'], /--variants: not with --sni/]
     ]
     for (const [argv, message] of bad) assert.throws(() => parseOptions(argv), message, argv.join(' '))
