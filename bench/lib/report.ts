@@ -3,6 +3,7 @@ import { release } from 'node:os'
 import type { Options } from './options.js'
 import { NODE_FLAGS } from '../../src/cli/node-flags.js'
 import { splitSettings } from './sni-split.js'
+import { sniWords } from './table.js'
 
 export interface RunInfo {
   readonly command: string
@@ -66,7 +67,8 @@ function settings (o: Options, tls: boolean): string {
   if (tls && o.scenarios.has('resume')) parts.push('resume (HTTPS proxies): the rate test again, each client offering its previous connection\'s session (TLS 1.3 ticket)')
   if (o.scenarios.has('split')) parts.push(`split: ${splitText(o)}`)
   if (o.scenarios.has('hold')) parts.push(`hold: ${o.hold.toLocaleString('en-US')} idle tunnels, memory read ${o.holdSettleMs / 1000} s after the last was established`)
-  return parts.map(p => `  - ${p}`).join('\n')
+  // The SNI mode has connections, not tunnels (issue 14).
+  return parts.map(p => `  - ${o.sni ? sniWords(p) : p}`).join('\n')
 }
 
 /** What every connection of an SNI run sends (issue 14). */
@@ -262,6 +264,7 @@ npm run bench -- --quick --peers direct,sluice --variants auth,bigacl,chain,work
 npm run bench -- --tls             # HTTPS proxies: node-tls,sluice-tls,ats-tls,squid-tls
 npm run bench -- --quick --tls --skip hold
 npm run bench -- --peers sluice,sluice-tls   # the cost of TLS, side by side
+npm run bench -- --sni             # SNI passthrough listeners (issue 14): docs/benchmarks-sni.md
 node --import tsx bench/run.ts --help
 node --import tsx bench/micro/run.ts   # micro-benchmarks (mitata): parseTarget, decideRequest/decideAddress
 \`\`\`
