@@ -4,7 +4,7 @@
  * sink.test, source.test), the origin (`--tls-hello`) answers it with one
  * record, and the bytes after it are relayed as in the CONNECT mode. Every
  * peer gets the same fixed table, names → 127.0.0.1:PORT (IP literals: no
- * DNS anywhere), set up as the shared harness's peers/*.sh set theirs up.
+ * DNS anywhere), no fallback for other names, no access log, one thread.
  *
  * direct       (peers.ts) the same hello straight to the origin
  * sluice-sni   a `kind: sni` listener whose `map` is the table; the policy
@@ -41,7 +41,7 @@ export function sniRoutes (o: OriginPorts): Array<[string, string]> {
   return [[SNI_NAMES.echo, `127.0.0.1:${o.echo}`], [SNI_NAMES.sink, `127.0.0.1:${o.sink}`], [SNI_NAMES.source, `127.0.0.1:${o.source}`]]
 }
 
-/** HAProxy's config: as the shared harness's peers/haproxy-sni.sh writes it. */
+/** HAProxy's config: TCP mode, one thread, no log, a backend per name. */
 export function haproxyConfig (port: number, dir: string, routes: ReadonlyArray<readonly [string, string]>, maxconn: number): string {
   return [
     'global',
@@ -65,7 +65,7 @@ export function haproxyConfig (port: number, dir: string, routes: ReadonlyArray<
   ].join('\n')
 }
 
-/** sniproxy's config: as peers/sniproxy.sh writes it (table patterns are PCRE, so anchored, dots escaped). */
+/** sniproxy's config: one tls listener and its table (patterns are PCRE, so anchored, dots escaped). */
 export function sniproxyConfig (port: number, dir: string, routes: ReadonlyArray<readonly [string, string]>): string {
   return [
     `user ${process.env['SNIPROXY_USER'] ?? 'nobody'}`,
