@@ -9,9 +9,10 @@ import { cpus } from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { installCleanup, runCaptured, stopAll } from './lib/children.js'
+import { installCleanup, stopAll } from './lib/children.js'
 import { buildC, buildSluice } from './lib/build.js'
-import { allowedCpus, cpuModel, nofileLimit, nofileRaise, which } from './lib/proc.js'
+import { cpuModel, nofileLimit, nofileRaise } from './lib/proc.js'
+import { pinning } from './lib/pinning.js'
 import { HELP, parseOptions, UsageError, type Options } from './lib/options.js'
 import type { Peer, PeerContext, RunningPeer } from './lib/peers.js'
 import { externalVersion, selectPeers } from './lib/select.js'
@@ -20,11 +21,15 @@ import { variantLegend, variantNotes, variantTable } from './lib/variant-table.j
 import { startOrigin } from './lib/origin.js'
 import type { LoadgenEnv } from './lib/loadgen.js'
 import { bulk, hold, leastDisturbed, rate } from './lib/scenarios.js'
-import { fmt, notes as collectNotes, table, type RepResult, type Scenario } from './lib/table.js'
-import { docsFile, resultsFile, type ChartLink, type ReportBody, type RunInfo, type VariantSection } from './lib/report.js'
+import { fmt, notes as collectNotes, sniWords, table, type RepResult, type Scenario } from './lib/table.js'
+import { docsFile, resultsFile, type BarSection, type ChartLink, type ReportBody, type RunInfo, type VariantSection } from './lib/report.js'
 import { benchCharts, CHART_FILES, type ChartFile } from './lib/charts.js'
 import { makeBenchCerts } from './lib/tls-certs.js'
 import { barMarkdown, tlsBar } from './lib/tls-bar.js'
+import { sniBar, sniMoonshot } from './lib/sni-bar.js'
+import { SNI_LOADGEN_ARGS } from './lib/sni-peers.js'
+import { split, splitSettings, SPLIT_KINDS } from './lib/sni-split.js'
+import { sniDocsFile } from './lib/report-sni.js'
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
 const root = dirname(benchDir)
@@ -55,45 +60,12 @@ function sluiceVersion (): string {
   return `${pkg.version ?? '?'} (${rev})`
 }
 
-interface Pinning {
-  readonly proxy: string[]
-  readonly load: string[]
-  /** Every CPU this driver had before pinning itself (its children inherit its affinity). */
-  readonly all: string[]
-  readonly text: string
-}
-
 /** dist/cli.js's mtime: a build (ours or anyone's on a shared checkout) changes it. */
 function distStamp (): number | undefined {
   try {
     return statSync(join(root, 'dist', 'cli.js')).mtimeMs
   } catch {
     return undefined
-  }
-}
-
-/** Pin decision: both CPUs must exist, differ, and taskset must be on PATH. */
-async function pinning (o: Options): Promise<Pinning> {
-  const none = { proxy: [], load: [], all: [] }
-  if (!o.pin) return { ...none, text: 'none (--no-pin)' }
-  const every = [...allowedCpus()].join(',')
-  const why = which('taskset') === undefined
-    ? 'taskset not found'
-    : o.proxyCpu === o.loadCpu
-      ? '--proxy-cpu equals --load-cpu'
-      : !(allowedCpus().has(o.proxyCpu) && allowedCpus().has(o.loadCpu)) ? `CPU ${o.proxyCpu} or ${o.loadCpu} not available (allowed: ${[...allowedCpus()].join(',')})` : undefined
-  if (why !== undefined) {
-    log(`warning: not pinning: ${why}; proxy and load generator share the CPUs`)
-    return { ...none, text: `none (${why})` }
-  }
-  // Keep this driver (and its /proc reads) off the proxy's CPU too.
-  const self = await runCaptured(['taskset', '-a', '-pc', String(o.loadCpu), String(process.pid)], 10_000)
-  if (self.code !== 0) log(`warning: could not pin the driver: ${self.stderr.trim()}`)
-  return {
-    proxy: ['taskset', '-c', String(o.proxyCpu)],
-    load: ['taskset', '-c', String(o.loadCpu)],
-    all: ['taskset', '-c', every],
-    text: `proxy on CPU ${o.proxyCpu}; loadgen, origin and driver on CPU ${o.loadCpu} (taskset)`
   }
 }
 
@@ -114,6 +86,10 @@ async function runPeer (peer: Peer, rep: number, ctx: PeerContext, lg: LoadgenEn
     if (peer.tls === true && wants('resume')) {
       r.resume = await quiet('resume', async () => await rate(lg, peerNow, `${label}-resume`, o.rateClients, o.rateSeconds, o.rateWarmupS, ['--tls-resume']))
     }
+    if (wants('split')) {
+      r.split = {}
+      for (const kind of SPLIT_KINDS) r.split[kind] = await split(lg, peerNow, label, kind, splitSettings(o.quick, o.sniGapMs))
+    }
     if (!running.alive()) r.error = 'the proxy exited during the run (see its log)'
   } catch (err) {
     r.error = err instanceof Error ? err.message : String(err)
@@ -124,14 +100,15 @@ async function runPeer (peer: Peer, rep: number, ctx: PeerContext, lg: LoadgenEn
   return r
 }
 
-function progress (peer: string, r: RepResult): string {
+function progress (peer: string, r: RepResult, words: (t: string) => string): string {
   const parts = [`rep ${r.rep} ${peer.padEnd(13)}`]
   if (r.bulk !== undefined) parts.push(`up ${fmt(r.bulk.upMBps)} down ${fmt(r.bulk.downMBps)} MB/s`)
   if (r.rate !== undefined) parts.push(`${fmt(r.rate.tunnelsPerS)} tunnels/s ${fmt(r.rate.cpuUsPerTunnel)} µs (errors ${fmt(r.rate.errors)})`)
   if (r.resume !== undefined) parts.push(`resumed ${fmt(r.resume.tunnelsPerS)}/s ${fmt(r.resume.cpuUsPerTunnel)} µs (${fmt(r.resume.tlsResumedPct)} % resumed)`)
   if (r.hold?.pssKiBPerTunnel !== undefined) parts.push(`${fmt(r.hold.pssKiBPerTunnel)} KiB/tunnel, alive ${fmt(r.hold.aliveAfter)}/${fmt(r.hold.established)}`)
+  for (const [kind, x] of Object.entries(r.split ?? {})) parts.push(`split ${kind} ${x.passed ? 'pass' : `FAIL (${x.note ?? ''})`}`)
   if (r.error !== undefined) parts.push(`ERROR ${r.error}`)
-  return `${parts.join('  ')}  (${fmt(r.seconds)} s)`
+  return words(`${parts.join('  ')}  (${fmt(r.seconds)} s)`)
 }
 
 /** Writes the charts into dir, and removes the ones this run has not drawn (their scenario did not run), so none is stale. */
@@ -146,10 +123,29 @@ function links (charts: readonly ChartFile[], dir: string): ChartLink[] {
   return charts.map(c => ({ title: c.title, href: `${dir}/${c.file}` }))
 }
 
+/** loadgen's arguments for every run of the SNI mode: the names, and the run's split and padding. */
+function sniLoadgenArgs (o: Options): string[] {
+  return [...SNI_LOADGEN_ARGS,
+    ...(o.sniSplit === 'none' ? [] : ['--sni-split', o.sniSplit, '--sni-gap-ms', String(o.sniGapMs)]),
+    ...(o.sniPad > 0 ? ['--sni-pad', String(o.sniPad)] : [])]
+}
+
+function tlsBarSection (results: ReadonlyMap<string, readonly RepResult[]>): BarSection {
+  const intro = 'sluice-tls against the anchors (ats-tls, squid-tls) and the bare Node TLS peer, on this run\'s medians.'
+  return { title: 'The HTTPS proxy\'s bar (issue 13)', intro, lines: barMarkdown(tlsBar(results)) }
+}
+
+function sniBarSection (results: ReadonlyMap<string, readonly RepResult[]>): BarSection {
+  const lines = barMarkdown(sniBar(results))
+  const moon = sniMoonshot(results)
+  const intro = 'sluice-sni against haproxy-sni (bulk), the bare Node SNI peer node-sni (connections/s), a fixed memory cap and the split hellos, on this run\'s medians, one CPU each.'
+  return { title: 'The SNI passthrough\'s bar (issue 14)', intro, lines: lines.length > 0 && moon !== undefined ? [...lines, moon] : lines }
+}
+
 async function main (argv: readonly string[]): Promise<number> {
   let o = parseOptions(argv)
   if (o.help) { process.stdout.write(HELP + '\n'); return 0 }
-  const { peers, skipped } = selectPeers(o.peers, o.variants)
+  const { peers, skipped } = selectPeers(o.peers, o.variants, o.sni)
   if (peers.length === 0) throw new UsageError(`no peers to run${skipped.length > 0 ? ` (skipped: ${skipped.join(', ')})` : ''}`)
   const tlsRun = peers.some(p => p.tls === true)
   const started = new Date()
@@ -165,7 +161,7 @@ async function main (argv: readonly string[]): Promise<number> {
     log(`warning: fd limit ${fdCap} is too low for ${o.hold} tunnels (2 fds each in the proxy); holding ${k}`)
     o = { ...o, hold: k }
   }
-  const pin = await pinning(o)
+  const pin = await pinning(o, log)
   const bins = await buildC(benchDir, log)
   if (o.build && peers.some(p => p.name.startsWith('sluice'))) await buildSluice(root, log)
   // What is measured is fixed now: the checkout may move on while we run.
@@ -175,9 +171,10 @@ async function main (argv: readonly string[]): Promise<number> {
   if (tls !== undefined) log(`TLS: a CA and a certificate for ${tls.servername} (ECDSA P-256) in ${relative(root, dirname(tls.ca))}/`)
 
   const raise = nofileRaise()
-  const origin = await startOrigin(bins.origin, [...raise, ...pin.load], runDir)
+  // The SNI mode: the origin reads and answers a ClientHello, and loadgen sends one instead of a CONNECT (issue 14).
+  const origin = await startOrigin(bins.origin, [...raise, ...pin.load], runDir, o.sni ? ['--tls-hello'] : [])
   log(`origin: echo ${origin.ports.echo}, sink ${origin.ports.sink}, source ${origin.ports.source}`)
-  const lg: LoadgenEnv = { bin: bins.loadgen, ports: origin.ports, prefix: [...raise, ...pin.load], logFile: join(runDir, 'loadgen.log') }
+  const lg: LoadgenEnv = { bin: bins.loadgen, ports: origin.ports, prefix: [...raise, ...pin.load], logFile: join(runDir, 'loadgen.log'), ...(o.sni ? { common: sniLoadgenArgs(o) } : {}) }
   const ctx: PeerContext = {
     root,
     prefix: [...raise, ...pin.proxy],
@@ -196,7 +193,7 @@ async function main (argv: readonly string[]): Promise<number> {
         const r = await runPeer(peer, rep, ctx, lg, o)
         results.get(peer.name)?.push(r)
         appendFileSync(join(runDir, 'raw.jsonl'), JSON.stringify({ peer: peer.name, ...r }) + '\n')
-        log(progress(peer.name, r))
+        log(progress(peer.name, r, o.sni ? sniWords : (t) => t))
       }
     }
   } finally {
@@ -221,7 +218,8 @@ async function main (argv: readonly string[]): Promise<number> {
   // The resume rows and chart only when some peer speaks TLS.
   const shown = new Set([...o.scenarios].filter(s => s !== 'resume' || tlsRun))
   const mainPeers = peers.filter(p => p.variantOf === undefined)
-  const tableText = table(mainPeers.map(p => p.name), results, shown, o.hold)
+  const words = o.sni ? sniWords : (t: string): string => t
+  const tableText = table(mainPeers.map(p => p.name), results, shown, o.hold, words)
   const notes = collectNotes(results)
   if (distStamp() !== measured.dist) notes.push('dist/ was rebuilt while this ran (not by this driver): later repetitions may have measured other code')
   const versionNow = sluiceVersion()
@@ -230,23 +228,23 @@ async function main (argv: readonly string[]): Promise<number> {
   const variants: VariantSection | undefined = vTable === undefined
     ? undefined
     : { table: vTable, legend: variantLegend(peers), notes: variantNotes(peers, results, await dnsQueries()) }
-  const charts = benchCharts(peers.map(p => p.name), results, shown)
+  const charts = benchCharts(peers.map(p => p.name), results, shown, words)
   writeCharts(runDir, charts)
-  const bar = barMarkdown(tlsBar(results))
-  const body = (dir: string): ReportBody => ({ table: tableText, notes, ...(variants === undefined ? {} : { variants }), charts: links(charts, dir), tlsBar: bar })
+  const bar = o.sni ? sniBarSection(results) : tlsBarSection(results)
+  const body = (dir: string): ReportBody => ({ table: tableText, notes, ...(variants === undefined ? {} : { variants }), charts: links(charts, dir), bar })
   const resultsPath = join(resultsDir, `${runName}.md`)
   writeFileSync(resultsPath, resultsFile(info, o, body(runName)))
   const bullets = (list: readonly string[]): string => list.map(n => `- ${n}\n`).join('')
   process.stdout.write(`\n${tableText}\n\n${bullets(notes)}`)
-  if (bar.length > 0) process.stdout.write(`\nThe HTTPS proxy's bar (issue 13):\n\n${bar.join('\n')}\n`)
+  if (bar.lines.length > 0) process.stdout.write(`\n${bar.title}:\n\n${bar.lines.join('\n')}\n`)
   if (variants !== undefined) process.stdout.write(`\nVariants against plain sluice (same run):\n\n${variants.table}\n\n${bullets(variants.notes)}`)
   log(`wrote ${relative(root, resultsPath)}`)
   if (o.updateDocs) {
-    // A --tls run (the HTTPS proxies) has a page of its own beside the plain one (issue 13).
-    const page = o.tls ? 'benchmarks-tls' : 'benchmarks'
+    // A --tls run (the HTTPS proxies) and an --sni run have pages of their own beside the plain one (issues 13, 14).
+    const page = o.tls ? 'benchmarks-tls' : o.sni ? 'benchmarks-sni' : 'benchmarks'
     mkdirSync(join(root, 'docs'), { recursive: true })
     writeCharts(join(root, 'docs', page), charts)
-    writeFileSync(join(root, 'docs', `${page}.md`), docsFile(info, o, body(page)))
+    writeFileSync(join(root, 'docs', `${page}.md`), (o.sni ? sniDocsFile : docsFile)(info, o, body(page)))
     log(`wrote docs/${page}.md and ${charts.length} chart${charts.length === 1 ? '' : 's'} in docs/${page}/`)
   }
   const failed = [...results.values()].flat().some(r => r.error !== undefined)

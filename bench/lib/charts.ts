@@ -126,8 +126,12 @@ export function barChart (chart: Chart): string {
   ].join('\n')
 }
 
-/** The run's charts, in CHARTS order: only scenarios that ran, only peers with a value, peers in run order. */
-export function benchCharts (peers: readonly string[], results: ReadonlyMap<string, readonly RepResult[]>, scenarios: ReadonlySet<Scenario>): ChartFile[] {
+/**
+ * The run's charts, in CHARTS order: only scenarios that ran, only peers with a value, peers in run order.
+ * `words` rewrites the titles (table.ts's sniWords in the SNI mode).
+ */
+export function benchCharts (peers: readonly string[], results: ReadonlyMap<string, readonly RepResult[]>, scenarios: ReadonlySet<Scenario>,
+  words: (title: string) => string = (t) => t): ChartFile[] {
   const out: ChartFile[] = []
   for (const spec of CHARTS) {
     if (!scenarios.has(spec.scenario)) continue
@@ -138,7 +142,8 @@ export function benchCharts (peers: readonly string[], results: ReadonlyMap<stri
     const ranges = rows.some(r => r.bars.some(b => b !== undefined && b.n > 1 && b.max > b.min))
     const blue = rows.some(r => isSluice(r.peer)) ? ' Blue: Sluice and its variants.' : ''
     const note = `Bars: median over the repetitions${ranges ? '; lines: min–max' : ''}.${blue}`
-    out.push({ file: spec.file, title: spec.title, svg: barChart({ title: spec.title, note, series: spec.series.map(s => s.label), rows }) })
+    const title = words(spec.title)
+    out.push({ file: spec.file, title, svg: barChart({ title, note, series: spec.series.map(s => s.label), rows }) })
   }
   return out
 }

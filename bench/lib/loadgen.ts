@@ -13,6 +13,8 @@ export interface LoadgenEnv {
   /** argv prefix for pinning (e.g. taskset -c 1) and fd limits; may be empty. */
   readonly prefix: readonly string[]
   readonly logFile: string
+  /** Arguments for every run, before the scenario's own (the SNI mode's --sni …); a later flag overrides. */
+  readonly common?: readonly string[]
 }
 
 export type Json = Record<string, unknown>
@@ -37,7 +39,7 @@ export function loadgenArgv (env: LoadgenEnv, mode: string, proxyPort: number | 
     ...env.prefix, env.bin, mode, '--label', label,
     '--echo', String(env.ports.echo), '--sink', String(env.ports.sink), '--source', String(env.ports.source),
     ...(proxyPort === undefined ? ['--direct'] : ['--proxy', `127.0.0.1:${proxyPort}`]),
-    ...extra
+    ...(env.common ?? []), ...extra
   ]
 }
 

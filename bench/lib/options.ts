@@ -16,14 +16,28 @@ when installed and named in --peers) with the C load generator and origin in ben
                         HTTPS proxies (TLS 1.3 from loadgen, then CONNECT inside): node-tls (bare
                         Node tls.Server), sluice-tls (a TLS listener), ats-tls (an ssl port),
                         squid-tls (https_port, when squid is built with TLS)
+                        SNI passthrough listeners (no CONNECT; --sni only, beside direct):
+                        sluice-sni (a kind: sni listener), node-sni (a bare Node SNI
+                        passthrough), haproxy-sni, sniproxy
+  --mode MODE           connect (default), tls (as --tls) or sni (as --sni)
   --tls                 the HTTPS proxies: --peers defaults to node-tls,sluice-tls,ats-tls,squid-tls.
                         Their rate test does a full handshake per tunnel, and a second one,
                         "resume", offers each client's previous session (TLS 1.3 ticket);
                         certificates (ECDSA P-256) are made per run with the openssl CLI
+  --sni                 SNI passthrough listeners (issue 14): each connection sends a TLS 1.3
+                        ClientHello (echo.test, sink.test, source.test) instead of a CONNECT;
+                        --peers defaults to direct,sluice-sni,node-sni,haproxy-sni,sniproxy.
+                        Also the split scenario: a short rate test per peer with the hello
+                        cut mid server_name into two TCP writes (tcp) and two TLS records
+                        (records), each passed or failed
+  --sni-split MODE      --sni: send every hello (all scenarios) in two writes: tcp or records
+  --sni-gap-ms N        --sni: pause between the two writes (default 5)
+  --sni-pad N           --sni: pad the ClientHello to about N bytes (default: unpadded, ~200);
+                        past 16000 it needs two records: --sni-split records --skip split
   --variants LIST       add variant groups right after sluice: auth, bigacl (with its
                         control sluice+name), guard (with its control sluice+hello), chain, logs (--log-level info), workers
                         (sluice-w2: --scheduling rr, sluice-w2-os: --scheduling os)
-  --skip LIST           scenarios to leave out: bulk, rate, resume, hold
+  --skip LIST           scenarios to leave out: bulk, rate, resume, hold, split
   --reps N              repetitions, interleaved A B A B (default 3)
   --bulk SIZE           bytes each way through one tunnel (default 2g; k/m/g suffixes)
   --clients N           rate: concurrent clients (default 50)
@@ -36,7 +50,8 @@ when installed and named in --peers) with the C load generator and origin in ben
   --noise-retries N     at most N re-measurements each (default 2; --quick 1)
   --no-pin              do not pin with taskset
   --no-build            measure dist/ as it is (no npm run build)
-  --update-docs         also write docs/benchmarks.md and its charts (docs/benchmarks/*.svg)
+  --update-docs         also write docs/benchmarks.md and its charts (docs/benchmarks/*.svg);
+                        --tls: docs/benchmarks-tls.md, --sni: docs/benchmarks-sni.md
   -h, --help            this text`
 
 /** A bad command line (exit 2). */
@@ -46,12 +61,27 @@ export class UsageError extends Error {
 
 /** --tls without --peers. */
 export const TLS_PEER_NAMES = 'node-tls,sluice-tls,ats-tls,squid-tls'
+/** --sni without --peers. */
+export const SNI_PEER_NAMES = 'direct,sluice-sni,node-sni,haproxy-sni,sniproxy'
 
-const SCENARIOS = ['bulk', 'rate', 'resume', 'hold'] as const
+const SCENARIOS = ['bulk', 'rate', 'resume', 'hold', 'split'] as const
+const MODES = ['connect', 'tls', 'sni'] as const
+export type Mode = typeof MODES[number]
+/** How loadgen sends the ClientHello (--sni): one write, or two cut mid server_name. */
+export type SniSplit = 'none' | 'tcp' | 'records'
+const SPLITS: readonly SniSplit[] = ['none', 'tcp', 'records']
 
 export interface Options {
   readonly quick: boolean
+  readonly mode: Mode
+  /** mode tls: the HTTPS proxies (issue 13). */
   readonly tls: boolean
+  /** mode sni: SNI passthrough listeners (issue 14). */
+  readonly sni: boolean
+  readonly sniSplit: SniSplit
+  readonly sniGapMs: number
+  /** 0: unpadded. */
+  readonly sniPad: number
   readonly peers: string
   readonly variants: string
   readonly scenarios: ReadonlySet<Scenario>
@@ -86,13 +116,26 @@ function int (text: string | undefined, name: string, fallback: number, min: num
   return v
 }
 
+/** --mode, or its shorthands --tls and --sni; conflicting ones are an error. */
+function modeOf (mode: string | undefined, tls: boolean, sni: boolean): Mode {
+  if (mode !== undefined && !(MODES as readonly string[]).includes(mode)) throw new UsageError(`--mode must be ${MODES.join(', ')}, got '${mode}'`)
+  const asked = new Set<Mode>([...(mode === undefined ? [] : [mode as Mode]), ...(tls ? ['tls' as const] : []), ...(sni ? ['sni' as const] : [])])
+  if (asked.size > 1) throw new UsageError(`choose one mode: ${[...asked].join(' or ')}`)
+  return [...asked][0] ?? 'connect'
+}
+
 export function parseOptions (argv: readonly string[]): Options {
   const { values: v } = parseArgs({
     args: [...argv],
     strict: true,
     options: {
       quick: { type: 'boolean' },
+      mode: { type: 'string' },
       tls: { type: 'boolean' },
+      sni: { type: 'boolean' },
+      'sni-split': { type: 'string' },
+      'sni-gap-ms': { type: 'string' },
+      'sni-pad': { type: 'string' },
       peers: { type: 'string' },
       variants: { type: 'string' },
       skip: { type: 'string' },
@@ -114,16 +157,31 @@ export function parseOptions (argv: readonly string[]): Options {
   const quick = v.quick === true
   const skip = new Set((v.skip ?? '').split(',').map(s => s.trim()).filter(s => s !== ''))
   for (const s of skip) if (!(SCENARIOS as readonly string[]).includes(s)) throw new UsageError(`--skip: unknown scenario '${s}' (${SCENARIOS.join(', ')})`)
-  const scenarios = new Set<Scenario>(SCENARIOS.filter(s => !skip.has(s)))
+  const mode = modeOf(v.mode, v.tls === true, v.sni === true)
+  // split is a scenario of the SNI mode only.
+  const scenarios = new Set<Scenario>(SCENARIOS.filter(s => !skip.has(s) && (s !== 'split' || mode === 'sni')))
+  const sniSplit = (v['sni-split'] ?? 'none') as SniSplit
+  if (!SPLITS.includes(sniSplit)) throw new UsageError(`--sni-split must be tcp or records, got '${String(v['sni-split'])}'`)
+  if (mode !== 'sni' && (v['sni-split'] !== undefined || v['sni-gap-ms'] !== undefined || v['sni-pad'] !== undefined)) {
+    throw new UsageError('--sni-split, --sni-gap-ms and --sni-pad need --sni')
+  }
   const bulkBytes = parseSize(v.bulk ?? (quick ? '256m' : '2g'))
   if (bulkBytes < 1 || bulkBytes > 64 * 1024 ** 3) throw new UsageError('--bulk must be 1 byte to 64 GiB')
   const seconds = Number(v.seconds ?? (quick ? 3 : 10))
   if (!(seconds > 0 && seconds <= 600)) throw new UsageError('--seconds must be in (0, 600]')
-  const tls = v.tls === true
+  const sniPad = int(v['sni-pad'], 'sni-pad', 0, 0, 20_000)
+  // One TLS record carries at most 16 KiB: loadgen refuses a bigger hello in one (the split scenario's tcp run too).
+  if (sniPad > 16_000 && (sniSplit !== 'records' || scenarios.has('split'))) throw new UsageError('--sni-pad past 16000 needs --sni-split records --skip split')
+  if (mode === 'sni' && v.variants !== undefined) throw new UsageError('--variants: not with --sni (they are CONNECT variants)')
   return {
     quick,
-    tls,
-    peers: v.peers ?? (tls ? TLS_PEER_NAMES : 'direct,sluice'),
+    mode,
+    tls: mode === 'tls',
+    sni: mode === 'sni',
+    sniSplit,
+    sniGapMs: int(v['sni-gap-ms'], 'sni-gap-ms', 5, 0, 10_000),
+    sniPad,
+    peers: v.peers ?? (mode === 'tls' ? TLS_PEER_NAMES : mode === 'sni' ? SNI_PEER_NAMES : 'direct,sluice'),
     variants: v.variants ?? '',
     scenarios,
     reps: int(v.reps, 'reps', quick ? 2 : 3, 1, 20),

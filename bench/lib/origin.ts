@@ -31,7 +31,8 @@ async function firstLine (child: ChildProcess, timeoutMs: number): Promise<strin
   }
 }
 
-export async function startOrigin (bin: string, prefix: readonly string[], logDir: string): Promise<Origin> {
+/** `extra`: more origin flags (`--tls-hello` in the SNI mode). */
+export async function startOrigin (bin: string, prefix: readonly string[], logDir: string, extra: readonly string[] = []): Promise<Origin> {
   let lastError = ''
   for (let attempt = 0; attempt < 5; attempt++) {
     const ports = { echo: await freePort(), sink: await freePort(), source: await freePort() }
@@ -39,7 +40,7 @@ export async function startOrigin (bin: string, prefix: readonly string[], logDi
     let child: ChildProcess
     try {
       child = spawnTracked([...prefix, bin, '--echo', String(ports.echo), '--sink', String(ports.sink),
-        '--source', String(ports.source), '--quiet'], { stdio: ['ignore', 'pipe', fd] })
+        '--source', String(ports.source), '--quiet', ...extra], { stdio: ['ignore', 'pipe', fd] })
     } finally {
       closeSync(fd)
     }

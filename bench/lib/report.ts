@@ -2,6 +2,8 @@
 import { release } from 'node:os'
 import type { Options } from './options.js'
 import { NODE_FLAGS } from '../../src/cli/node-flags.js'
+import { splitSettings } from './sni-split.js'
+import { sniWords } from './table.js'
 
 export interface RunInfo {
   readonly command: string
@@ -40,8 +42,17 @@ export interface ReportBody {
   readonly notes: readonly string[]
   readonly variants?: VariantSection
   readonly charts: readonly ChartLink[]
-  /** Issue 13's bar as markdown bullets (tls-bar.ts); empty when sluice-tls did not run. */
-  readonly tlsBar: readonly string[]
+  /** A mode's bar (tls-bar.ts, sni-bar.ts); none, or no lines, when the Sluice peer it judges did not run. */
+  readonly bar?: BarSection
+}
+
+/** A bar as markdown bullets under a heading of its own. */
+export interface BarSection {
+  /** e.g. "The HTTPS proxy's bar (issue 13)" */
+  readonly title: string
+  /** One line on what is compared with what. */
+  readonly intro: string
+  readonly lines: readonly string[]
 }
 
 const MiB = 1024 ** 2
@@ -49,11 +60,29 @@ const MiB = 1024 ** 2
 function settings (o: Options, tls: boolean): string {
   const parts = [`${o.reps} repetition${o.reps === 1 ? '' : 's'}, peers interleaved (A B A B …), each proxy started fresh per repetition`]
   if (o.scenarios.has('bulk')) parts.push(`bulk: ${(o.bulkBytes / MiB).toLocaleString('en-US')} MiB up, then down, through one tunnel`)
-  if (o.scenarios.has('rate')) parts.push(`rate: ${o.rateClients} clients × ${o.rateSeconds} s (after ${o.rateWarmupS} s warm-up), CONNECT → 64-byte echo → close`)
+  const opening = o.sni ? 'ClientHello → the origin\'s reply' : 'CONNECT'
+  if (o.scenarios.has('rate')) parts.push(`rate: ${o.rateClients} clients × ${o.rateSeconds} s (after ${o.rateWarmupS} s warm-up), ${opening} → 64-byte echo → close`)
+  if (o.sni) parts.push(sniSettings(o))
   if (tls) parts.push('HTTPS proxies (*-tls): TLS 1.3 from loadgen to the proxy (ECDSA P-256 certificate, verified), then the CONNECT inside it; a full handshake per tunnel in rate, bulk and hold')
   if (tls && o.scenarios.has('resume')) parts.push('resume (HTTPS proxies): the rate test again, each client offering its previous connection\'s session (TLS 1.3 ticket)')
+  if (o.scenarios.has('split')) parts.push(`split: ${splitText(o)}`)
   if (o.scenarios.has('hold')) parts.push(`hold: ${o.hold.toLocaleString('en-US')} idle tunnels, memory read ${o.holdSettleMs / 1000} s after the last was established`)
-  return parts.map(p => `  - ${p}`).join('\n')
+  // The SNI mode has connections, not tunnels (issue 14).
+  return parts.map(p => `  - ${o.sni ? sniWords(p) : p}`).join('\n')
+}
+
+/** What every connection of an SNI run sends (issue 14). */
+function sniSettings (o: Options): string {
+  const size = o.sniPad > 0 ? `padded to ~${o.sniPad.toLocaleString('en-US')} bytes` : 'unpadded, ~200 bytes'
+  const how = o.sniSplit === 'none'
+    ? 'one write, one record'
+    : `in two writes ${o.sniGapMs} ms apart, cut mid server_name, as ${o.sniSplit === 'tcp' ? 'one record' : 'two TLS records'}`
+  return `SNI passthrough: no CONNECT; each connection starts with a canned TLS 1.3 ClientHello (server_name echo.test, sink.test or source.test, mapped to the origin's ports; ${size}; ${how}), which the origin answers with one record`
+}
+
+function splitText (o: Options): string {
+  const s = splitSettings(o.quick, o.sniGapMs)
+  return `per peer, ${s.clients} clients × ${s.seconds} s with every hello in two writes ${s.gapMs} ms apart, cut mid server_name: one record in two TCP writes (tcp), then two TLS records (records); a pass is connections completed and none failed (${s.timeoutMs} ms timeout per connection)`
 }
 
 function variantsMarkdown (v: VariantSection | undefined, heading: string): string[] {
@@ -77,14 +106,14 @@ function chartsMarkdown (charts: readonly ChartLink[], heading: string): string[
   return [`${heading} Charts`, '', ...charts.flatMap(c => [`![${c.title.replace(/[[\]]/g, '')}](${c.href})`, ''])]
 }
 
-function barSection (bar: readonly string[], heading: string): string[] {
-  if (bar.length === 0) return []
-  return [`${heading} The HTTPS proxy's bar (issue 13)`, '', 'sluice-tls against the anchors (ats-tls, squid-tls) and the bare Node TLS peer, on this run\'s medians.', '', ...bar, '']
+function barSection (bar: BarSection | undefined, heading: string): string[] {
+  if (bar === undefined || bar.lines.length === 0) return []
+  return [`${heading} ${bar.title}`, '', bar.intro, '', ...bar.lines, '']
 }
 
-/** Header + table + notes (+ the TLS bar, + charts, + the variants): the body of both files. */
+/** Header + table + notes (+ the mode's bar, + charts, + the variants): the body of both files. */
 export function resultsMarkdown (info: RunInfo, o: Options, body: ReportBody, heading = '##'): string {
-  const { table: tableText, notes, variants, charts, tlsBar } = body
+  const { table: tableText, notes, variants, charts, bar } = body
   return [
     `- Command: \`${info.command}\``,
     `- Date: ${info.date}`,
@@ -100,7 +129,7 @@ export function resultsMarkdown (info: RunInfo, o: Options, body: ReportBody, he
     tableText,
     '',
     ...(notes.length > 0 ? ['Notes:', '', ...notes.map(n => `- ${n}`), ''] : []),
-    ...barSection(tlsBar, heading),
+    ...barSection(bar, heading),
     ...chartsMarkdown(charts, heading),
     ...variantsMarkdown(variants, heading)
   ].join('\n')
@@ -235,6 +264,7 @@ npm run bench -- --quick --peers direct,sluice --variants auth,bigacl,chain,work
 npm run bench -- --tls             # HTTPS proxies: node-tls,sluice-tls,ats-tls,squid-tls
 npm run bench -- --quick --tls --skip hold
 npm run bench -- --peers sluice,sluice-tls   # the cost of TLS, side by side
+npm run bench -- --sni             # SNI passthrough listeners (issue 14): docs/benchmarks-sni.md
 node --import tsx bench/run.ts --help
 node --import tsx bench/micro/run.ts   # micro-benchmarks (mitata): parseTarget, decideRequest/decideAddress
 \`\`\`

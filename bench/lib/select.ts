@@ -6,9 +6,10 @@ import { direct, nodeHttp, nodeNet, sluice, squid, tinyproxy } from './peers.js'
 import type { Peer } from './types.js'
 import { ats } from './ats.js'
 import { TLS_PEERS } from './tls-peers.js'
+import { SNI_PEERS } from './sni-peers.js'
 import { VARIANT_GROUPS, VARIANT_PEERS } from './variants.js'
 
-const ALL: ReadonlyMap<string, Peer> = new Map([direct, sluice, nodeNet, nodeHttp, squid, tinyproxy, ats, ...TLS_PEERS, ...VARIANT_PEERS].map(p => [p.name, p]))
+const ALL: ReadonlyMap<string, Peer> = new Map([direct, sluice, nodeNet, nodeHttp, squid, tinyproxy, ats, ...TLS_PEERS, ...SNI_PEERS, ...VARIANT_PEERS].map(p => [p.name, p]))
 
 interface External {
   /** The command that must be on PATH, and how it tells its version. */
@@ -36,7 +37,9 @@ const EXTERNAL: ReadonlyMap<string, External> = new Map<string, External>([
   }],
   ['tinyproxy', { bin: 'tinyproxy', versionArgs: ['-v'], label: 'tinyproxy' }],
   ['ats', { bin: 'traffic_server', versionArgs: ['--version'], label: 'Apache Traffic Server' }],
-  ['ats-tls', { bin: 'traffic_server', versionArgs: ['--version'], label: 'Apache Traffic Server' }]
+  ['ats-tls', { bin: 'traffic_server', versionArgs: ['--version'], label: 'Apache Traffic Server' }],
+  ['haproxy-sni', { bin: 'haproxy', versionArgs: ['-v'], label: 'HAProxy' }],
+  ['sniproxy', { bin: 'sniproxy', versionArgs: ['-V'], label: 'sniproxy' }]
 ])
 
 function versionText (ext: External): string | undefined {
@@ -61,9 +64,10 @@ const list = (text: string): string[] => [...new Set(text.split(',').map(s => s.
  * auth,workers` inserts those groups' peers right after `sluice` (which it
  * then requires). Unknown names are an error; squid/tinyproxy/ats whose
  * command is not on PATH (or squid-tls on a squid without TLS) are skipped,
- * noted in `skipped` as "name (why)".
+ * noted in `skipped` as "name (why)". With `sni` (--sni) only direct and
+ * the SNI listeners may be named, and they only then.
  */
-export function selectPeers (peerList: string, variantList = ''): { peers: Peer[], skipped: string[] } {
+export function selectPeers (peerList: string, variantList = '', sni = false): { peers: Peer[], skipped: string[] } {
   const names = list(peerList)
   const extra: string[] = []
   for (const v of list(variantList)) {
@@ -81,6 +85,10 @@ export function selectPeers (peerList: string, variantList = ''): { peers: Peer[
   for (const name of names) {
     const peer = ALL.get(name)
     if (peer === undefined) throw new UsageError(`unknown peer '${name}' (known: ${[...ALL.keys()].join(', ')})`)
+    // direct runs in both modes; the others speak either CONNECT or a bare ClientHello.
+    if (!peer.direct && (peer.sni === true) !== sni) {
+      throw new UsageError(sni ? `${name} is not an SNI listener (--sni runs direct, ${SNI_PEERS.map(p => p.name).join(', ')})` : `${name} is an SNI listener: run it with --sni`)
+    }
     const ext = EXTERNAL.get(name)
     const why = ext === undefined ? undefined : unavailable(ext)
     if (why !== undefined) { skipped.push(`${name} (${why})`); continue }

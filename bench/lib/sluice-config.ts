@@ -40,10 +40,13 @@ export interface Rule {
 /** What bench/policy.yaml's one rule allows: the origin, by address. */
 export const LOOPBACK_RULE: Rule = { name: 'bench', action: 'allow', ips: ['127.0.0.0/8'] }
 
-/** A listener entry (README "Listeners"); `tls` makes it an HTTPS proxy. */
+/** A listener entry (README "Listeners"); `tls` makes it an HTTPS proxy, `kind: sni` a TLS passthrough routed by the hello's name. */
 export interface Listener {
   readonly address: string
   readonly tls?: { readonly cert_file: string, readonly key_file: string }
+  readonly kind?: 'connect' | 'sni'
+  readonly target_port?: number
+  readonly map?: Readonly<Record<string, string>>
 }
 
 export interface ConfigParts {

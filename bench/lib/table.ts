@@ -4,6 +4,7 @@
  * `direct` where direct has the same metric.
  */
 import type { HoldResult, RepResult, Scenario } from './types.js'
+import { splitRows } from './sni-split.js'
 
 // For bench/run.ts, which imports them from here.
 export type { RepResult, Scenario } from './types.js'
@@ -95,7 +96,18 @@ function aliveCell (reps: readonly RepResult[], k: number): string {
   return worst === k && held.every(h => h.ok) ? `${n(k)}/${n(k)} every rep` : `worst ${n(worst)}/${n(k)}`
 }
 
-export function table (peers: readonly string[], results: ReadonlyMap<string, readonly RepResult[]>, scenarios: ReadonlySet<Scenario>, holdK: number): string {
+/**
+ * The SNI mode's words for the same metrics (issue 14): there is no CONNECT
+ * and no tunnel, but a passthrough connection whose ClientHello gets the
+ * origin's reply where a CONNECT gets its 200.
+ */
+export function sniWords (text: string): string {
+  return text.replace(/CONNECT→200/g, 'hello→reply').replace(/\btunnel(s?)\b/g, 'connection$1')
+}
+
+/** `words` rewrites the metric labels (sniWords in the SNI mode). */
+export function table (peers: readonly string[], results: ReadonlyMap<string, readonly RepResult[]>, scenarios: ReadonlySet<Scenario>, holdK: number,
+  words: (label: string) => string = (l) => l): string {
   const proxies = peers.filter(p => p !== 'direct')
   const hasDirect = peers.includes('direct')
   const head = ['scenario', 'metric', ...peers.flatMap(p => p === 'direct' || !hasDirect ? [p] : [p, `${p} ÷ direct`])]
@@ -103,7 +115,7 @@ export function table (peers: readonly string[], results: ReadonlyMap<string, re
   for (const m of METRICS) {
     if (!scenarios.has(m.scenario)) continue
     const base = hasDirect ? median(metricValues(results.get('direct') ?? [], m.get)) : undefined
-    const row = [m.scenario, m.label]
+    const row = [m.scenario, words(m.label)]
     for (const p of peers) {
       const vs = metricValues(results.get(p) ?? [], m.get)
       row.push(cell(vs))
@@ -114,13 +126,14 @@ export function table (peers: readonly string[], results: ReadonlyMap<string, re
     rows.push(row)
   }
   if (scenarios.has('hold') && proxies.length > 0) {
-    const row = ['hold', `alive after hold (${holdK.toLocaleString('en-US')} tunnels)`]
+    const row = ['hold', words(`alive after hold (${holdK.toLocaleString('en-US')} tunnels)`)]
     for (const p of peers) {
       row.push(p === 'direct' ? '—' : aliveCell(results.get(p) ?? [], holdK))
       if (p !== 'direct' && hasDirect) row.push('—')
     }
     rows.push(row)
   }
+  if (scenarios.has('split')) rows.push(...splitRows(peers, results, hasDirect))
   const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`
   return [line(head), line(head.map((_, i) => i < 2 ? '---' : '---:')), ...rows.map(line)].join('\n')
 }

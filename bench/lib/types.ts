@@ -9,8 +9,15 @@
 /** The origin's ports: echo, sink (upload) and source (download). */
 export interface OriginPorts { readonly echo: number, readonly sink: number, readonly source: number }
 
-/** `resume`: the rate test again with TLS session resumption (TLS peers only). */
-export type Scenario = 'bulk' | 'rate' | 'resume' | 'hold'
+/**
+ * `resume`: the rate test again with TLS session resumption (TLS peers only).
+ * `split`: SNI mode only, a short rate test with the ClientHello in two
+ * writes (issue 14), passed or failed.
+ */
+export type Scenario = 'bulk' | 'rate' | 'resume' | 'hold' | 'split'
+
+/** How a split ClientHello was cut: two TCP writes of one record, or two TLS records. */
+export type SplitKind = 'tcp' | 'records'
 
 export interface RepResult {
   readonly rep: number
@@ -19,6 +26,8 @@ export interface RepResult {
   /** TLS peers: the rate test with resumed handshakes. */
   resume?: RateResult
   hold?: HoldResult
+  /** SNI mode: the split-hello runs, by how the hello was cut. */
+  split?: Partial<Record<SplitKind, SplitResult>>
   error?: string
   seconds?: number
 }
@@ -62,6 +71,15 @@ export interface HoldResult {
   readonly pssKiBPerTunnel?: number
   readonly rssKiBPerTunnel?: number
   readonly setupS?: number
+  readonly ok: boolean
+  readonly note?: string
+}
+
+/** A short rate run with a split ClientHello: passed when connections completed and none failed. */
+export interface SplitResult {
+  readonly passed: boolean
+  readonly completed: number
+  readonly errors: number
   readonly ok: boolean
   readonly note?: string
 }
@@ -116,6 +134,8 @@ export interface Peer {
   readonly scenarios?: ReadonlySet<Scenario>
   /** An HTTPS proxy: TLS from loadgen (issue 13), and the resume scenario runs. */
   readonly tls?: boolean
+  /** An SNI passthrough listener (issue 14): runs only with --sni, where loadgen sends a ClientHello instead of a CONNECT. */
+  readonly sni?: boolean
   /** A variant of this peer: compared with it in the variants table, not with direct. */
   readonly variantOf?: string
   /** Also compared with this control peer (same conditions minus the feature). */
