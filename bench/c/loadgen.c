@@ -9,7 +9,9 @@
  * (issue 13, below; the TLS code is in tls-client.c); --tunnel-hello NAME
  * (issue 14: rate mode starts each tunnel's payload with the canned
  * ClientHello below, server_name NAME, for proxies that judge a tunnel's
- * first bytes; the echo port returns hello and payload, both compared).
+ * first bytes; the echo port returns hello and payload, both compared);
+ * --tls-sni NAME (issue 14, below: real TLS per connection, SNI by origin
+ * port, no CONNECT, for `kind: terminate` listeners).
  *
  * loadgen.c - load generator for HTTP CONNECT forward proxies.
  *
@@ -62,6 +64,17 @@
  * in two writes --sni-gap-ms apart (default 5), cut in the middle of the
  * server_name: "tcp" = one record in two TCP writes, "records" = the
  * handshake message fragmented over two TLS records (one per write).
+ * TLS routed by SNI (--tls-sni NAME; issue 14, a `kind: terminate` listener or
+ * any peer routing real TLS by its server_name): no CONNECT and no canned
+ * hello.  Each connection does a real TLS 1.3 handshake (tls-client.c) whose
+ * SNI names the origin port (NAME for echo, --sni-sink / --sni-source, or
+ * NAME with "echo." replaced as for --sni), to the proxy or, with --direct,
+ * to the origin ports (then TLS ports: haproxy in front of ./origin); --tls-ca
+ * verifies each certificate for that name.  Then the mode runs inside TLS as
+ * with --tls.  A handshake can complete before the proxy reached the
+ * upstream (a proxy that finishes the client's handshake first), so rate's
+ * "connect" latency is taken at the first echoed byte: connect + handshake
+ * → first echo, comparable across peers.
  * Output: human-readable lines, then one JSON line (starting with '{').
  * hold additionally prints {"event":"established",...} when established.
  *
@@ -133,6 +146,8 @@ static struct {
     /* TLS to the proxy */
     int tls, tls_resume;
     const char *tls_ca, *tls_servername;
+    /* TLS routed by SNI: a real handshake per connection, the name by origin port (sni_echo/sink/source) */
+    int tls_sni;
 } O = {
     .proxy_host = "127.0.0.1",
     .proxy_port = 0,
@@ -300,7 +315,9 @@ static void json_common(FILE *f) {
         fprintf(f, ",\"sni\":\"%s\",\"sni_split\":\"%s\",\"sni_pad\":%d", O.sni_echo,
                 O.sni_split == 1 ? "tcp" : O.sni_split == 2 ? "records" : "none", O.sni_pad);
     if (O.tunnel_hello[0]) fprintf(f, ",\"tunnel_hello\":\"%s\"", O.tunnel_hello);
-    if (O.tls) json_tls(f);
+    if (O.tls_sni)
+        fprintf(f, ",\"tls_sni\":\"%s\",\"connect_ms_is\":\"handshake_to_first_echo\"", O.sni_echo);
+    if (O.tls || O.tls_sni) json_tls(f);
 }
 
 static double self_cpu_s(void) {
@@ -449,6 +466,13 @@ static const char *sni_kind_of_port(int port) {
     if (port == O.sink_port) return "sink";
     if (port == O.source_port) return "source";
     return "?";
+}
+
+/* --tls-sni: the server_name for a connection to `port`. */
+static const char *name_for_port(int port) {
+    if (port == O.sink_port) return O.sni_sink;
+    if (port == O.source_port) return O.sni_source;
+    return O.sni_echo;
 }
 
 static hello_t *hello_for_port(int port) {
@@ -674,6 +698,13 @@ static void tls_step(conn_t *c) {
     case TLS_DONE:
         if (tls_resumed(c->ssl)) tls_resumed_n++;
         else tls_full++;
+        if (O.tls_sni) { /* routed by the name: the tunnel is up */
+            c->headlen = 0;
+            c->leftover = NULL;
+            c->leftlen = 0;
+            tunnel_ready(c);
+            return;
+        }
         send_connect(c);
         return;
     case TLS_WANT_READ: set_events(c, EPOLLIN | EPOLLRDHUP); return;
@@ -683,6 +714,12 @@ static void tls_step(conn_t *c) {
 }
 
 static void on_connected(conn_t *c) {
+    if (O.tls_sni) {
+        c->ssl = tls_open(c->fd, c->session, name_for_port(c->target_port));
+        c->state = ST_TLS;
+        tls_step(c);
+        return;
+    }
     if (O.sni) {
         c->hello = hello_for_port(c->target_port);
         c->hoff = 0;
@@ -702,7 +739,7 @@ static void on_connected(conn_t *c) {
         return;
     }
     if (O.tls) {
-        c->ssl = tls_open(c->fd, c->session);
+        c->ssl = tls_open(c->fd, c->session, NULL);
         c->state = ST_TLS;
         tls_step(c);
         return;
@@ -829,6 +866,10 @@ static void read_head(conn_t *c) {
 
 /* ---- echo exchange (rate payload, hold ping) ---- */
 
+/* rate mode's clock (set in run_rate; echo_recv samples --tls-sni latency against it) */
+static double t_begin, t_measure, t_end;
+static samples_t lat_connect;
+
 /* `prefix` (--tunnel-hello): these bytes first, then the `len` payload bytes; all echoed. */
 static void echo_start(conn_t *c, int len, const hello_t *prefix) {
     int at = 0;
@@ -887,6 +928,9 @@ static void echo_recv(conn_t *c) {
             fail(c, "mismatch");
             return;
         }
+        /* --tls-sni: "connect" latency ends at the first echoed byte (see the header) */
+        if (O.tls_sni && O.mode == M_RATE && c->recvd == 0 && now >= t_measure)
+            sample_add(&lat_connect, (now - c->t_start) * 1e3);
         c->recvd += (uint64_t)n;
         if (c->recvd == c->to_recv) {
             mode_echo_done(c);
@@ -898,8 +942,7 @@ static void echo_recv(conn_t *c) {
 /* ------------------------------------------------------------------ */
 /* rate mode                                                           */
 
-static double t_begin, t_measure, t_end;
-static samples_t lat_connect, lat_cycle;
+static samples_t lat_cycle;
 static uint64_t rate_completed, rate_completed_warm, rate_started;
 
 static void rate_next(conn_t *c) {
@@ -922,7 +965,7 @@ static void rate_failed(conn_t *c, int connect_err) {
 }
 
 static void rate_tunnel_ready(conn_t *c) {
-    if (now >= t_measure) sample_add(&lat_connect, (now - c->t_start) * 1e3);
+    if (now >= t_measure && !O.tls_sni) sample_add(&lat_connect, (now - c->t_start) * 1e3);
     echo_start(c, O.payload, O.tunnel_hello[0] ? &hello_tunnel : NULL);
 }
 
@@ -1376,7 +1419,7 @@ static int run_rate(void) {
     printf("rate %s%s: concurrency=%d duration=%.2fs warmup=%.1fs payload=%dB\n", O.direct ? "direct" : "via proxy ",
            O.direct ? "" : O.proxy_host, O.conc, secs, O.warmup, O.payload);
     printf("  tunnels/s: %.1f  (completed %" PRIu64 ", abandoned in flight %d)\n", tps, rate_completed, inflight);
-    printf("  CONNECT->200 ms: p50=%.3f p90=%.3f p99=%.3f max=%.3f\n", pct(&lat_connect, 50), pct(&lat_connect, 90),
+    printf("  %s ms: p50=%.3f p90=%.3f p99=%.3f max=%.3f\n", O.tls_sni ? "handshake->first echo" : "CONNECT->200", pct(&lat_connect, 50), pct(&lat_connect, 90),
            pct(&lat_connect, 99), pct(&lat_connect, 100));
     printf("  full cycle ms:   p50=%.3f p90=%.3f p99=%.3f max=%.3f\n", pct(&lat_cycle, 50), pct(&lat_cycle, 90),
            pct(&lat_cycle, 99), pct(&lat_cycle, 100));
@@ -1926,12 +1969,23 @@ static void usage(void) {
             "  --tls-ca FILE         verify the proxy's certificate with this CA (default: no check)\n"
             "  --tls-servername NAME SNI, and the name the certificate must carry (default: none\n"
             "                        sent; the certificate must carry the proxy's IP)\n"
-            "  --tls-resume          offer each client slot's previous session (resumed handshakes)\n");
+            "  --tls-resume          offer each client slot's previous session (resumed handshakes)\n"
+            " TLS routed by SNI (rate, bulk, hold; no CONNECT: e.g. a kind: terminate listener):\n"
+            "  --tls-sni NAME        a TLS 1.3 handshake per connection, SNI NAME for the echo port\n"
+            "                        (--sni-sink/--sni-source as for --sni); with --direct, to the\n"
+            "                        origin ports (TLS ones); --tls-ca verifies each name; rate's\n"
+            "                        latency is connect + handshake -> first echoed byte\n");
     exit(2);
 }
 
 /* --tls goes with a proxy and CONNECT, in the event-loop modes. */
 static void check_tls_options(void) {
+    if (O.tls_sni) {
+        if (O.tls || O.sni || O.tunnel_hello[0]) die("--tls-sni: not with --tls, --sni or --tunnel-hello");
+        if (O.tls_servername) die("--tls-sni names each connection: not with --tls-servername");
+        if (O.mode == M_PROBE) die("--tls-sni: rate, bulk and hold only");
+        return;
+    }
     if (!O.tls) {
         if (O.tls_resume || O.tls_ca || O.tls_servername) die("--tls-resume / --tls-ca / --tls-servername need --tls");
         return;
@@ -2056,6 +2110,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--tls-resume")) O.tls_resume = 1;
         else if (!strcmp(a, "--tls-ca")) O.tls_ca = NEXT();
         else if (!strcmp(a, "--tls-servername")) O.tls_servername = NEXT();
+        else if (!strcmp(a, "--tls-sni")) {
+            O.tls_sni = 1;
+            snprintf(O.sni_echo, sizeof O.sni_echo, "%s", NEXT());
+        }
         else {
             fprintf(stderr, "loadgen: unknown option %s\n", a);
             usage();
@@ -2069,13 +2127,15 @@ int main(int argc, char **argv) {
     if (O.duration <= 0 || O.duration > 3600 || O.warmup < 0 || O.hold_s < 0 || O.hold_s > 86400)
         die("durations out of range");
 
-    if (O.sni) {
-        if (!O.sni_echo[0] || strlen(O.sni_echo) > 200) die("--sni NAME: 1-200 characters");
-        if (O.sni_pad < 0 || O.sni_pad > HELLO_MAX) die("--sni-pad 0..%d", HELLO_MAX);
-        if (O.sni_gap_ms < 0 || O.sni_gap_ms > 10000) die("--sni-gap-ms 0..10000");
+    if (O.sni || O.tls_sni) {
+        if (!O.sni_echo[0] || strlen(O.sni_echo) > 200) die("--sni / --tls-sni NAME: 1-200 characters");
         int is_echo = !strncmp(O.sni_echo, "echo.", 5);
         if (!O.sni_sink[0]) snprintf(O.sni_sink, sizeof O.sni_sink, "%s%.200s", is_echo ? "sink." : "", O.sni_echo + (is_echo ? 5 : 0));
         if (!O.sni_source[0]) snprintf(O.sni_source, sizeof O.sni_source, "%s%.200s", is_echo ? "source." : "", O.sni_echo + (is_echo ? 5 : 0));
+    }
+    if (O.sni) {
+        if (O.sni_pad < 0 || O.sni_pad > HELLO_MAX) die("--sni-pad 0..%d", HELLO_MAX);
+        if (O.sni_gap_ms < 0 || O.sni_gap_ms > 10000) die("--sni-gap-ms 0..10000");
         build_hello(&hello_echo, O.sni_echo, O.sni_pad, O.sni_split);
         build_hello(&hello_sink, O.sni_sink, O.sni_pad, O.sni_split);
         build_hello(&hello_source, O.sni_source, O.sni_pad, O.sni_split);
@@ -2113,7 +2173,7 @@ int main(int argc, char **argv) {
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) die("epoll_create1: %s", strerror(errno));
     setup_signals();
-    if (O.tls) {
+    if (O.tls || O.tls_sni) {
         tls_options t = {.ca_file = O.tls_ca, .servername = O.tls_servername, .proxy_ip = O.proxy_host,
                          .resume = O.tls_resume, .release_buffers = O.mode == M_HOLD};
         tls_init(&t);

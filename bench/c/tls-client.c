@@ -77,11 +77,12 @@ static void expect_name(SSL *ssl, const char *name) {
     if (ok != 1) tls_die("the name to verify");
 }
 
-SSL *tls_open(int fd, SSL_SESSION *offer) {
+SSL *tls_open(int fd, SSL_SESSION *offer, const char *servername) {
     SSL *ssl = SSL_new(ctx);
     if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) tls_die("SSL_new");
-    const char *name = opts.servername != NULL ? opts.servername : opts.proxy_ip;
-    if (opts.servername != NULL) SSL_set_tlsext_host_name(ssl, opts.servername);
+    const char *sni = servername != NULL ? servername : opts.servername;
+    const char *name = sni != NULL ? sni : opts.proxy_ip;
+    if (sni != NULL) SSL_set_tlsext_host_name(ssl, sni);
     if (opts.ca_file != NULL) expect_name(ssl, name);
     if (opts.resume && offer != NULL) SSL_set_session(ssl, offer);
     SSL_set_connect_state(ssl);

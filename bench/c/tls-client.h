@@ -1,6 +1,7 @@
 /*
  * tls-client.h - the load generator's TLS leg to the proxy (issue 13: an
- * HTTPS proxy is TLS from the client, then CONNECT inside it).
+ * HTTPS proxy is TLS from the client, then CONNECT inside it), or to a
+ * listener routed by SNI (issue 14, --tls-sni: a name per connection).
  *
  * OpenSSL, TLS 1.3 only, non-blocking: every call returns at once and says
  * which way the socket must become ready before it is called again. Knows
@@ -28,8 +29,10 @@ enum { TLS_DONE = 1, TLS_WANT_READ = 2, TLS_WANT_WRITE = 3, TLS_FAILED = -1 };
 void tls_init(const tls_options *o);
 
 /* A client SSL on connected socket fd; with resume, offering `offer`
- * (the slot's session; NULL: a full handshake). */
-SSL *tls_open(int fd, SSL_SESSION *offer);
+ * (the slot's session; NULL: a full handshake). `servername`: this
+ * connection's SNI and the name its certificate must carry (NULL: the
+ * options' servername, else the proxy's IP). */
+SSL *tls_open(int fd, SSL_SESSION *offer, const char *servername);
 
 /* One step of the handshake (SSL_connect). */
 int tls_handshake(SSL *ssl);
