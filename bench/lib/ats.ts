@@ -11,6 +11,9 @@
  * ats-tls (issue 13) is the same on an `ssl` port: TLS from the client, then
  * CONNECT inside it, with the run's certificate (ssl_multicert.config) and
  * ATS's defaults for TLS (TLS 1.3 on, session tickets on).
+ *
+ * startAts takes more records and etc/ files for other setups (the
+ * terminate mode's ats-terminate, terminate-peers.ts: sni.yaml routes).
  */
 import { appendFileSync, cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
@@ -41,16 +44,29 @@ const IP_ALLOW = `ip_allow:
     methods: ALL
 `
 
+/** One records.config line: name (after proxy.config.), type, value. */
+export type AtsRecord = readonly [string, 'INT' | 'STRING', string | number]
+
 /** The ssl port's records: where ssl_multicert.config's file names are (the run's TLS directory). */
-function tlsRecords (tls: TlsFiles): Array<[string, 'INT' | 'STRING', string | number]> {
+function tlsRecords (tls: TlsFiles): AtsRecord[] {
   return [
     ['ssl.server.cert.path', 'STRING', dirname(tls.cert)],
     ['ssl.server.private_key.path', 'STRING', dirname(tls.key)]
   ]
 }
 
-function records (dir: string, port: number, ctx: PeerContext, tls: TlsFiles | undefined): string {
+/** What differs between the ATS peers: TLS on the port, and more records and etc/ files. */
+export interface AtsSetup {
+  readonly tls?: TlsFiles
+  /** Records after the common ones (a later CONFIG line wins). */
+  readonly records?: readonly AtsRecord[]
+  /** etc/NAME → content, written last. */
+  readonly files?: Readonly<Record<string, string>>
+}
+
+function records (dir: string, port: number, ctx: PeerContext, setup: AtsSetup): string {
   const o = ctx.origin
+  const tls = setup.tls
   const threads = process.env['ATS_NET_THREADS'] ?? '1'
   if (!/^[1-9]\d{0,2}$/.test(threads)) throw new Error(`ATS_NET_THREADS must be 1-999, got '${threads}'`)
   // A held tunnel is two connections (client and origin side); ATS counts
@@ -58,7 +74,7 @@ function records (dir: string, port: number, ctx: PeerContext, tls: TlsFiles | u
   // reaches it (its accept headroom): 19000 holds ~8,600 tunnels, not 9,000.
   // ATS itself lowers the throttle to its fd limit less 192 when that is lower.
   const throttle = Math.max(19_000, Math.ceil(2.2 * ctx.maxTunnels) + 1000)
-  const rec: Array<[string, 'INT' | 'STRING', string | number]> = [
+  const rec: AtsRecord[] = [
     ['admin.user_id', 'STRING', '#-1'],
     ['http.server_ports', 'STRING', `${port}${tls === undefined ? '' : ':ssl'}:ipv4:ip-in=127.0.0.1`],
     ['http.connect_ports', 'STRING', `${o.echo} ${o.sink} ${o.source}`],
@@ -91,13 +107,15 @@ function records (dir: string, port: number, ctx: PeerContext, tls: TlsFiles | u
     ['hostdb.host_file.path', 'STRING', '/etc/hosts'],
     ['body_factory.template_sets_dir', 'STRING', `${dir}/etc/body_factory`],
     ['proxy_name', 'STRING', 'bench-ats'],
-    ...(tls === undefined ? [] : tlsRecords(tls))
+    ...(tls === undefined ? [] : tlsRecords(tls)),
+    ...(setup.records ?? [])
   ]
   return rec.map(([name, type, value]) => `CONFIG proxy.config.${name} ${type} ${value}\n`).join('')
 }
 
 /** The private runroot: directories, runroot.yaml, the packaged configs, then ours over them. */
-function writeConfig (dir: string, port: number, ctx: PeerContext, tls: TlsFiles | undefined): string {
+function writeConfig (dir: string, port: number, ctx: PeerContext, setup: AtsSetup): string {
+  const tls = setup.tls
   for (const d of ['etc', 'log', 'run', 'cache', 'var']) mkdirSync(join(dir, d), { recursive: true })
   const file = join(dir, 'runroot.yaml')
   writeFileSync(file, runroot(dir))
@@ -108,8 +126,9 @@ function writeConfig (dir: string, port: number, ctx: PeerContext, tls: TlsFiles
   etc('plugin.config', '')
   etc('logging.yaml', 'logging:\n  formats: []\n  logs: []\n')
   etc('ip_allow.yaml', IP_ALLOW)
-  etc('records.config', records(dir, port, ctx, tls))
+  etc('records.config', records(dir, port, ctx, setup))
   if (tls !== undefined) etc('ssl_multicert.config', `dest_ip=* ssl_cert_name=${basename(tls.cert)} ssl_key_name=${basename(tls.key)}\n`)
+  for (const [name, text] of Object.entries(setup.files ?? {})) etc(name, text)
   return file
 }
 
@@ -135,32 +154,37 @@ export function atsPeer (name: string, withTls: boolean): Peer {
     async start (ctx) {
       const tls = withTls ? ctx.tls : undefined
       if (withTls && tls === undefined) throw new Error(`${name}: no TLS files in the run`)
-      const port = await freePort()
-      const { dir, cleanup } = workDir(name)
-      let file: string
-      try {
-        file = writeConfig(dir, port, ctx, tls)
-      } catch (err) {
-        cleanup()
-        throw err
-      }
-      // Its own diagnostics (start-up notes, warnings) go to the work dir: keep them with the peer log.
-      const keepDiags = (): void => {
-        const diags = join(dir, 'log', 'diags.log')
-        if (existsSync(diags)) appendFileSync(join(ctx.logDir, `peer-${name}.log`), `--- ${diags}\n${readFileSync(diags, 'utf8')}`)
-        cleanup()
-      }
-      const argv = ['env', `TS_RUNROOT=${file}`, 'traffic_server', `--run-root=${file}`]
-      const running = await startProcess(launch(ctx, name), argv, port, keepDiags)
-      try {
-        await repin(running, ctx.proxyCpu)
-      } catch (err) {
-        await running.stop()
-        throw err
-      }
-      return running
+      return await startAts(ctx, name, tls === undefined ? {} : { tls })
     }
   }
+}
+
+/** traffic_server on a fresh port in a private runroot, pinned to the proxy CPU. */
+export async function startAts (ctx: PeerContext, name: string, setup: AtsSetup): Promise<RunningPeer> {
+  const port = await freePort()
+  const { dir, cleanup } = workDir(name)
+  let file: string
+  try {
+    file = writeConfig(dir, port, ctx, setup)
+  } catch (err) {
+    cleanup()
+    throw err
+  }
+  // Its own diagnostics (start-up notes, warnings) go to the work dir: keep them with the peer log.
+  const keepDiags = (): void => {
+    const diags = join(dir, 'log', 'diags.log')
+    if (existsSync(diags)) appendFileSync(join(ctx.logDir, `peer-${name}.log`), `--- ${diags}\n${readFileSync(diags, 'utf8')}`)
+    cleanup()
+  }
+  const argv = ['env', `TS_RUNROOT=${file}`, 'traffic_server', `--run-root=${file}`]
+  const running = await startProcess(launch(ctx, name), argv, port, keepDiags)
+  try {
+    await repin(running, ctx.proxyCpu)
+  } catch (err) {
+    await running.stop()
+    throw err
+  }
+  return running
 }
 
 export const ats = atsPeer('ats', false)
