@@ -1,8 +1,9 @@
 /**
  * Sluice vs a no-proxy baseline (and squid/tinyproxy/ATS when installed), with
  * the C load generator and origin of bench/c/; with --tls, as an HTTPS proxy
- * against the same anchors on their TLS ports (issue 13). `--help` lists the
- * options; docs/benchmarks.md explains the method.
+ * against the same anchors on their TLS ports (issue 13); with --sni and
+ * --terminate, as listeners routed by the ClientHello (issue 14). `--help`
+ * lists the options; docs/benchmarks.md explains the method.
  */
 import { appendFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
@@ -21,7 +22,7 @@ import { variantLegend, variantNotes, variantTable } from './lib/variant-table.j
 import { startOrigin } from './lib/origin.js'
 import type { LoadgenEnv } from './lib/loadgen.js'
 import { bulk, hold, leastDisturbed, rate } from './lib/scenarios.js'
-import { fmt, notes as collectNotes, sniWords, table, type RepResult, type Scenario } from './lib/table.js'
+import { fmt, notes as collectNotes, table, wordsFor, type RepResult, type Scenario } from './lib/table.js'
 import { docsFile, resultsFile, type BarSection, type ChartLink, type ReportBody, type RunInfo, type VariantSection } from './lib/report.js'
 import { benchCharts, CHART_FILES, type ChartFile } from './lib/charts.js'
 import { makeBenchCerts } from './lib/tls-certs.js'
@@ -30,6 +31,9 @@ import { sniBar, sniMoonshot } from './lib/sni-bar.js'
 import { SNI_LOADGEN_ARGS } from './lib/sni-peers.js'
 import { split, splitSettings, SPLIT_KINDS } from './lib/sni-split.js'
 import { sniDocsFile } from './lib/report-sni.js'
+import { startTerminateRun } from './lib/terminate-mode.js'
+import { terminateSection } from './lib/terminate-summary.js'
+import { terminateDocsFile } from './lib/report-terminate.js'
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
 const root = dirname(benchDir)
@@ -145,7 +149,7 @@ function sniBarSection (results: ReadonlyMap<string, readonly RepResult[]>): Bar
 async function main (argv: readonly string[]): Promise<number> {
   let o = parseOptions(argv)
   if (o.help) { process.stdout.write(HELP + '\n'); return 0 }
-  const { peers, skipped } = selectPeers(o.peers, o.variants, o.sni)
+  const { peers, skipped } = selectPeers(o.peers, o.variants, o.mode)
   if (peers.length === 0) throw new UsageError(`no peers to run${skipped.length > 0 ? ` (skipped: ${skipped.join(', ')})` : ''}`)
   const tlsRun = peers.some(p => p.tls === true)
   const started = new Date()
@@ -174,7 +178,12 @@ async function main (argv: readonly string[]): Promise<number> {
   // The SNI mode: the origin reads and answers a ClientHello, and loadgen sends one instead of a CONNECT (issue 14).
   const origin = await startOrigin(bins.origin, [...raise, ...pin.load], runDir, o.sni ? ['--tls-hello'] : [])
   log(`origin: echo ${origin.ports.echo}, sink ${origin.ports.sink}, source ${origin.ports.source}`)
-  const lg: LoadgenEnv = { bin: bins.loadgen, ports: origin.ports, prefix: [...raise, ...pin.load], logFile: join(runDir, 'loadgen.log'), ...(o.sni ? { common: sniLoadgenArgs(o) } : {}) }
+  // The terminate mode: HAProxy with TLS in front of it, and certificates for its names; the peers see only that (issue 14).
+  const term = o.terminate ? await startTerminateRun(runDir, root, origin.ports, [...raise, ...pin.load], o.hold + 1000, log) : undefined
+  const ports = term?.origin.ports ?? origin.ports
+  const tlsFiles = term?.tls ?? tls
+  const common = o.sni ? sniLoadgenArgs(o) : term?.common
+  const lg: LoadgenEnv = { bin: bins.loadgen, ports, prefix: [...raise, ...pin.load], logFile: join(runDir, 'loadgen.log'), ...(common === undefined ? {} : { common }) }
   const ctx: PeerContext = {
     root,
     prefix: [...raise, ...pin.proxy],
@@ -182,9 +191,9 @@ async function main (argv: readonly string[]): Promise<number> {
     unpinned: [...raise, ...pin.all],
     loadSide: [...raise, ...pin.load],
     logDir: runDir,
-    origin: origin.ports,
+    origin: ports,
     maxTunnels: o.hold,
-    ...(tls === undefined ? {} : { tls })
+    ...(tlsFiles === undefined ? {} : { tls: tlsFiles })
   }
   const results = new Map<string, RepResult[]>(peers.map(p => [p.name, []]))
   try {
@@ -193,10 +202,11 @@ async function main (argv: readonly string[]): Promise<number> {
         const r = await runPeer(peer, rep, ctx, lg, o)
         results.get(peer.name)?.push(r)
         appendFileSync(join(runDir, 'raw.jsonl'), JSON.stringify({ peer: peer.name, ...r }) + '\n')
-        log(progress(peer.name, r, o.sni ? sniWords : (t) => t))
+        log(progress(peer.name, r, wordsFor(o)))
       }
     }
   } finally {
+    await term?.origin.stop()
     await origin.stop()
     await stopVariantServices()
   }
@@ -218,7 +228,7 @@ async function main (argv: readonly string[]): Promise<number> {
   // The resume rows and chart only when some peer speaks TLS.
   const shown = new Set([...o.scenarios].filter(s => s !== 'resume' || tlsRun))
   const mainPeers = peers.filter(p => p.variantOf === undefined)
-  const words = o.sni ? sniWords : (t: string): string => t
+  const words = wordsFor(o)
   const tableText = table(mainPeers.map(p => p.name), results, shown, o.hold, words)
   const notes = collectNotes(results)
   if (distStamp() !== measured.dist) notes.push('dist/ was rebuilt while this ran (not by this driver): later repetitions may have measured other code')
@@ -230,7 +240,7 @@ async function main (argv: readonly string[]): Promise<number> {
     : { table: vTable, legend: variantLegend(peers), notes: variantNotes(peers, results, await dnsQueries()) }
   const charts = benchCharts(peers.map(p => p.name), results, shown, words)
   writeCharts(runDir, charts)
-  const bar = o.sni ? sniBarSection(results) : tlsBarSection(results)
+  const bar = o.sni ? sniBarSection(results) : o.terminate ? terminateSection(results) : tlsBarSection(results)
   const body = (dir: string): ReportBody => ({ table: tableText, notes, ...(variants === undefined ? {} : { variants }), charts: links(charts, dir), bar })
   const resultsPath = join(resultsDir, `${runName}.md`)
   writeFileSync(resultsPath, resultsFile(info, o, body(runName)))
@@ -240,11 +250,11 @@ async function main (argv: readonly string[]): Promise<number> {
   if (variants !== undefined) process.stdout.write(`\nVariants against plain sluice (same run):\n\n${variants.table}\n\n${bullets(variants.notes)}`)
   log(`wrote ${relative(root, resultsPath)}`)
   if (o.updateDocs) {
-    // A --tls run (the HTTPS proxies) and an --sni run have pages of their own beside the plain one (issues 13, 14).
-    const page = o.tls ? 'benchmarks-tls' : o.sni ? 'benchmarks-sni' : 'benchmarks'
+    // A --tls run (the HTTPS proxies), an --sni and a --terminate run have pages of their own beside the plain one (issues 13, 14).
+    const page = o.tls ? 'benchmarks-tls' : o.sni ? 'benchmarks-sni' : o.terminate ? 'benchmarks-terminate' : 'benchmarks'
     mkdirSync(join(root, 'docs'), { recursive: true })
     writeCharts(join(root, 'docs', page), charts)
-    writeFileSync(join(root, 'docs', `${page}.md`), (o.sni ? sniDocsFile : docsFile)(info, o, body(page)))
+    writeFileSync(join(root, 'docs', `${page}.md`), (o.sni ? sniDocsFile : o.terminate ? terminateDocsFile : docsFile)(info, o, body(page)))
     log(`wrote docs/${page}.md and ${charts.length} chart${charts.length === 1 ? '' : 's'} in docs/${page}/`)
   }
   const failed = [...results.values()].flat().some(r => r.error !== undefined)

@@ -19,7 +19,11 @@ when installed and named in --peers) with the C load generator and origin in ben
                         SNI passthrough listeners (no CONNECT; --sni only, beside direct):
                         sluice-sni (a kind: sni listener), node-sni (a bare Node SNI
                         passthrough), haproxy-sni, sniproxy
-  --mode MODE           connect (default), tls (as --tls) or sni (as --sni)
+                        TLS termination (no CONNECT; --terminate only, beside direct):
+                        sluice-terminate (a kind: terminate listener), ats-terminate
+                        (ATS sni.yaml partial_blind_route), sluice-sni (passthrough)
+  --mode MODE           connect (default), tls (as --tls), sni (as --sni) or
+                        terminate (as --terminate)
   --tls                 the HTTPS proxies: --peers defaults to node-tls,sluice-tls,ats-tls,squid-tls.
                         Their rate test does a full handshake per tunnel, and a second one,
                         "resume", offers each client's previous session (TLS 1.3 ticket);
@@ -30,6 +34,13 @@ when installed and named in --peers) with the C load generator and origin in ben
                         Also the split scenario: a short rate test per peer with the hello
                         cut mid server_name into two TCP writes (tcp) and two TLS records
                         (records), each passed or failed
+  --terminate           TLS termination + re-origination (issue 14): each connection does a
+                        full TLS 1.3 handshake (SNI echo.test, sink.test or source.test, the
+                        certificate verified) to the peer, no CONNECT; the origin is HAProxy
+                        with TLS (one thread, load CPU) in front of the C origin;
+                        --peers defaults to direct,sluice-terminate,sluice-sni,ats-terminate.
+                        rate counts full handshakes/s; its latency is connect + handshake
+                        -> first echoed byte
   --sni-split MODE      --sni: send every hello (all scenarios) in two writes: tcp or records
   --sni-gap-ms N        --sni: pause between the two writes (default 5)
   --sni-pad N           --sni: pad the ClientHello to about N bytes (default: unpadded, ~200);
@@ -51,7 +62,8 @@ when installed and named in --peers) with the C load generator and origin in ben
   --no-pin              do not pin with taskset
   --no-build            measure dist/ as it is (no npm run build)
   --update-docs         also write docs/benchmarks.md and its charts (docs/benchmarks/*.svg);
-                        --tls: docs/benchmarks-tls.md, --sni: docs/benchmarks-sni.md
+                        --tls: docs/benchmarks-tls.md, --sni: docs/benchmarks-sni.md,
+                        --terminate: docs/benchmarks-terminate.md
   -h, --help            this text`
 
 /** A bad command line (exit 2). */
@@ -63,9 +75,11 @@ export class UsageError extends Error {
 export const TLS_PEER_NAMES = 'node-tls,sluice-tls,ats-tls,squid-tls'
 /** --sni without --peers. */
 export const SNI_PEER_NAMES = 'direct,sluice-sni,node-sni,haproxy-sni,sniproxy'
+/** --terminate without --peers. */
+export const TERMINATE_PEER_NAMES = 'direct,sluice-terminate,sluice-sni,ats-terminate'
 
 const SCENARIOS = ['bulk', 'rate', 'resume', 'hold', 'split'] as const
-const MODES = ['connect', 'tls', 'sni'] as const
+const MODES = ['connect', 'tls', 'sni', 'terminate'] as const
 export type Mode = typeof MODES[number]
 /** How loadgen sends the ClientHello (--sni): one write, or two cut mid server_name. */
 export type SniSplit = 'none' | 'tcp' | 'records'
@@ -78,6 +92,8 @@ export interface Options {
   readonly tls: boolean
   /** mode sni: SNI passthrough listeners (issue 14). */
   readonly sni: boolean
+  /** mode terminate: TLS termination + re-origination, routed by SNI (issue 14). */
+  readonly terminate: boolean
   readonly sniSplit: SniSplit
   readonly sniGapMs: number
   /** 0: unpadded. */
@@ -116,10 +132,11 @@ function int (text: string | undefined, name: string, fallback: number, min: num
   return v
 }
 
-/** --mode, or its shorthands --tls and --sni; conflicting ones are an error. */
-function modeOf (mode: string | undefined, tls: boolean, sni: boolean): Mode {
+/** --mode, or its shorthands --tls, --sni and --terminate; conflicting ones are an error. */
+function modeOf (mode: string | undefined, tls: boolean, sni: boolean, terminate: boolean): Mode {
   if (mode !== undefined && !(MODES as readonly string[]).includes(mode)) throw new UsageError(`--mode must be ${MODES.join(', ')}, got '${mode}'`)
-  const asked = new Set<Mode>([...(mode === undefined ? [] : [mode as Mode]), ...(tls ? ['tls' as const] : []), ...(sni ? ['sni' as const] : [])])
+  const asked = new Set<Mode>([...(mode === undefined ? [] : [mode as Mode]), ...(tls ? ['tls' as const] : []), ...(sni ? ['sni' as const] : []),
+    ...(terminate ? ['terminate' as const] : [])])
   if (asked.size > 1) throw new UsageError(`choose one mode: ${[...asked].join(' or ')}`)
   return [...asked][0] ?? 'connect'
 }
@@ -133,6 +150,7 @@ export function parseOptions (argv: readonly string[]): Options {
       mode: { type: 'string' },
       tls: { type: 'boolean' },
       sni: { type: 'boolean' },
+      terminate: { type: 'boolean' },
       'sni-split': { type: 'string' },
       'sni-gap-ms': { type: 'string' },
       'sni-pad': { type: 'string' },
@@ -157,9 +175,9 @@ export function parseOptions (argv: readonly string[]): Options {
   const quick = v.quick === true
   const skip = new Set((v.skip ?? '').split(',').map(s => s.trim()).filter(s => s !== ''))
   for (const s of skip) if (!(SCENARIOS as readonly string[]).includes(s)) throw new UsageError(`--skip: unknown scenario '${s}' (${SCENARIOS.join(', ')})`)
-  const mode = modeOf(v.mode, v.tls === true, v.sni === true)
-  // split is a scenario of the SNI mode only.
-  const scenarios = new Set<Scenario>(SCENARIOS.filter(s => !skip.has(s) && (s !== 'split' || mode === 'sni')))
+  const mode = modeOf(v.mode, v.tls === true, v.sni === true, v.terminate === true)
+  // split is a scenario of the SNI mode only; resume of the HTTPS proxies (the terminate mode measures full handshakes).
+  const scenarios = new Set<Scenario>(SCENARIOS.filter(s => !skip.has(s) && (s !== 'split' || mode === 'sni') && (s !== 'resume' || mode !== 'terminate')))
   const sniSplit = (v['sni-split'] ?? 'none') as SniSplit
   if (!SPLITS.includes(sniSplit)) throw new UsageError(`--sni-split must be tcp or records, got '${String(v['sni-split'])}'`)
   if (mode !== 'sni' && (v['sni-split'] !== undefined || v['sni-gap-ms'] !== undefined || v['sni-pad'] !== undefined)) {
@@ -172,16 +190,17 @@ export function parseOptions (argv: readonly string[]): Options {
   const sniPad = int(v['sni-pad'], 'sni-pad', 0, 0, 20_000)
   // One TLS record carries at most 16 KiB: loadgen refuses a bigger hello in one (the split scenario's tcp run too).
   if (sniPad > 16_000 && (sniSplit !== 'records' || scenarios.has('split'))) throw new UsageError('--sni-pad past 16000 needs --sni-split records --skip split')
-  if (mode === 'sni' && v.variants !== undefined) throw new UsageError('--variants: not with --sni (they are CONNECT variants)')
+  if ((mode === 'sni' || mode === 'terminate') && v.variants !== undefined) throw new UsageError(`--variants: not with --${mode} (they are CONNECT variants)`)
   return {
     quick,
     mode,
     tls: mode === 'tls',
     sni: mode === 'sni',
+    terminate: mode === 'terminate',
     sniSplit,
     sniGapMs: int(v['sni-gap-ms'], 'sni-gap-ms', 5, 0, 10_000),
     sniPad,
-    peers: v.peers ?? (mode === 'tls' ? TLS_PEER_NAMES : mode === 'sni' ? SNI_PEER_NAMES : 'direct,sluice'),
+    peers: v.peers ?? { connect: 'direct,sluice', tls: TLS_PEER_NAMES, sni: SNI_PEER_NAMES, terminate: TERMINATE_PEER_NAMES }[mode],
     variants: v.variants ?? '',
     scenarios,
     reps: int(v.reps, 'reps', quick ? 2 : 3, 1, 20),

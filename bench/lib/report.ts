@@ -3,7 +3,7 @@ import { release } from 'node:os'
 import type { Options } from './options.js'
 import { NODE_FLAGS } from '../../src/cli/node-flags.js'
 import { splitSettings } from './sni-split.js'
-import { sniWords } from './table.js'
+import { sniWords, terminateWords } from './table.js'
 
 export interface RunInfo {
   readonly command: string
@@ -60,16 +60,21 @@ const MiB = 1024 ** 2
 function settings (o: Options, tls: boolean): string {
   const parts = [`${o.reps} repetition${o.reps === 1 ? '' : 's'}, peers interleaved (A B A B …), each proxy started fresh per repetition`]
   if (o.scenarios.has('bulk')) parts.push(`bulk: ${(o.bulkBytes / MiB).toLocaleString('en-US')} MiB up, then down, through one tunnel`)
-  const opening = o.sni ? 'ClientHello → the origin\'s reply' : 'CONNECT'
+  const opening = o.sni ? 'ClientHello → the origin\'s reply' : o.terminate ? 'TLS handshake' : 'CONNECT'
   if (o.scenarios.has('rate')) parts.push(`rate: ${o.rateClients} clients × ${o.rateSeconds} s (after ${o.rateWarmupS} s warm-up), ${opening} → 64-byte echo → close`)
   if (o.sni) parts.push(sniSettings(o))
+  if (o.terminate) parts.push(TERMINATE_SETTINGS)
   if (tls) parts.push('HTTPS proxies (*-tls): TLS 1.3 from loadgen to the proxy (ECDSA P-256 certificate, verified), then the CONNECT inside it; a full handshake per tunnel in rate, bulk and hold')
   if (tls && o.scenarios.has('resume')) parts.push('resume (HTTPS proxies): the rate test again, each client offering its previous connection\'s session (TLS 1.3 ticket)')
   if (o.scenarios.has('split')) parts.push(`split: ${splitText(o)}`)
   if (o.scenarios.has('hold')) parts.push(`hold: ${o.hold.toLocaleString('en-US')} idle tunnels, memory read ${o.holdSettleMs / 1000} s after the last was established`)
-  // The SNI mode has connections, not tunnels (issue 14).
-  return parts.map(p => `  - ${o.sni ? sniWords(p) : p}`).join('\n')
+  // The SNI and terminate modes have connections, not tunnels (issue 14).
+  const words = o.sni ? sniWords : o.terminate ? terminateWords : (t: string): string => t
+  return parts.map(p => `  - ${words(p)}`).join('\n')
 }
+
+/** What every connection of a terminate run does (issue 14). */
+const TERMINATE_SETTINGS = 'TLS termination: no CONNECT; each connection is a full TLS 1.3 handshake (ECDSA P-256, verified for its name) with SNI echo.test, sink.test or source.test, mapped to the TLS origin\'s ports; the origin is HAProxy with TLS (TCP mode, one thread, on the load CPU) in front of origin.c, and every proxy verifies its certificate for the client\'s SNI against the bench CA'
 
 /** What every connection of an SNI run sends (issue 14). */
 function sniSettings (o: Options): string {

@@ -1,15 +1,16 @@
 /** `--peers` and `--variants` → the peers to run, in order; versions of the external ones. */
 import { execFileSync } from 'node:child_process'
 import { which } from './proc.js'
-import { UsageError } from './options.js'
+import { UsageError, type Mode } from './options.js'
 import { direct, nodeHttp, nodeNet, sluice, squid, tinyproxy } from './peers.js'
 import type { Peer } from './types.js'
 import { ats } from './ats.js'
 import { TLS_PEERS } from './tls-peers.js'
 import { SNI_PEERS } from './sni-peers.js'
+import { TERMINATE_PEERS } from './terminate-peers.js'
 import { VARIANT_GROUPS, VARIANT_PEERS } from './variants.js'
 
-const ALL: ReadonlyMap<string, Peer> = new Map([direct, sluice, nodeNet, nodeHttp, squid, tinyproxy, ats, ...TLS_PEERS, ...SNI_PEERS, ...VARIANT_PEERS].map(p => [p.name, p]))
+const ALL: ReadonlyMap<string, Peer> = new Map([direct, sluice, nodeNet, nodeHttp, squid, tinyproxy, ats, ...TLS_PEERS, ...SNI_PEERS, ...TERMINATE_PEERS, ...VARIANT_PEERS].map(p => [p.name, p]))
 
 interface External {
   /** The command that must be on PATH, and how it tells its version. */
@@ -38,6 +39,7 @@ const EXTERNAL: ReadonlyMap<string, External> = new Map<string, External>([
   ['tinyproxy', { bin: 'tinyproxy', versionArgs: ['-v'], label: 'tinyproxy' }],
   ['ats', { bin: 'traffic_server', versionArgs: ['--version'], label: 'Apache Traffic Server' }],
   ['ats-tls', { bin: 'traffic_server', versionArgs: ['--version'], label: 'Apache Traffic Server' }],
+  ['ats-terminate', { bin: 'traffic_server', versionArgs: ['--version'], label: 'Apache Traffic Server' }],
   ['haproxy-sni', { bin: 'haproxy', versionArgs: ['-v'], label: 'HAProxy' }],
   ['sniproxy', { bin: 'sniproxy', versionArgs: ['-V'], label: 'sniproxy' }]
 ])
@@ -57,6 +59,19 @@ function unavailable (ext: External): string | undefined {
   return undefined
 }
 
+/** Why `peer` cannot run in `mode`, or undefined when it can. */
+function modeMismatch (peer: Peer, mode: Mode): string | undefined {
+  const name = peer.name
+  if (mode === 'sni') return peer.sni === true ? undefined : `${name} is not an SNI listener (--sni runs direct, ${SNI_PEERS.map(p => p.name).join(', ')})`
+  if (mode === 'terminate') {
+    const ok = [...ALL.values()].filter(p => p.terminate === true).map(p => p.name)
+    return peer.terminate === true ? undefined : `${name} does not run with --terminate (it runs direct, ${ok.join(', ')})`
+  }
+  if (peer.sni === true) return `${name} is an SNI listener: run it with --sni`
+  if (peer.terminate === true) return `${name} runs with --terminate only`
+  return undefined
+}
+
 const list = (text: string): string[] => [...new Set(text.split(',').map(s => s.trim()).filter(s => s !== ''))]
 
 /**
@@ -64,10 +79,11 @@ const list = (text: string): string[] => [...new Set(text.split(',').map(s => s.
  * auth,workers` inserts those groups' peers right after `sluice` (which it
  * then requires). Unknown names are an error; squid/tinyproxy/ats whose
  * command is not on PATH (or squid-tls on a squid without TLS) are skipped,
- * noted in `skipped` as "name (why)". With `sni` (--sni) only direct and
- * the SNI listeners may be named, and they only then.
+ * noted in `skipped` as "name (why)". With mode `sni` (--sni) only direct
+ * and the SNI listeners may be named, and they only then; likewise with
+ * `terminate` (--terminate) direct and the peers marked `terminate`.
  */
-export function selectPeers (peerList: string, variantList = '', sni = false): { peers: Peer[], skipped: string[] } {
+export function selectPeers (peerList: string, variantList = '', mode: Mode = 'connect'): { peers: Peer[], skipped: string[] } {
   const names = list(peerList)
   const extra: string[] = []
   for (const v of list(variantList)) {
@@ -85,13 +101,12 @@ export function selectPeers (peerList: string, variantList = '', sni = false): {
   for (const name of names) {
     const peer = ALL.get(name)
     if (peer === undefined) throw new UsageError(`unknown peer '${name}' (known: ${[...ALL.keys()].join(', ')})`)
-    // direct runs in both modes; the others speak either CONNECT or a bare ClientHello.
-    if (!peer.direct && (peer.sni === true) !== sni) {
-      throw new UsageError(sni ? `${name} is not an SNI listener (--sni runs direct, ${SNI_PEERS.map(p => p.name).join(', ')})` : `${name} is an SNI listener: run it with --sni`)
-    }
+    // direct runs in every mode; the others speak CONNECT, a bare ClientHello or TLS routed by its SNI.
+    const why = peer.direct ? undefined : modeMismatch(peer, mode)
+    if (why !== undefined) throw new UsageError(why)
     const ext = EXTERNAL.get(name)
-    const why = ext === undefined ? undefined : unavailable(ext)
-    if (why !== undefined) { skipped.push(`${name} (${why})`); continue }
+    const missing = ext === undefined ? undefined : unavailable(ext)
+    if (missing !== undefined) { skipped.push(`${name} (${missing})`); continue }
     peers.push(peer)
   }
   return { peers, skipped }

@@ -40,13 +40,19 @@ export interface Rule {
 /** What bench/policy.yaml's one rule allows: the origin, by address. */
 export const LOOPBACK_RULE: Rule = { name: 'bench', action: 'allow', ips: ['127.0.0.0/8'] }
 
-/** A listener entry (README "Listeners"); `tls` makes it an HTTPS proxy, `kind: sni` a TLS passthrough routed by the hello's name. */
+/**
+ * A listener entry (README "Listeners"); `tls` makes it an HTTPS proxy,
+ * `kind: sni` a TLS passthrough routed by the hello's name, `kind:
+ * terminate` (with `tls` and `upstream_tls`) a TLS termination that opens
+ * TLS anew to that name.
+ */
 export interface Listener {
   readonly address: string
   readonly tls?: { readonly cert_file: string, readonly key_file: string }
-  readonly kind?: 'connect' | 'sni'
+  readonly kind?: 'connect' | 'sni' | 'terminate'
   readonly target_port?: number
   readonly map?: Readonly<Record<string, string>>
+  readonly upstream_tls?: { readonly ca_file: string }
 }
 
 export interface ConfigParts {

@@ -18,9 +18,8 @@
  * sniproxy     sniproxy 0.6: one `tls` listener, a table of anchored names,
  *              resolver 127.0.0.1, no fallback, no access log
  *
- * `kind: terminate` (TLS termination + re-origination, issue 14's second
- * part) is not built yet; its peer, sluice-terminate, belongs in SNI_PEERS
- * below when it is (see the note there).
+ * sluice-sni also runs in the terminate mode (terminate-peers.ts), as
+ * Sluice's own passthrough of real end-to-end TLS.
  */
 import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -85,6 +84,7 @@ export const sluiceSni: Peer = {
   name: 'sluice-sni',
   direct: false,
   sni: true,
+  terminate: true,
   async start (ctx) {
     const port = await freePort()
     const { dir, cleanup } = workDir('sluice-sni')
@@ -133,11 +133,5 @@ export const sniproxy: Peer = {
   }
 }
 
-/**
- * The SNI-mode peers besides direct. `sluice-terminate` (a `kind: terminate`
- * listener, when it exists) goes here: a Peer with `sni: true` whose config
- * is a terminate listener with the same `map`; loadgen would then need a real
- * TLS handshake rather than the canned hello (its `--tls` leg, with the
- * run's CA from tls-certs.ts), and the origin a TLS port behind it.
- */
+/** The SNI-mode peers besides direct (the terminate mode's are in terminate-peers.ts). */
 export const SNI_PEERS: readonly Peer[] = [sluiceSni, nodeSni, haproxySni, sniproxy]

@@ -136,6 +136,8 @@ export interface Peer {
   readonly tls?: boolean
   /** An SNI passthrough listener (issue 14): runs only with --sni, where loadgen sends a ClientHello instead of a CONNECT. */
   readonly sni?: boolean
+  /** Runs with --terminate (issue 14), where loadgen does a TLS handshake routed by its SNI instead of a CONNECT. */
+  readonly terminate?: boolean
   /** A variant of this peer: compared with it in the variants table, not with direct. */
   readonly variantOf?: string
   /** Also compared with this control peer (same conditions minus the feature). */

@@ -76,14 +76,14 @@ describe('bench options: --sni', () => {
 
 describe('bench peers: --sni', () => {
   it('runs direct and the SNI listeners with --sni, and only then', () => {
-    assert.deepEqual(selectPeers('direct,sluice-sni,node-sni', '', true).peers.map(p => p.name), ['direct', 'sluice-sni', 'node-sni'])
+    assert.deepEqual(selectPeers('direct,sluice-sni,node-sni', '', 'sni').peers.map(p => p.name), ['direct', 'sluice-sni', 'node-sni'])
     assert.throws(() => selectPeers('sluice-sni'), /is an SNI listener: run it with --sni/)
-    assert.throws(() => selectPeers('direct,sluice', '', true), /sluice is not an SNI listener/)
+    assert.throws(() => selectPeers('direct,sluice', '', 'sni'), /sluice is not an SNI listener/)
     assert.deepEqual(selectPeers('direct,sluice').peers.map(p => p.name), ['direct', 'sluice'])
   })
 
   it('skips haproxy-sni and sniproxy when they are not installed', () => {
-    const { peers, skipped } = selectPeers('haproxy-sni,sniproxy', '', true)
+    const { peers, skipped } = selectPeers('haproxy-sni,sniproxy', '', 'sni')
     assert.equal(peers.some(p => p.name === 'haproxy-sni'), which('haproxy') !== undefined)
     assert.equal(skipped.some(s => s.startsWith('sniproxy (')), which('sniproxy') === undefined)
   })
