@@ -65,6 +65,7 @@ export const ERRORS = {
   ERR_PARENT_STATUS: { status: 502, type: 'destination_unavailable', message: 'parent proxy could not open the tunnel' },
   ERR_TOO_MANY_TUNNELS: { status: 503, type: 'connection_limit_reached', message: 'proxy is at its tunnel limit' },
   ERR_CLIENT_LIMIT: { status: 429, type: 'connection_limit_reached', message: 'too many tunnels from this client' },
+  ERR_USER_LIMIT: { status: 429, type: 'connection_limit_reached', message: 'too many tunnels for this user' },
   ERR_SHUTTING_DOWN: { status: 503, type: 'proxy_internal_error', message: 'proxy is shutting down' },
   ERR_INTERNAL: { status: 500, type: 'proxy_internal_error', message: 'internal proxy error' },
   // TLS from the client (issue 13). A handshake has no HTTP channel: these are logged, not sent,

@@ -30,15 +30,51 @@ interface Entry {
   reserved: number
 }
 
+/** One client's count as the process that decides it (under --workers, the primary) sees it. */
+export interface LockoutState {
+  readonly count: number
+  readonly windowStart: number
+  readonly lockedUntil: number
+}
+
+/** Under --workers (issue 15): every failure counted here is also told to the primary, which counts them for all. */
+export type LockoutReport = (client: string, now: number, opts: LockoutOptions) => void
+
 /** Retry-After while the budget is held by checks in flight: they settle within a few hash times. */
 const IN_FLIGHT_RETRY_S = 1
 
 export class Lockout {
   private opts: LockoutOptions
   private readonly clients = new Map<string, Entry>()
+  private report: LockoutReport | undefined
 
   constructor (opts: LockoutOptions) {
     this.opts = opts
+  }
+
+  /**
+   * Share the count with other processes (issue 15: under --workers a
+   * brute-forcer must not get N times the attempts): each failure is
+   * reported, and the shared count comes back through merge(). In flight,
+   * each process still reserves from the count it has.
+   */
+  share (report: LockoutReport): void {
+    this.report = report
+  }
+
+  /** The shared count for `client` (from the primary): it replaces this process's, reservations in flight kept. */
+  merge (client: string, state: LockoutState, now = Date.now()): void {
+    if (this.opts.failures <= 0) return
+    const e = this.current(client, now)
+    e.count = state.count
+    e.windowStart = state.windowStart
+    e.lockedUntil = state.lockedUntil
+  }
+
+  /** The count for `client` now (what the primary sends back). */
+  state (client: string, now = Date.now()): LockoutState {
+    const e = this.current(client, now)
+    return { count: e.count, windowStart: e.windowStart, lockedUntil: e.lockedUntil }
   }
 
   /** New thresholds (on reload); current counts and lock-outs are kept. */
@@ -84,11 +120,11 @@ export class Lockout {
     // While locked out, further failures neither extend nor lift the lock.
     if (e.lockedUntil > now) return false
     e.count++
-    if (e.count >= this.opts.failures) {
-      e.lockedUntil = now + this.opts.durationMs
-      return true
-    }
-    return false
+    const locks = e.count >= this.opts.failures
+    if (locks) e.lockedUntil = now + this.opts.durationMs
+    // After counting here: the primary's count (this failure included) then replaces ours, however soon it comes back.
+    this.report?.(client, now, this.opts)
+    return locks
   }
 
   /** The client's entry, its window restarted if it ran out or a lock-out ended; made if missing (bounded). */

@@ -2,7 +2,7 @@
  * `--workers N`: N worker processes share the listeners through node:cluster
  * (Node 20 has no reusePort; docs/node-internals.md B7). The primary only supervises:
  * it forwards SIGHUP (reload) and SIGTERM/SIGINT (graceful drain) to every
- * worker, restarts a worker that dies unexpectedly, and exits when all
+ * worker, counts failed logins for all of them (cluster-state.ts), restarts a worker that dies unexpectedly, and exits when all
  * workers have exited after a shutdown. A second signal kills them at once.
  */
 import cluster, { type Worker } from 'node:cluster'
@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto'
 import { availableParallelism } from 'node:os'
 import { createLogger, type LogLevel } from '../observability/log.js'
 import { TICKET_KEYS_ENV } from './serve.js'
+import { primaryLockout } from './cluster-state.js'
 
 export interface ClusterOptions {
   readonly workers: number
@@ -49,6 +50,7 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
       setTimeout(() => { if (!stopping) fork() }, delay).unref()
     })
     const forEach = (f: (w: Worker) => void): void => { for (const w of Object.values(cluster.workers ?? {})) if (w !== undefined) f(w) }
+    const onLockout = primaryLockout(() => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined))
     const onSignal = (signal: NodeJS.Signals): void => {
       if (stopping) {
         log.warn({ signal }, 'second signal: killing workers')
@@ -67,6 +69,8 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
     process.on('SIGTERM', onSignal)
     process.on('SIGINT', onSignal)
     process.on('SIGHUP', () => forEach(w => w.send('sluice:reload')))
+    // Failed logins, counted for all workers (issue 15).
+    cluster.on('message', (_worker, m: unknown) => { onLockout(m) })
     log.info({ workers: opts.workers, scheduling: opts.scheduling }, 'starting workers')
     for (let i = 0; i < opts.workers; i++) fork()
   })

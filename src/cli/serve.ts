@@ -7,6 +7,8 @@ import { formatHostPort } from '../net/ip.js'
 import { createReloader, type Reloader } from '../config/reloader.js'
 import { createProxy } from '../server/proxy.js'
 import { startStats, statsIntervalFromEnv } from '../observability/stats.js'
+import { Lockout } from '../auth/lockout.js'
+import { isLockoutState, workerLockout } from './cluster-state.js'
 
 export interface ServeOptions {
   readonly config?: string
@@ -39,7 +41,16 @@ export async function serve (opts: ServeOptions): Promise<number> {
   const logger = cluster.isWorker ? base.child({ worker: cluster.worker?.id }) : base
   for (const w of config.warnings) logger.warn({ warning: w }, 'configuration warning (see sluice validate)')
   const keys = ticketKeys()
-  const proxy = createProxy({ config, logger, ...(opts.listen === undefined ? {} : { listen: [opts.listen] }), ...(keys === undefined ? {} : { ticketKeys: keys }) })
+  // Under --workers, failed logins are counted for all workers by the primary (cli/cluster-state.ts; issue 15).
+  const lockout = cluster.isWorker ? new Lockout(config.auth?.lockout ?? { failures: 0, windowMs: 0, durationMs: 0 }) : undefined
+  if (lockout !== undefined) workerLockout(lockout, (m) => { if (process.connected) process.send?.(m) })
+  const proxy = createProxy({
+    config,
+    logger,
+    ...(opts.listen === undefined ? {} : { listen: [opts.listen] }),
+    ...(keys === undefined ? {} : { ticketKeys: keys }),
+    ...(lockout === undefined ? {} : { lockout })
+  })
   let current = config
   let reloader: Reloader | undefined
   let stopStats: (() => void) | undefined
@@ -82,7 +93,10 @@ export async function serve (opts: ServeOptions): Promise<number> {
       // From the primary (cli/cluster.ts): a shutdown request never counts as a second signal.
       process.on('message', (m: unknown) => {
         if (m === 'sluice:reload') onHup()
-        else if (m === 'sluice:shutdown' && !stopping) {
+        else if (isLockoutState(m)) {
+          lockout?.merge(m.client, m.state)
+          if (m.state.lockedUntil > Date.now()) logger.info({ client: m.client, locked_until: new Date(m.state.lockedUntil).toISOString() }, 'client locked out for every worker')
+        } else if (m === 'sluice:shutdown' && !stopping) {
           onSignal('SIGTERM')
           stoppedByPrimary = true
         }

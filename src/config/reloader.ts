@@ -54,6 +54,20 @@ export interface ReloaderOptions {
    * loaded (ms): the running config's `reload_settle`, asked at each change.
    */
   readonly settleMs?: () => number
+  /** Told how every attempt ended, after its log line. */
+  readonly onOutcome?: (o: ReloadOutcome) => void
+}
+
+/** How a reload attempt ended (issue 15): one log line each, and what /config and the metrics show. */
+export interface ReloadOutcome {
+  readonly result: 'reloaded' | 'unchanged' | 'rejected'
+  /** When it ended (ms since the epoch). */
+  readonly at: number
+  readonly why: string
+  /** The running config's hash after the attempt, and before it when it changed. */
+  readonly hash: string
+  readonly previousHash?: string
+  readonly problems?: readonly string[]
 }
 
 export interface Reloader {
@@ -82,11 +96,14 @@ function look (files: Iterable<string>): Map<string, Seen> {
 
 const identity = (seen: Seen | undefined): string | undefined => seen?.split(':').slice(0, 2).join(':')
 
-function sameLook (a: ReadonlyMap<string, Seen>, b: ReadonlyMap<string, Seen>): boolean {
+function sameLook (a: ReadonlyMap<string, Seen>, b: ReadonlyMap<string, Seen>, part: (s: Seen | undefined) => string | undefined = (s) => s): boolean {
   if (a.size !== b.size) return false
-  for (const [f, s] of a) if (b.get(f) !== s) return false
+  for (const [f, s] of a) if (part(b.get(f)) !== part(s)) return false
   return true
 }
+
+/** What a file holds, whichever inode holds it: the same bytes renamed into place again are not new. */
+const content = (seen: Seen | undefined): string | undefined => seen?.split(':').slice(2).join(':') ?? seen
 
 export function createReloader (opts: ReloaderOptions): Reloader {
   const watchers: FSWatcher[] = []
@@ -100,9 +117,24 @@ export function createReloader (opts: ReloaderOptions): Reloader {
   /** While a change settles: the timer and what the files held when it was armed. */
   let settle: { timer: NodeJS.Timeout, seen: Map<string, Seen> } | undefined
   let closed = false
+  /** What the files held at the last attempt: the watcher does not try the same content twice. */
+  let lastTried: Map<string, Seen> | undefined
 
-  async function doReload (why: string): Promise<boolean> {
+  const outcome = (o: Omit<ReloadOutcome, 'at'>): void => { opts.onOutcome?.({ ...o, at: Date.now() }) }
+
+  /**
+   * One attempt, one line (issue 15): `configuration reloaded` (the proxy's
+   * apply logs it, with the old and new hash), `configuration unchanged`, or
+   * `reload rejected`. A watcher event about content already tried (an
+   * editor's second event for one save) is no attempt at all; SIGHUP always is.
+   */
+  async function doReload (why: string, fromWatcher = false): Promise<boolean> {
     const before = look(watched)
+    if (fromWatcher && lastTried !== undefined && sameLook(before, lastTried, content)) {
+      lastRead = before
+      return false
+    }
+    lastTried = before
     let next: Config
     try {
       // YAML and schema in a worker thread, the policy compiled in slices:
@@ -112,24 +144,33 @@ export function createReloader (opts: ReloaderOptions): Reloader {
       lastRead = before
       const problems = err instanceof ConfigError ? err.problems : [String(err)]
       opts.log.error({ config: opts.file, why, problems }, 'reload rejected: keeping the running configuration')
+      outcome({ result: 'rejected', why, hash: opts.currentHash(), problems })
       return false
     }
     // Taken before the load: a change racing it is seen as a change, never missed.
     lastRead = before
-    if (next.hash === opts.currentHash()) return false
+    const previousHash = opts.currentHash()
+    if (next.hash === previousHash) {
+      opts.log.info({ config: opts.file, why, hash: previousHash }, 'configuration unchanged')
+      outcome({ result: 'unchanged', why, hash: previousHash })
+      return false
+    }
     opts.apply(next)
+    outcome({ result: 'reloaded', why, hash: next.hash, previousHash })
     // A new set of files (say another users file) needs new watches; the same set keeps its own.
     const same = next.files.length === watched.length && next.files.every(f => watched.includes(f))
     if (opts.watch !== false && !closed && !same) rewatch(next.files)
     return true
   }
 
+  /** Serialise: a reload never races another. */
+  async function queue (why: string, fromWatcher: boolean): Promise<boolean> {
+    running = running.then(async () => await doReload(why, fromWatcher), async () => await doReload(why, fromWatcher))
+    return await running
+  }
+
   const reloader: Reloader = {
-    async reload (why) {
-      // Serialise: a reload never races another.
-      running = running.then(async () => await doReload(why), async () => await doReload(why))
-      return await running
-    },
+    async reload (why) { return await queue(why, false) },
     close () {
       closed = true
       clearTimeout(debounce)
@@ -142,7 +183,7 @@ export function createReloader (opts: ReloaderOptions): Reloader {
   }
 
   const reloadLogged = (why: string): void => {
-    reloader.reload(why).catch((err: unknown) => opts.log.error({ err }, 'reload failed'))
+    queue(why, true).catch((err: unknown) => opts.log.error({ err }, 'reload failed'))
   }
 
   /** (Re)start the settle wait from what the files hold now. */

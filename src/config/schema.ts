@@ -189,6 +189,8 @@ const limits = z.strictObject({
   max_tunnels: z.number().int().min(1).default(10_000),
   /** Open tunnels per client address at most; 0 = no limit (→ 429). */
   max_tunnels_per_client: z.number().int().min(0).default(0),
+  /** Open tunnels per authenticated user at most (a Basic user or a client certificate's); 0 = no limit (→ 429, issue 15). */
+  max_tunnels_per_user: z.number().int().min(0).default(0),
   /** Largest request head accepted, bytes (→ 431). */
   max_header_size: z.number().int().min(1024).max(65_536).default(16_384)
 })

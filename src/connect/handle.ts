@@ -41,6 +41,7 @@ export async function handleConnect (ctx: ConnectContext, tunnel: Tunnel, req: R
       ? certificateUser(ctx, tunnel, conn.identity)
       : auth === undefined ? undefined : authenticate(ctx, auth, tunnel, req, tunnel.clientAddress)
     const principal = checking instanceof Promise ? await checking : checking
+    if (principal !== undefined) admitUser(ctx, cfg, tunnel, principal.user)
     await open(ctx, cfg, tunnel, target, requestFacts(tunnel, target, conn, auth, principal), early)
     return undefined
   } catch (err) {
@@ -121,6 +122,16 @@ function admit (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, target: Target
   ctx.registry.add(tunnel)
   tunnel.admit()
   return target
+}
+
+/** `limits.max_tunnels_per_user` (issue 15): count the tunnel for its user; throws the refusal. Anonymous tunnels are not counted. */
+function admitUser (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, user: string): void {
+  const perUser = cfg.limits.max_tunnels_per_user
+  if (perUser === 0) return
+  if (ctx.registry.countForUser(user) >= perUser) {
+    throw new ProxyError('ERR_USER_LIMIT', { detail: `${perUser} open`, headers: { 'Retry-After': '1' } })
+  }
+  ctx.registry.addUser(tunnel, user)
 }
 
 /** What the policy is asked: the same facts `sluice check` builds (cli/check.ts). */

@@ -41,6 +41,8 @@ export interface ProxyOptions {
    * like one in the config gets that one's certificates on reload.
    */
   readonly listen?: ReadonlyArray<{ host: string, port: number, name?: string } & Partial<Pick<ListenAddress, 'kind' | 'tls' | 'target' | 'via' | 'targetPort' | 'map' | 'upstreamTls' | 'proxyProtocol'>>>
+  /** Failed-login counts; default: this process's own (serve.ts shares one through the primary under --workers). */
+  readonly lockout?: Lockout
   /** Session ticket keys for TLS listeners (48 bytes), shared by every worker (cli/cluster.ts); default: each listener's own. */
   readonly ticketKeys?: Buffer
   /** Injected for tests and future listeners; the default is built from config. */
@@ -95,7 +97,8 @@ export function createProxy (opts: ProxyOptions): Proxy {
   const routeOptions = (): RouteDialOptions => dialOptions
   let isSelf: (address: string, port: number) => boolean = () => false
   // Lock-outs survive reloads; the bcrypt workers are shared by every authenticator.
-  const lockout = new Lockout(config.auth?.lockout ?? { failures: 0, windowMs: 0, durationMs: 0 })
+  // Given by serve.ts under --workers, shared through the primary (cli/cluster-state.ts; issue 15).
+  const lockout = opts.lockout ?? new Lockout(config.auth?.lockout ?? { failures: 0, windowMs: 0, durationMs: 0 })
   const pool = new BcryptPool({ size: 2, log })
   const makeAuth = (c: Config): AuthState | undefined => c.auth === undefined
     ? undefined

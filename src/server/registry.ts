@@ -31,6 +31,9 @@ export type SweepLimits = Pick<RegistryOptions, 'idleMs' | 'maxLifetimeMs' | 'ke
 export class TunnelRegistry {
   private readonly tunnels = new Set<Tunnel>()
   private readonly perClient = new Map<string, number>()
+  /** `limits.max_tunnels_per_user` (issue 15): open tunnels per user, and whom each counted tunnel counts for; empty while the limit is off. */
+  private readonly perUser = new Map<string, number>()
+  private readonly userOf = new Map<Tunnel, string>()
   private readonly waiters = new Set<() => void>()
   private sweep: NodeJS.Timeout | undefined
   private readonly sweepEveryMs: number
@@ -49,6 +52,16 @@ export class TunnelRegistry {
 
   countFor (clientAddress: string): number { return this.perClient.get(clientAddress) ?? 0 }
 
+  /** Open tunnels counted for `user` (only while `limits.max_tunnels_per_user` is on). */
+  countForUser (user: string): number { return this.perUser.get(user) ?? 0 }
+
+  /** Count an admitted tunnel for its user, until it leaves the registry. */
+  addUser (t: Tunnel, user: string): void {
+    if (!this.tunnels.has(t) || this.userOf.has(t)) return
+    this.userOf.set(t, user)
+    this.perUser.set(user, this.countForUser(user) + 1)
+  }
+
   add (t: Tunnel): void {
     this.tunnels.add(t)
     this.perClient.set(t.clientAddress, this.countFor(t.clientAddress) + 1)
@@ -63,6 +76,13 @@ export class TunnelRegistry {
     const n = this.countFor(t.clientAddress) - 1
     if (n > 0) this.perClient.set(t.clientAddress, n)
     else this.perClient.delete(t.clientAddress)
+    const user = this.userOf.size === 0 ? undefined : this.userOf.get(t)
+    if (user !== undefined) {
+      this.userOf.delete(t)
+      const u = this.countForUser(user) - 1
+      if (u > 0) this.perUser.set(user, u)
+      else this.perUser.delete(user)
+    }
     this.opts.onDelete?.()
     if (this.tunnels.size === 0) {
       clearInterval(this.sweep)

@@ -23,7 +23,7 @@ import { connectHead, connectVia, ending, rawConnect, readAll, readBytes, readHe
 import { captureLogs, sluiceFor, type LogRecord, type Sluice } from '../helpers/sluice.js'
 import { within } from '../helpers/wait.js'
 import { parseConfig, type Config } from '../../src/config/load.js'
-import { createReloader, type Reloader } from '../../src/config/reloader.js'
+import { createReloader, type ReloadOutcome, type Reloader } from '../../src/config/reloader.js'
 import { createProxy } from '../../src/index.js'
 import type { dialRoute } from '../../src/upstream/route.js'
 
@@ -303,7 +303,7 @@ describe('createReloader', () => {
   })
 
   let n = 0
-  async function harness (opts: { watch?: boolean, debounceMs?: number } = {}): Promise<Harness> {
+  async function harness (opts: { watch?: boolean, debounceMs?: number, settleMs?: () => number, onOutcome?: (o: ReloadOutcome) => void } = {}): Promise<Harness> {
     const file = join(dir, `sluice-${++n}.yaml`)
     await writeFile(file, GOOD_A)
     let current = parseConfig(GOOD_A, file)
@@ -363,6 +363,32 @@ describe('createReloader', () => {
     await replace(h.file, GOOD_B)
     assert.equal((await applied).policy.rules[0]?.name, 'b')
     assert.equal(h.applied.length, 1)
+  })
+
+  it('every attempt ends in one line and one outcome (issue 15): a bad save is rejected once, the running file put back is "unchanged", so is SIGHUP', async () => {
+    const outcomes: ReloadOutcome[] = []
+    const h = await harness({ debounceMs: 20, settleMs: () => 50, onOutcome: (o) => outcomes.push(o) })
+    const rejected = (r: LogRecord): boolean => r.msg === 'reload rejected: keeping the running configuration'
+    await replace(h.file, BROKEN)
+    await h.waitFor(rejected)
+    // The same bad bytes renamed into place again (an editor's second event for one save): no second attempt.
+    await replace(h.file, BROKEN)
+    // The running file put back: unchanged, and said so.
+    await replace(h.file, GOOD_A)
+    // (Two renames in one debounce may be judged a change in place: then it settles first.)
+    await h.waitFor(r => r.msg === 'configuration unchanged')
+    assert.equal(await h.reloader.reload('SIGHUP'), false)
+    await h.waitFor(r => r.msg === 'configuration unchanged' && r['why'] === 'SIGHUP')
+    const applied = h.nextApply()
+    await replace(h.file, GOOD_B)
+    await applied
+    assert.equal(h.logs.filter(rejected).length, 1)
+    assert.deepEqual(outcomes.map(o => o.result), ['rejected', 'unchanged', 'unchanged', 'reloaded'])
+    assert.equal(outcomes[2]?.why, 'SIGHUP')
+    const last = outcomes.at(-1)
+    assert.equal(last?.hash, parseConfig(GOOD_B, h.file).hash)
+    assert.equal(last?.previousHash, parseConfig(GOOD_A, h.file).hash)
+    assert.ok(outcomes.every(o => o.at > 0))
   })
 
   it('reload(why) without watching: true when applied, false when unchanged or invalid', async () => {
