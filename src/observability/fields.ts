@@ -49,6 +49,8 @@ export const F = {
   tlsCipher: 'tls_cipher',
   upstreamTlsVersion: 'upstream_tls_version',
   upstreamTlsCipher: 'upstream_tls_cipher',
+  /** The upstream leg resumed a session: true, else absent. */
+  upstreamTlsResumed: 'upstream_tls_resumed',
   upstreamCertSubject: 'upstream_cert_subject',
   upstreamCertExpiry: 'upstream_cert_expiry'
 } as const

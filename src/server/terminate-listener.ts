@@ -20,6 +20,7 @@ import { ProxyError } from '../errors.js'
 import type { ListenerTls, SniMap, UpstreamTls } from '../config/listeners.js'
 import { helloTarget } from '../config/sni-map.js'
 import { refuseWithAlert } from '../tls/alerts.js'
+import { sessionsFor } from '../tls/session-cache.js'
 import { reoriginate } from '../tunnel/terminate.js'
 import { Tunnel, type TunnelHost } from '../tunnel/tunnel.js'
 import type { HeadTimeouts } from './head-timeouts.js'
@@ -87,13 +88,17 @@ export function createTerminateListener (ctx: ConnectContext, opts: TerminateLis
       const up = entry.tls ?? upstreamTls
       const tunnel = new Tunnel(socket, host)
       tunnel.helloFacts({ sni: hello.serverName, alpn: hello.alpn, ech: hello.echOffered })
+      const servername = up.servername ?? name
       const upgrade: Upgrade = async (t, dialed) => await reoriginate(t, dialed, {
         context: (served ?? tls.main).context,
         upstream: up,
-        servername: up.servername ?? name,
+        servername,
         clientAlpn: hello.alpn,
         hello: bytes,
-        handshakes: opts.handshakes
+        handshakes: opts.handshakes,
+        // Resumed only for the same name, target and settings: the session's certificate was verified for them.
+        sessions: sessionsFor(up),
+        sessionKey: `${servername} ${target.authority}`
       })
       handleForward(ctx, tunnel, target, conn, undefined, upgrade).catch(failed)
     }

@@ -23,6 +23,7 @@ import { connect as tlsConnect, TLSSocket, type PeerCertificate, type SecureCont
 import { ProxyError, type ErrorCode } from '../errors.js'
 import type { UpstreamTls } from '../config/upstream-tls.js'
 import type { HeadTimed, HeadTimeouts } from '../server/head-timeouts.js'
+import { keepSessions, sessionCertificate, type KeptSession, type SessionCache } from '../tls/session-cache.js'
 import type { Tunnel } from './tunnel.js'
 
 export interface TerminateSettings {
@@ -37,6 +38,11 @@ export interface TerminateSettings {
   readonly hello: Buffer
   /** `timeouts.tls_handshake`'s sweep. */
   readonly handshakes: HeadTimeouts
+  /** Upstream sessions for resumption (tls/session-cache.ts), under `sessionKey`. */
+  readonly sessions?: SessionCache
+  readonly sessionKey?: string
+  /** @internal The session offered, once reoriginate() looked it up. */
+  resumed?: KeptSession | undefined
 }
 
 /** OpenSSL's and Node's codes for an upstream handshake → the registry. */
@@ -50,25 +56,36 @@ export function upstreamTlsCode (err: Error & { code?: string }): ErrorCode {
 }
 
 /** `Dec  7 19:00:00 2027 GMT` → ISO 8601, for logs that machines read. */
-function isoDate (openssl: string | undefined): string | undefined {
-  if (openssl === undefined) return undefined
+function isoDate (openssl: string): string {
   const t = Date.parse(openssl)
   return Number.isNaN(t) ? openssl : new Date(t).toISOString()
 }
 
-function subjectOf (cert: PeerCertificate): string | undefined {
-  const s = cert.subject as Record<string, string | string[]> | undefined
-  if (s === undefined) return undefined
-  return Object.entries(s).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : v}`).join(', ')
+/**
+ * The upstream certificate's subject and expiry, for the log line. After
+ * Node's own check (secureConnect) from an X509Certificate: cheaper than
+ * getPeerCertificate(), which builds every field and three fingerprints. A
+ * certificate about to be refused is read in the handshake's 'secure'
+ * event, before Node's check destroys the socket, with getPeerCertificate():
+ * on Node 20 a getPeerX509Certificate() there leaves the check an empty
+ * certificate (measured: ERR_TLS_CERT_ALTNAME_INVALID for a good one).
+ */
+function x509Facts (tls: TLSSocket): { upstreamSubject?: string, upstreamExpiry?: string } {
+  const cert = tls.getPeerX509Certificate()
+  if (cert === undefined) return {}
+  return { upstreamSubject: cert.subject.replace(/\n/g, ', '), upstreamExpiry: isoDate(cert.validTo) }
 }
 
-/** The upstream certificate's facts, when it showed one (also when it was refused). */
-function upstreamCertFacts (tls: TLSSocket): { upstreamSubject?: string, upstreamExpiry?: string } {
-  const cert = tls.getPeerCertificate()
-  if (cert === null || typeof cert !== 'object' || Object.keys(cert).length === 0) return {}
-  const subject = subjectOf(cert)
-  const expiry = isoDate(cert.valid_to)
-  return { ...(subject === undefined ? {} : { upstreamSubject: subject }), ...(expiry === undefined ? {} : { upstreamExpiry: expiry }) }
+function peerFacts (cert: PeerCertificate | undefined): { upstreamSubject?: string, upstreamExpiry?: string } {
+  if (cert === undefined || cert === null || typeof cert !== 'object' || cert.subject === undefined) return {}
+  const subject = Object.entries(cert.subject as unknown as Record<string, string | string[]>).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : v}`).join(', ')
+  return { upstreamSubject: subject, ...(typeof cert.valid_to === 'string' ? { upstreamExpiry: isoDate(cert.valid_to) } : {}) }
+}
+
+/** OpenSSL's verdict on the chain, before Node acts on it (a private TLSWrap method, read defensively). */
+function verifyFailed (tls: TLSSocket): boolean {
+  const ssl = (tls as unknown as { _handle?: { verifyError?: () => unknown } })._handle
+  return typeof ssl?.verifyError === 'function' && ssl.verifyError() != null
 }
 
 const kStep = Symbol('sluice.terminate')
@@ -153,16 +170,30 @@ class UpstreamHandshake extends Handshake {
   /** The handshake is done and the certificate not yet judged: its facts go on the line either way. */
   override handshook (): void {
     const t = this.socket
-    this.tunnel.tlsFacts({ upstreamVersion: t.getProtocol() ?? undefined, upstreamCipher: t.getCipher().name, ...upstreamCertFacts(t) })
+    this.tunnel.tlsFacts({
+      upstreamVersion: t.getProtocol() ?? undefined,
+      upstreamCipher: t.getCipher().name,
+      upstreamResumed: t.isSessionReused(),
+      ...(verifyFailed(t) ? peerFacts(t.getPeerCertificate()) : {})
+    })
   }
 
   secure (): void {
+    const t = this.socket
+    // A resumed session shows no certificate: the one verified when it was made is on the line instead.
+    const facts = t.isSessionReused() ? { upstreamSubject: this.s.resumed?.subject, upstreamExpiry: this.s.resumed?.expiry } : x509Facts(t)
+    this.tunnel.tlsFacts(facts)
+    sessionCertificate(t, facts.upstreamSubject, facts.upstreamExpiry)
     this.tunnel.removeEventListener('abort', this.onAbort)
     this.done()
   }
 
-  error (err: Error & { code?: string }): void {
+  error (err: Error & { code?: string, cert?: PeerCertificate }): void {
     if (err.code !== undefined) this.tunnel.tlsFacts({ tlsError: err.code })
+    // A name mismatch (checkServerIdentity) carries the certificate it judged.
+    if (err.cert !== undefined) this.tunnel.tlsFacts(peerFacts(err.cert))
+    // A session that led nowhere is not offered again.
+    this.s.sessions?.forget(this.s.sessionKey ?? '')
     this.fail(new ProxyError(upstreamTlsCode(err), { detail: `${this.s.servername}: ${err.code ?? ''} ${err.message}`.trim(), cause: err }))
   }
 
@@ -220,13 +251,17 @@ class ClientHandshake extends Handshake {
  */
 export async function reoriginate (tunnel: Tunnel, dialed: Socket, s: TerminateSettings): Promise<Socket> {
   const offer = s.clientAlpn.filter(p => s.upstream.alpn.includes(p))
+  const kept = s.sessionKey === undefined ? undefined : s.sessions?.get(s.sessionKey)
+  s.resumed = kept
   const up = tlsConnect({
     socket: dialed,
     secureContext: s.upstream.context,
     servername: s.servername,
     rejectUnauthorized: true,
-    ...(offer.length === 0 ? {} : { ALPNProtocols: offer })
+    ...(offer.length === 0 ? {} : { ALPNProtocols: offer }),
+    ...(kept === undefined ? {} : { session: kept.session })
   })
+  if (s.sessions !== undefined && s.sessionKey !== undefined) keepSessions(up, s.sessions, s.sessionKey)
   await new UpstreamHandshake(up, tunnel, s).start()
   const raw = tunnel.downstream
   if (tunnel.aborted || raw.destroyed) {

@@ -62,8 +62,10 @@ export interface TlsLegFacts {
   /** The upstream's leg, and its certificate's subject and expiry (ISO 8601), also when it was refused. */
   readonly upstreamVersion?: string | undefined
   readonly upstreamCipher?: string | undefined
-  readonly upstreamSubject?: string
-  readonly upstreamExpiry?: string
+  /** The upstream leg resumed a session (tls/session-cache.ts): no full handshake, the certificate verified when it was made. */
+  readonly upstreamResumed?: boolean
+  readonly upstreamSubject?: string | undefined
+  readonly upstreamExpiry?: string | undefined
   /** OpenSSL's or Node's code for the handshake that failed, e.g. ERR_SSL_TLSV1_ALERT_UNKNOWN_CA, CERT_HAS_EXPIRED. */
   readonly tlsError?: string
 }

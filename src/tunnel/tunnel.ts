@@ -231,6 +231,7 @@ export class Tunnel extends TunnelSetup {
             [F.tlsCipher]: this.tlsLegs.cipher,
             [F.upstreamTlsVersion]: this.tlsLegs.upstreamVersion,
             [F.upstreamTlsCipher]: this.tlsLegs.upstreamCipher,
+            [F.upstreamTlsResumed]: this.tlsLegs.upstreamResumed === true ? true : undefined,
             [F.upstreamCertSubject]: this.tlsLegs.upstreamSubject,
             [F.upstreamCertExpiry]: this.tlsLegs.upstreamExpiry,
             [F.tlsError]: this.tlsLegs.tlsError

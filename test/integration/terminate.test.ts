@@ -176,6 +176,26 @@ describe('kind: terminate', { timeout: 60_000 }, () => {
     await closedLine(s, r => r['sni'] === 'other.test')
   })
 
+  it('resumes the upstream\'s session for the next client of the same name and target: no second full upstream handshake', async (t) => {
+    const s = await start(t)
+    const first = await client(s.portOf('term'), 'good.example.test')
+    assert.equal(await say(first.socket, 'one'), 'echo: one')
+    first.socket.end()
+    const one = await closedLine(s, r => r['sni'] === 'good.example.test')
+    assert.equal(one['upstream_tls_resumed'], undefined)
+    const second = await client(s.portOf('term'), 'good.example.test')
+    assert.equal(await say(second.socket, 'two'), 'echo: two')
+    second.socket.end()
+    const two = await s.waitForLog(r => r['msg'] === 'tunnel closed' && r['sni'] === 'good.example.test' && r['tunnel'] !== one['tunnel'])
+    assert.equal(two['upstream_tls_resumed'], true)
+    assert.match(String(two['upstream_cert_subject']), /CN=good\.example\.test/)
+    // Another name on the same origin: its own session, a full handshake.
+    const other = await client(s.portOf('term'), 'other.test')
+    assert.equal(await say(other.socket, 'three'), 'echo: three')
+    other.socket.end()
+    assert.equal((await closedLine(s, r => r['sni'] === 'other.test'))['upstream_tls_resumed'], undefined)
+  })
+
   it('negotiates ALPN with the upstream first: the client gets what the upstream chose, within upstream_tls.alpn', async (t) => {
     const s = await start(t)
     const h2 = await client(s.portOf('term'), 'good.example.test', ['h2', 'http/1.1'])
