@@ -54,6 +54,19 @@ export interface ReloaderOptions {
    * loaded (ms): the running config's `reload_settle`, asked at each change.
    */
   readonly settleMs?: () => number
+  /** Told how every reload attempt ended (the admin listener's `/config`, issue 15). */
+  readonly onResult?: (r: ReloadResult) => void
+}
+
+/** How a reload attempt ended. */
+export interface ReloadResult {
+  readonly at: Date
+  readonly why: string
+  readonly result: 'reloaded' | 'unchanged' | 'rejected'
+  /** The loaded file's hash (reloaded, unchanged). */
+  readonly hash?: string
+  /** How many problems a rejected file had (the lines are in the log: they may quote the file). */
+  readonly problems?: number
 }
 
 export interface Reloader {
@@ -112,12 +125,17 @@ export function createReloader (opts: ReloaderOptions): Reloader {
       lastRead = before
       const problems = err instanceof ConfigError ? err.problems : [String(err)]
       opts.log.error({ config: opts.file, why, problems }, 'reload rejected: keeping the running configuration')
+      opts.onResult?.({ at: new Date(), why, result: 'rejected', problems: problems.length })
       return false
     }
     // Taken before the load: a change racing it is seen as a change, never missed.
     lastRead = before
-    if (next.hash === opts.currentHash()) return false
+    if (next.hash === opts.currentHash()) {
+      opts.onResult?.({ at: new Date(), why, result: 'unchanged', hash: next.hash })
+      return false
+    }
     opts.apply(next)
+    opts.onResult?.({ at: new Date(), why, result: 'reloaded', hash: next.hash })
     // A new set of files (say another users file) needs new watches; the same set keeps its own.
     const same = next.files.length === watched.length && next.files.every(f => watched.includes(f))
     if (opts.watch !== false && !closed && !same) rewatch(next.files)
