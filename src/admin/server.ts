@@ -24,6 +24,7 @@ import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { Config, AdminConfig } from '../config/load.js'
 import { formatHostPort } from '../net/ip.js'
+import { F } from '../observability/fields.js'
 import { checkBearer, challenge } from './auth.js'
 import { configView, type ConfigStatus } from './config-view.js'
 import { listenerProxy, pacScript, type PacListener } from './pac.js'
@@ -157,7 +158,7 @@ export function createAdminServer (opts: AdminServerOptions): AdminServer {
         const id = decodeURIComponent(url.pathname.slice('/tunnels/'.length))
         const closed = await opts.tunnels.close(id)
         if (!closed) { json(res, 404, { error: `no open tunnel ${id}` }); return }
-        log.info({ tunnel: id, admin_client: formatHostPort(req.socket.remoteAddress ?? '', req.socket.remotePort ?? 0) }, 'tunnel closed on the admin listener')
+        log.info({ [F.tunnel]: id, [F.adminClient]: formatHostPort(req.socket.remoteAddress ?? '', req.socket.remotePort ?? 0) }, 'admin: tunnel close asked for and done')
         json(res, 200, { closed: id })
       }
     }
@@ -177,7 +178,7 @@ export function createAdminServer (opts: AdminServerOptions): AdminServer {
     if (route.auth) {
       const check = checkBearer(req.headers.authorization, settings()?.tokenDigest)
       if (check !== 'ok') {
-        if (check === 'invalid') log.warn({ path: url.pathname, admin_client: req.socket.remoteAddress }, 'admin request refused: wrong token')
+        if (check === 'invalid') log.warn({ path: url.pathname, [F.adminClient]: req.socket.remoteAddress }, 'admin request refused: wrong token')
         send(res, 401, 'unauthorized\n', undefined, { 'www-authenticate': challenge(check) })
         return
       }
@@ -203,7 +204,7 @@ export function createAdminServer (opts: AdminServerOptions): AdminServer {
       await once(server, 'listening')
       const addr = server.address() as AddressInfo
       const tokenFrom = settings()?.tokenFrom
-      log.info({ address: formatHostPort(addr.address, addr.port), token: tokenFrom ?? 'none' }, 'admin listening')
+      log.info({ [F.address]: formatHostPort(addr.address, addr.port), token: tokenFrom ?? 'none' }, 'admin listening')
       const loopback = /^(127\.|::1$|::ffff:127\.)/.test(addr.address)
       if (!loopback && tokenFrom === undefined) {
         log.warn({ address: formatHostPort(addr.address, addr.port) }, 'admin listener beyond loopback without a token: anyone who reaches it can list and close tunnels (set admin.token_file or token_env)')
