@@ -4,6 +4,13 @@
  * it forwards SIGHUP (reload) and SIGTERM/SIGINT (graceful drain) to every
  * worker, counts failed logins for all of them (cluster-state.ts), restarts a worker that dies unexpectedly, and exits when all
  * workers have exited after a shutdown. A second signal kills them at once.
+ *
+ * With `admin:` the primary also serves the admin listener (issue 15), so a
+ * balancer or Prometheus sees one instance: `/readyz` is 503 from the
+ * primary's first signal, `/tunnels` gathers every worker's over IPC
+ * (admin/cluster.ts), and `/metrics` is the aggregated provider's. It loads
+ * and reloads the config itself (watching the same files) for the token,
+ * the PAC and `/config`.
  */
 import cluster, { type Worker } from 'node:cluster'
 import { randomBytes } from 'node:crypto'
@@ -11,6 +18,11 @@ import { availableParallelism } from 'node:os'
 import { createLogger, type LogLevel } from '../observability/log.js'
 import { TICKET_KEYS_ENV } from './serve.js'
 import { primaryLockout } from './cluster-state.js'
+import { loadConfig, type Config } from '../config/load.js'
+import { createReloader, type Reloader } from '../config/reloader.js'
+import { createAdminServer, type AdminServer, type MetricsProvider } from '../admin/server.js'
+import { ConfigStatus } from '../admin/config-view.js'
+import { clusterTunnels } from '../admin/cluster.js'
 
 export interface ClusterOptions {
   readonly workers: number
@@ -18,6 +30,14 @@ export interface ClusterOptions {
   readonly scheduling: 'rr' | 'os'
   readonly logLevel: LogLevel
   readonly pretty: boolean
+  readonly config?: string
+  readonly parent?: string
+  readonly listen?: { host: string, port: number }
+  /**
+   * The primary's `/metrics`: every worker's numbers aggregated (prom-client's
+   * AggregatorRegistry, observability/metrics.ts). Undefined: 404.
+   */
+  readonly metrics?: MetricsProvider
 }
 
 export function resolveWorkers (value: string): number | undefined {
@@ -36,11 +56,52 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
   // resumed connection to. Made here, given by the environment, never written down.
   const ticketKeys = randomBytes(48).toString('base64')
   const fork = (): Worker => cluster.fork({ SLUICE_WORKER: '1', [TICKET_KEYS_ENV]: ticketKeys })
+  // Loaded here too: a bad file is refused once, before any worker starts.
+  const loadOptions = opts.parent === undefined ? {} : { parentUrl: opts.parent }
+  let current: Config = await loadConfig(opts.config, loadOptions)
+  /** Workers that have listened and not exited: /readyz is 200 while there is one and no drain. */
+  const listening = new Set<number>()
+  cluster.on('listening', (w) => listening.add(w.id))
+  let reloader: Reloader | undefined
+  const admin = startAdmin()
+
+  function startAdmin (): { server: AdminServer, status: ConfigStatus } | undefined {
+    if (current.admin === undefined) return undefined
+    const status = new ConfigStatus()
+    const server = createAdminServer({
+      log,
+      config: () => current,
+      readiness: () => stopping ? 'draining' : listening.size === 0 ? 'starting' : 'ready',
+      tunnels: clusterTunnels(log),
+      status,
+      ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
+      ...(opts.listen === undefined ? {} : { proxyListen: [opts.listen] })
+    })
+    reloader = createReloader({
+      file: current.file,
+      loadOptions,
+      watchFiles: current.files,
+      // The workers log each attempt (one line each, issue 15); the primary's load only feeds /config.
+      log: log.child({}, { level: 'silent' }),
+      currentHash: () => current.hash,
+      apply: (next) => { current = next },
+      settleMs: () => current.reloadSettleMs,
+      onOutcome: (r) => status.record(r)
+    })
+    return { server, status }
+  }
+  await admin?.server.listen()
+  const closeAdmin = async (): Promise<void> => { await admin?.server.close() }
 
   return await new Promise<number>((resolve) => {
+    const finish = (code: number): void => {
+      reloader?.close()
+      closeAdmin().finally(() => resolve(code)).catch(() => {})
+    }
     cluster.on('exit', (worker, code, signal) => {
+      listening.delete(worker.id)
       if (stopping) {
-        if (Object.keys(cluster.workers ?? {}).length === 0) resolve(failures > 0 ? 1 : 0)
+        if (Object.keys(cluster.workers ?? {}).length === 0) finish(failures > 0 ? 1 : 0)
         return
       }
       failures++
@@ -64,11 +125,14 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
       // (a terminal's Ctrl-C, systemd's control-group kill), and two
       // signals would mean "exit now" to it.
       forEach(w => w.send('sluice:shutdown'))
-      if (Object.keys(cluster.workers ?? {}).length === 0) resolve(0)
+      if (Object.keys(cluster.workers ?? {}).length === 0) finish(0)
     }
     process.on('SIGTERM', onSignal)
     process.on('SIGINT', onSignal)
-    process.on('SIGHUP', () => forEach(w => w.send('sluice:reload')))
+    process.on('SIGHUP', () => {
+      reloader?.reload('SIGHUP').catch((err: unknown) => log.error({ err }, 'reload failed'))
+      forEach(w => w.send('sluice:reload'))
+    })
     // Failed logins, counted for all workers (issue 15).
     cluster.on('message', (_worker, m: unknown) => { onLockout(m) })
     log.info({ workers: opts.workers, scheduling: opts.scheduling }, 'starting workers')

@@ -9,6 +9,10 @@ import { createProxy } from '../server/proxy.js'
 import { startStats, statsIntervalFromEnv } from '../observability/stats.js'
 import { Lockout } from '../auth/lockout.js'
 import { isLockoutState, workerLockout } from './cluster-state.js'
+import { createAdminServer, proxyReadiness, type AdminServer, type MetricsProvider } from '../admin/server.js'
+import { ConfigStatus } from '../admin/config-view.js'
+import { localTunnels } from '../admin/tunnels.js'
+import { answerAdminRequest } from '../admin/cluster.js'
 
 export interface ServeOptions {
   readonly config?: string
@@ -16,6 +20,11 @@ export interface ServeOptions {
   readonly parent?: string
   readonly logLevel: LogLevel
   readonly pretty: boolean
+  /**
+   * `/metrics` on the admin listener: the metrics module's registry as
+   * Prometheus text. Undefined: `/metrics` answers 404.
+   */
+  readonly metrics?: MetricsProvider
 }
 
 /** The environment variable a --workers primary hands its workers' shared TLS session ticket keys in (cli/cluster.ts). */
@@ -52,6 +61,21 @@ export async function serve (opts: ServeOptions): Promise<number> {
     ...(lockout === undefined ? {} : { lockout })
   })
   let current = config
+  const closeAdmin = async (): Promise<void> => { await admin?.close() }
+  const status = new ConfigStatus()
+  const tunnels = localTunnels(proxy.registry, logger)
+  // The admin listener (issue 15); under --workers the primary serves it (cli/cluster.ts).
+  const admin: AdminServer | undefined = config.admin === undefined || cluster.isWorker
+    ? undefined
+    : createAdminServer({
+      log: logger,
+      config: () => current,
+      readiness: () => proxyReadiness(proxy),
+      tunnels,
+      status,
+      ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
+      ...(opts.listen === undefined ? {} : { proxyListen: [opts.listen] })
+    })
   let reloader: Reloader | undefined
   let stopStats: (() => void) | undefined
   let stopping = false
@@ -80,7 +104,8 @@ export async function serve (opts: ServeOptions): Promise<number> {
       const done = (code: number): void => {
         // The IPC channel to the primary would keep a worker alive.
         if (cluster.isWorker) process.disconnect()
-        resolve(code)
+        // The admin listener goes last: /readyz says 503 for the whole drain.
+        closeAdmin().finally(() => resolve(code)).catch(() => {})
       }
       proxy.close().then(() => done(0), (err: unknown) => { logger.error({ err }, 'shutdown failed'); done(1) })
     }
@@ -92,6 +117,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
     if (cluster.isWorker) {
       // From the primary (cli/cluster.ts): a shutdown request never counts as a second signal.
       process.on('message', (m: unknown) => {
+        if (answerAdminRequest(m, tunnels)) return
         if (m === 'sluice:reload') onHup()
         else if (isLockoutState(m)) {
           lockout?.merge(m.client, m.state)
@@ -103,7 +129,10 @@ export async function serve (opts: ServeOptions): Promise<number> {
       })
     }
 
-    proxy.listen().then(() => {
+    // The admin listener first: a probe sees `starting`, then `ready`.
+    const adminListening = async (): Promise<unknown> => await admin?.listen()
+    // A signal while the admin listener binds: the proxy never listens (close() has nothing to wait for).
+    adminListening().then(async () => { if (!stopping) await proxy.listen() }).then(() => {
       if (stopping) return
       stopStats = statsFromEnv(logger, () => proxy.registry.size)
       reloader = createReloader({
@@ -114,11 +143,12 @@ export async function serve (opts: ServeOptions): Promise<number> {
         currentHash: () => current.hash,
         apply: (next) => { current = next; proxy.reload(next) },
         // The running config's reload_settle: a file changed in place waits this long (issue 11).
-        settleMs: () => current.reloadSettleMs
+        settleMs: () => current.reloadSettleMs,
+        onOutcome: (r) => status.record(r)
       })
     }, (err: unknown) => {
       logger.fatal({ err }, 'cannot listen')
-      resolve(1)
+      closeAdmin().finally(() => resolve(1)).catch(() => {})
     })
   })
 }

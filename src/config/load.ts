@@ -4,6 +4,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
+import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { LineCounter, parseDocument } from 'yaml'
 import type { z } from 'zod'
@@ -16,6 +17,8 @@ import { loadRouting, referenceProblems, type Routing, type RoutingOverrides } f
 import { ConfigError } from './errors.js'
 import { flattenUnions, formatPath, issueMessage, unknownKeyMessage } from './issues.js'
 import { lintConfig } from './lint.js'
+import { loadAdmin, type AdminConfig } from './admin.js'
+import { pacTable } from '../admin/pac.js'
 import { createLocator, formatYamlErrors, type DocPath, type Locator } from './yaml-position.js'
 
 export { ConfigError }
@@ -24,6 +27,18 @@ export { ConfigError }
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../policies/default.yaml', import.meta.url))
 
 export type { AuthConfig }
+export type { AdminConfig } from './admin.js'
+
+/**
+ * A file the config was read from, for `/config` (issue 15): its sha256, or
+ * none for a file holding a secret (a parent's password_file, the admin
+ * token_file), whose digest could be brute-forced.
+ */
+export interface LoadedFile {
+  readonly path: string
+  readonly sha256?: string
+  readonly secret?: true
+}
 /** Where to listen, and how (config/listeners.ts). */
 export type { ListenAddress } from './listeners.js'
 
@@ -31,6 +46,8 @@ export interface Config {
   readonly file: string
   /** Every file this config was read from (the config, users and groups files): watched for reload. */
   readonly files: readonly string[]
+  /** The same files with their own hashes (the admin listener's `/config`). */
+  readonly loaded: readonly LoadedFile[]
   /** sha256 of the file text, logged so operators can tell versions apart. */
   readonly hash: string
   readonly listen: readonly ListenAddress[]
@@ -40,6 +57,8 @@ export interface Config {
   readonly policy: CompiledPolicy
   readonly revokeOnReload: boolean
   readonly auth?: AuthConfig
+  /** The admin listener (issue 15); undefined without `admin:`. */
+  readonly admin?: AdminConfig
   readonly routing: Routing
   readonly parentBackoffMs: number
   /** `reload_settle`: how long a file changed in place must stay unchanged before a reload applies it. */
@@ -117,8 +136,10 @@ interface Prepared {
   readonly routing: Routing
   readonly missingSecrets: ReadonlyArray<{ path: DocPath, message: string }>
   readonly files: readonly string[]
+  readonly loaded: readonly LoadedFile[]
   readonly hash: string
   readonly authConfig: AuthConfig | undefined
+  readonly adminConfig: AdminConfig | undefined
   /** Does a rule's route start with a parent (its `ips` then only match IP literals)? */
   readonly parentFirst: (via: string | undefined) => boolean
 }
@@ -126,8 +147,13 @@ interface Prepared {
 function prepare (f: SluiceFile, text: string, file: string, options: LoadOptions): Prepared {
   const hash = createHash('sha256').update(text)
   const files = [file]
+  const digests = new Map<string, string>([[file, createHash('sha256').update(text).digest('hex')]])
   // Certificate files are part of the config: hashed, and watched for reload (issue 13).
-  const seen = (path: string, content: string): void => { files.push(path); hash.update('\0').update(content) }
+  const seen = (path: string, content: string): void => {
+    files.push(path)
+    hash.update('\0').update(content)
+    digests.set(path, createHash('sha256').update(content).digest('hex'))
+  }
   const { routing, problems, missingSecrets } = loadRouting(f, file, options, seen)
   const listen = prepareListeners(f, file, fileReader(file, seen, problems), problems)
   const names = new Set<string>()
@@ -141,13 +167,30 @@ function prepare (f: SluiceFile, text: string, file: string, options: LoadOption
   f.rules.forEach((r, i) => r.listeners?.forEach((n, j) => {
     if (!names.has(n)) problems.push(`${file}: rules[${i}].listeners[${j}]: no listener is named '${n}' (listeners: ${[...names].join(', ')})`)
   }))
+  const adminConfig = f.admin === undefined
+    ? undefined
+    : loadAdmin({
+      spec: f.admin,
+      file,
+      read: fileReader(file, seen, problems),
+      env: options.env ?? process.env,
+      problems,
+      ...(options.secrets === 'warn' ? { onMissingSecret: (field: string, message: string) => { missingSecrets.push({ path: ['admin', field], message }) } } : {}),
+      pac: pacTable(f.rules, f.default, f.mode)
+    })
   if (problems.length > 0) throw new ConfigError(file, problems)
-  const authConfig = f.auth === undefined ? undefined : loadAuth(f.auth, file, (path, content) => { files.push(path); hash.update('\0').update(content) })
+  const authConfig = f.auth === undefined ? undefined : loadAuth(f.auth, file, seen)
+  const secretFiles = new Set([
+    ...Object.values(f.parents).flatMap(p => p.password_file === undefined ? [] : [p.password_file]),
+    ...(f.admin?.token_file === undefined ? [] : [f.admin.token_file])
+  ].map(p => resolve(dirname(file), p)))
   return {
     listen,
     routing,
-    missingSecrets,
+    missingSecrets: [...missingSecrets],
     files,
+    loaded: [...new Set(files)].map(path => secretFiles.has(path) ? { path, secret: true as const } : { path, sha256: digests.get(path) ?? '' }),
+    adminConfig,
     hash: hash.digest('hex').slice(0, 16),
     authConfig,
     parentFirst: (via) => {
@@ -174,6 +217,8 @@ function finish (f: SluiceFile, file: string, locator: Locator | undefined, p: P
     files: Object.freeze([...p.files]),
     hash: p.hash,
     ...(p.authConfig === undefined ? {} : { auth: p.authConfig }),
+    ...(p.adminConfig === undefined ? {} : { admin: p.adminConfig }),
+    loaded: Object.freeze(p.loaded),
     listen: Object.freeze(p.listen),
     timeouts: Object.freeze(f.timeouts),
     limits: Object.freeze(f.limits),

@@ -232,6 +232,29 @@ const auth = z.strictObject({
   }).default({ failures: 10, window: 60_000, duration: 300_000 })
 })
 
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+/**
+ * The admin listener (issue 15): health, readiness, metrics, the PAC file,
+ * open tunnels and the loaded files (admin/server.ts). Without `admin:`
+ * there is none.
+ */
+const admin = z.strictObject({
+  /** Loopback by default: a token, or a trusted network, before listening beyond it. Read at start. */
+  listen: listenSpec.default('127.0.0.1:9090'),
+  /** A bearer token (the file's first line, relative to this file; watched and reloaded), or one from an environment variable. */
+  token_file: z.string().min(1).optional(),
+  token_env: z.string().regex(ENV_NAME, { message: 'expected an environment variable name' }).optional(),
+  pac: z.strictObject({
+    /** The proxy the PAC file names: `host:port` (PROXY), `https://host:port` (HTTPS) or `http://host:port`; default: the first connect listener. */
+    proxy: z.string().regex(/^(?:https?:\/\/)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { message: 'expected host:port, https://host:port or http://host:port' }).optional(),
+    /** What targets no rule decides get: `proxy` or `direct`; default: the policy's default (allow → proxy). */
+    default: z.enum(['proxy', 'direct']).optional()
+  }).default({})
+}).superRefine((a, ctx) => {
+  if (a.token_file !== undefined && a.token_env !== undefined) ctx.addIssue({ code: 'custom', path: ['token_env'], message: 'token_file and token_env are alternatives: give one' })
+})
+
 const NAME = /^[A-Za-z0-9_.-]{1,64}$/
 const nameSpec = z.string().regex(NAME, { message: 'expected a name of letters, digits, _ . - (at most 64)' })
 
@@ -261,6 +284,7 @@ export const fileSchema = z.strictObject({
   limits: limits.default(limits.parse({})),
   dns: dns.default(dns.parse({})),
   auth: auth.optional(),
+  admin: admin.optional(),
   /** Named parent proxies. */
   parents: z.record(nameSpec, parent).default({}),
   /** Named routes: ordered choices, each `direct`, a parent, or a chain of parents. */

@@ -36,6 +36,8 @@ export const F = {
   closedBy: 'closed_by',
   close: 'close',
   address: 'address',
+  /** The admin listener's client (issue 15): who asked to close a tunnel, or sent a wrong token. */
+  adminClient: 'admin_client',
   /** The listener a connection arrived on (its name, as `listeners:` rules match it). */
   listener: 'listener',
   /** OpenSSL's or Node's own code for a failed TLS handshake (beside `code`, ours). */

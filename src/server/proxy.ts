@@ -62,6 +62,11 @@ export interface Proxy {
   listen (): Promise<readonly AddressInfo[]>
   /** Open client connections across all listeners (tunnels included). */
   connections (): Promise<number>
+  /**
+   * True from the moment close() is called: the admin listener's `/readyz`
+   * answers 503 from then on, so balancers stop sending (issue 15).
+   */
+  draining (): boolean
   /** Swap in a new config for new tunnels (listen and timeouts need a restart). */
   reload (config: Config): void
   /**
@@ -225,6 +230,7 @@ export function createProxy (opts: ProxyOptions): Proxy {
       listening ??= bind()
       return await listening
     },
+    draining: () => draining,
     async connections () {
       const counts = await Promise.all(servers.map(async s => await new Promise<number>((resolve, reject) =>
         s.getConnections((err, n) => { if (err === null) resolve(n); else reject(err) }))))

@@ -25,7 +25,7 @@ export type TunnelState = 'accepted' | 'admitted' | 'dialing' | 'established' | 
 
 /** Who ended the tunnel and how; `proxy` means we did. */
 export type ClosedBy = 'client' | 'upstream' | 'proxy'
-export type CloseHow = 'fin' | 'reset' | 'error' | 'idle_timeout' | 'max_lifetime' | 'shutdown' | 'rejected' | 'revoked' | 'challenged'
+export type CloseHow = 'fin' | 'reset' | 'error' | 'idle_timeout' | 'max_lifetime' | 'shutdown' | 'rejected' | 'revoked' | 'challenged' | 'admin'
 
 /** What the tunnel needs from its owner; kept narrow so other listeners (TLS, SNI) can reuse Tunnel. */
 export interface TunnelHost {
@@ -159,6 +159,11 @@ export abstract class TunnelSetup implements Cancellation {
   get upstream (): Socket | undefined { return this._upstream }
   /** `ip:port` of the client, IPv6 in brackets. */
   get client (): string { return formatHostPort(this.clientAddress, this.clientPort) }
+  /** The route being dialed or used (the admin listener's `/tunnels`, issue 15). */
+  get route (): string | undefined { return this.routeName }
+  /** Tunnel bytes so far, client → target and back, as the closing line counts them (0 before establishment). */
+  get bytesUp (): number { return this._upstream === undefined ? 0 : this._upstream.bytesWritten - this.upBase }
+  get bytesDown (): number { return this._upstream === undefined ? 0 : this._upstream.bytesRead - this.downBase }
 
   /**
    * The dial's cancellation: the tunnel itself, not an AbortController per
