@@ -9,7 +9,7 @@ import cluster, { type Worker } from 'node:cluster'
 import { randomBytes } from 'node:crypto'
 import { availableParallelism } from 'node:os'
 import { createLogger, type LogLevel } from '../observability/log.js'
-import { TICKET_KEYS_ENV } from './serve.js'
+import { metricsWanted, TICKET_KEYS_ENV } from './serve.js'
 
 export interface ClusterOptions {
   readonly workers: number
@@ -35,6 +35,9 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
   // resumed connection to. Made here, given by the environment, never written down.
   const ticketKeys = randomBytes(48).toString('base64')
   const fork = (): Worker => cluster.fork({ SLUICE_WORKER: '1', [TICKET_KEYS_ENV]: ticketKeys })
+  // One /metrics for all workers (issue 15): note each worker that answers, from its first message.
+  // Loaded here, not at import: prom-client is not for `sluice check` and the like.
+  if (metricsWanted()) (await import('../observability/cluster-metrics.js')).trackWorkerMetrics()
 
   return await new Promise<number>((resolve) => {
     cluster.on('exit', (worker, code, signal) => {

@@ -7,6 +7,7 @@ import { formatHostPort } from '../net/ip.js'
 import { createReloader, type Reloader } from '../config/reloader.js'
 import { createProxy } from '../server/proxy.js'
 import { startStats, statsIntervalFromEnv } from '../observability/stats.js'
+import type { ReloadResult } from '../observability/proxy-metrics.js'
 
 export interface ServeOptions {
   readonly config?: string
@@ -14,6 +15,18 @@ export interface ServeOptions {
   readonly parent?: string
   readonly logLevel: LogLevel
   readonly pretty: boolean
+}
+
+/**
+ * Counting metrics (issue 15) is on when this is `1`; the `sluice+metrics`
+ * bench variant sets it. A `/metrics` endpoint renders them
+ * (Metrics.render(); under --workers the primary's clusterMetrics()).
+ */
+export const METRICS_ENV = 'SLUICE_METRICS'
+
+/** Whether this process counts metrics (a --workers primary: whether it gathers them). */
+export function metricsWanted (env: NodeJS.ProcessEnv = process.env): boolean {
+  return env[METRICS_ENV] === '1'
 }
 
 /** The environment variable a --workers primary hands its workers' shared TLS session ticket keys in (cli/cluster.ts). */
@@ -39,7 +52,19 @@ export async function serve (opts: ServeOptions): Promise<number> {
   const logger = cluster.isWorker ? base.child({ worker: cluster.worker?.id }) : base
   for (const w of config.warnings) logger.warn({ warning: w }, 'configuration warning (see sluice validate)')
   const keys = ticketKeys()
-  const proxy = createProxy({ config, logger, ...(opts.listen === undefined ? {} : { listen: [opts.listen] }), ...(keys === undefined ? {} : { ticketKeys: keys }) })
+  // Loaded only when counting: prom-client is not for a proxy that does not.
+  const metrics = metricsWanted() ? new (await import('../observability/metrics.js')).Metrics() : undefined
+  // Under --workers the primary asks each worker for its numbers.
+  const stopAnswering = metrics !== undefined && cluster.isWorker
+    ? (await import('../observability/cluster-metrics.js')).answerPrimary(metrics)
+    : undefined
+  const proxy = createProxy({
+    config,
+    logger,
+    ...(opts.listen === undefined ? {} : { listen: [opts.listen] }),
+    ...(keys === undefined ? {} : { ticketKeys: keys }),
+    ...(metrics === undefined ? {} : { metrics })
+  })
   let current = config
   let reloader: Reloader | undefined
   let stopStats: (() => void) | undefined
@@ -67,6 +92,8 @@ export async function serve (opts: ServeOptions): Promise<number> {
       stopStats?.()
       process.off('SIGHUP', onHup)
       const done = (code: number): void => {
+        stopAnswering?.()
+        metrics?.close()
         // The IPC channel to the primary would keep a worker alive.
         if (cluster.isWorker) process.disconnect()
         resolve(code)
@@ -100,7 +127,8 @@ export async function serve (opts: ServeOptions): Promise<number> {
         currentHash: () => current.hash,
         apply: (next) => { current = next; proxy.reload(next) },
         // The running config's reload_settle: a file changed in place waits this long (issue 11).
-        settleMs: () => current.reloadSettleMs
+        settleMs: () => current.reloadSettleMs,
+        ...(metrics === undefined ? {} : { onResult: (r: ReloadResult) => metrics.reloaded(r) })
       })
     }, (err: unknown) => {
       logger.fatal({ err }, 'cannot listen')

@@ -33,6 +33,7 @@ import type { Logger } from 'pino'
 import { ConfigError, loadConfigOffThread, type Config, type LoadOptions } from './load.js'
 import { stopValidator } from './validate-worker.js'
 import { DEFAULT_RELOAD_SETTLE_MS } from './schema.js'
+import type { ReloadResult } from '../observability/proxy-metrics.js'
 
 export interface ReloaderOptions {
   /** The config file to load. */
@@ -54,6 +55,8 @@ export interface ReloaderOptions {
    * loaded (ms): the running config's `reload_settle`, asked at each change.
    */
   readonly settleMs?: () => number
+  /** How each attempt ended (the metrics' last reload result, issue 15). */
+  readonly onResult?: (result: ReloadResult) => void
 }
 
 export interface Reloader {
@@ -112,12 +115,17 @@ export function createReloader (opts: ReloaderOptions): Reloader {
       lastRead = before
       const problems = err instanceof ConfigError ? err.problems : [String(err)]
       opts.log.error({ config: opts.file, why, problems }, 'reload rejected: keeping the running configuration')
+      opts.onResult?.('rejected')
       return false
     }
     // Taken before the load: a change racing it is seen as a change, never missed.
     lastRead = before
-    if (next.hash === opts.currentHash()) return false
+    if (next.hash === opts.currentHash()) {
+      opts.onResult?.('unchanged')
+      return false
+    }
     opts.apply(next)
+    opts.onResult?.('applied')
     // A new set of files (say another users file) needs new watches; the same set keeps its own.
     const same = next.files.length === watched.length && next.files.every(f => watched.includes(f))
     if (opts.watch !== false && !closed && !same) rewatch(next.files)
