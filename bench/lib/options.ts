@@ -12,7 +12,7 @@ when installed and named in --peers) with the C load generator and origin in ben
                         node-http (bare Node CONNECT proxies: Node's own floor), squid, tinyproxy,
                         ats (Apache Traffic Server; ATS_NET_THREADS, default 1),
                         and Sluice's variants: sluice+auth, sluice+name, sluice+bigacl,
-                        sluice+hello, sluice+guard, sluice+chain, sluice+logs, sluice-w2, sluice-w2-os; these run the rate test only)
+                        sluice+hello, sluice+guard, sluice+chain, sluice+logs, sluice+metrics, sluice-w2, sluice-w2-os; these run the rate test only)
                         HTTPS proxies (TLS 1.3 from loadgen, then CONNECT inside): node-tls (bare
                         Node tls.Server), sluice-tls (a TLS listener), ats-tls (an ssl port),
                         squid-tls (https_port, when squid is built with TLS)
@@ -46,7 +46,8 @@ when installed and named in --peers) with the C load generator and origin in ben
   --sni-pad N           --sni: pad the ClientHello to about N bytes (default: unpadded, ~200);
                         past 16000 it needs two records: --sni-split records --skip split
   --variants LIST       add variant groups right after sluice: auth, bigacl (with its
-                        control sluice+name), guard (with its control sluice+hello), chain, logs (--log-level info), workers
+                        control sluice+name), guard (with its control sluice+hello), chain, logs (--log-level info),
+                        metrics (SLUICE_METRICS=1), workers
                         (sluice-w2: --scheduling rr, sluice-w2-os: --scheduling os)
   --skip LIST           scenarios to leave out: bulk, rate, resume, hold, split
   --reps N              repetitions, interleaved A B A B (default 3)

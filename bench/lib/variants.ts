@@ -20,6 +20,8 @@
  *                to the load CPU, its CPU reported apart)
  * sluice+logs    --log-level info: one `tunnel closed` JSON line per tunnel
  *                (to the peer's log file), as Sluice runs by default
+ * sluice+metrics SLUICE_METRICS=1: Prometheus metrics counted (issue 15; the
+ *                bar is ≤ 3 % of plain Sluice's tunnels/s), never scraped
  * sluice-w2      --workers 2 --scheduling rr, unpinned: needs both CPUs
  * sluice-w2-os   --workers 2 --scheduling os (the default), unpinned
  *
@@ -27,7 +29,7 @@
  * measured path gets its 200, so a misconfigured variant fails loudly
  * instead of measuring plain Sluice under another name.
  */
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { startDnsStubRetrying, type DnsStub } from '../../test/helpers/dns-stub.js'
 import { basicAuth, expectClosedAfter, expectReplies, type Expectation } from './connect-check.js'
@@ -70,7 +72,7 @@ interface SluiceSpec {
   readonly loadgenArgs?: readonly string[]
   readonly checks: (ctx: PeerContext) => readonly Expectation[]
   /** More checks on the started peer (a feature that bites after the 200). */
-  readonly bites?: (name: string, port: number, ctx: PeerContext) => Promise<void>
+  readonly bites?: (name: string, port: number, ctx: PeerContext, peer: RunningPeer) => Promise<void>
 }
 
 /** Start Sluice with a generated config (or bench/policy.yaml when `config` gives none); run the checks. */
@@ -88,7 +90,7 @@ async function startSluice (name: string, ctx: PeerContext, spec: SluiceSpec): P
     if (running.tree().length < want) throw new Error(`${name}: ${running.tree().length} of ${want} processes after 10 s`)
     if (want > 1) await sleep(500) // let the last worker finish its own start
     await expectReplies(name, port, spec.checks(ctx))
-    await spec.bites?.(name, port, ctx)
+    await spec.bites?.(name, port, ctx, running)
     return spec.loadgenArgs === undefined ? running : { ...running, loadgenArgs: spec.loadgenArgs }
   } catch (err) {
     await running?.stop()
@@ -200,6 +202,19 @@ const logs = variant('sluice+logs', '`--log-level info` (the default; the other 
     checks: (c) => [tunnelOk(c)]
   }))
 
+const metrics = variant('sluice+metrics', '`SLUICE_METRICS=1`: Prometheus metrics counted (issue 15): each tunnel counted at its close by listener, code and rule, with its bytes and three histograms; DNS, auth and failovers as they happen. Nothing scrapes during the run',
+  async (ctx) => await startSluice('sluice+metrics', ctx, {
+    config: async () => undefined,
+    prefix: (c) => ['env', 'SLUICE_METRICS=1', ...c.prefix],
+    checks: (c) => [tunnelOk(c)],
+    // Until an admin listener serves /metrics to ask, check that the switch reached the proxy process.
+    bites: async (name, _port, _ctx, peer) => {
+      const environ = peer.pid === undefined ? '' : readFileSync(`/proc/${peer.pid}/environ`, 'latin1')
+      if (!environ.split('\0').includes('SLUICE_METRICS=1')) throw new Error(`${name}: SLUICE_METRICS=1 is not in the proxy's environment`)
+      await Promise.resolve()
+    }
+  }))
+
 function workers (name: string, scheduling: 'rr' | 'os'): Peer {
   return variant(name, `\`--workers 2 --scheduling ${scheduling}\` (${scheduling === 'rr' ? 'the primary accepts and hands connections round-robin' : 'each worker accepts for itself; the default'}), not pinned: primary and workers float over both CPUs, which loadgen and the origin share; CPU is the whole process tree`,
     async (ctx) => await startSluice(name, ctx, {
@@ -212,7 +227,7 @@ function workers (name: string, scheduling: 'rr' | 'os'): Peer {
     }))
 }
 
-export const VARIANT_PEERS: readonly Peer[] = [auth, nameTarget, bigacl, hello, guard, chain, logs, workers('sluice-w2', 'rr'), workers('sluice-w2-os', 'os')]
+export const VARIANT_PEERS: readonly Peer[] = [auth, nameTarget, bigacl, hello, guard, chain, logs, metrics, workers('sluice-w2', 'rr'), workers('sluice-w2-os', 'os')]
 
 /** `--variants` names → the peers each adds after `sluice`. */
 export const VARIANT_GROUPS: Readonly<Record<string, readonly string[]>> = {
@@ -221,5 +236,6 @@ export const VARIANT_GROUPS: Readonly<Record<string, readonly string[]>> = {
   guard: ['sluice+hello', 'sluice+guard'],
   chain: ['sluice+chain'],
   logs: ['sluice+logs'],
+  metrics: ['sluice+metrics'],
   workers: ['sluice-w2', 'sluice-w2-os']
 }

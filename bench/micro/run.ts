@@ -8,6 +8,7 @@ import './target.bench.js'
 import './decide.bench.js'
 import './auth.bench.js'
 import './client-hello.bench.js'
+import './metrics.bench.js'
 
 const pattern = process.argv[2]
 await run({

@@ -16,7 +16,7 @@ import cluster, { type Worker } from 'node:cluster'
 import { randomBytes } from 'node:crypto'
 import { availableParallelism } from 'node:os'
 import { createLogger, type LogLevel } from '../observability/log.js'
-import { TICKET_KEYS_ENV } from './serve.js'
+import { metricsWanted, TICKET_KEYS_ENV } from './serve.js'
 import { primaryLockout } from './cluster-state.js'
 import { loadConfig, type Config } from '../config/load.js'
 import { createReloader, type Reloader } from '../config/reloader.js'
@@ -59,6 +59,11 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
   // Loaded here too: a bad file is refused once, before any worker starts.
   const loadOptions = opts.parent === undefined ? {} : { parentUrl: opts.parent }
   let current: Config = await loadConfig(opts.config, loadOptions)
+  // One /metrics for all workers (issue 15): note each worker that answers, from its first message.
+  // Loaded here, not at import: prom-client is not for `sluice check` and the like.
+  const gathered = metricsWanted(current) ? await import('../observability/cluster-metrics.js') : undefined
+  gathered?.trackWorkerMetrics()
+  const metrics: MetricsProvider | undefined = opts.metrics ?? (gathered === undefined ? undefined : async () => await gathered.clusterMetrics())
   /** Workers that have listened and not exited: /readyz is 200 while there is one and no drain. */
   const listening = new Set<number>()
   cluster.on('listening', (w) => listening.add(w.id))
@@ -74,7 +79,7 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
       readiness: () => stopping ? 'draining' : listening.size === 0 ? 'starting' : 'ready',
       tunnels: clusterTunnels(log),
       status,
-      ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
+      ...(metrics === undefined ? {} : { metrics }),
       ...(opts.listen === undefined ? {} : { proxyListen: [opts.listen] })
     })
     reloader = createReloader({

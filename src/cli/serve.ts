@@ -27,6 +27,19 @@ export interface ServeOptions {
   readonly metrics?: MetricsProvider
 }
 
+/**
+ * Counting metrics (issue 15) is on with an `admin:` section, whose
+ * `/metrics` renders them (Metrics.render(); under --workers the primary's
+ * clusterMetrics()), or when this is `1` (the `sluice+metrics` bench
+ * variant, which scrapes nothing).
+ */
+export const METRICS_ENV = 'SLUICE_METRICS'
+
+/** Whether this process counts metrics (a --workers primary: whether it gathers them). */
+export function metricsWanted (config: { readonly admin?: unknown }, env: NodeJS.ProcessEnv = process.env): boolean {
+  return config.admin !== undefined || env[METRICS_ENV] === '1'
+}
+
 /** The environment variable a --workers primary hands its workers' shared TLS session ticket keys in (cli/cluster.ts). */
 export const TICKET_KEYS_ENV = 'SLUICE_TLS_TICKET_KEYS'
 
@@ -53,12 +66,19 @@ export async function serve (opts: ServeOptions): Promise<number> {
   // Under --workers, failed logins are counted for all workers by the primary (cli/cluster-state.ts; issue 15).
   const lockout = cluster.isWorker ? new Lockout(config.auth?.lockout ?? { failures: 0, windowMs: 0, durationMs: 0 }) : undefined
   if (lockout !== undefined) workerLockout(lockout, (m) => { if (process.connected) process.send?.(m) })
+  // Loaded only when counting: prom-client is not for a proxy that does not.
+  const metrics = metricsWanted(config) ? new (await import('../observability/metrics.js')).Metrics() : undefined
+  // Under --workers the primary asks each worker for its numbers.
+  const stopAnswering = metrics !== undefined && cluster.isWorker
+    ? (await import('../observability/cluster-metrics.js')).answerPrimary(metrics)
+    : undefined
   const proxy = createProxy({
     config,
     logger,
     ...(opts.listen === undefined ? {} : { listen: [opts.listen] }),
     ...(keys === undefined ? {} : { ticketKeys: keys }),
-    ...(lockout === undefined ? {} : { lockout })
+    ...(lockout === undefined ? {} : { lockout }),
+    ...(metrics === undefined ? {} : { metrics })
   })
   let current = config
   const closeAdmin = async (): Promise<void> => { await admin?.close() }
@@ -73,7 +93,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
       readiness: () => proxyReadiness(proxy),
       tunnels,
       status,
-      ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
+      ...(opts.metrics !== undefined ? { metrics: opts.metrics } : metrics !== undefined ? { metrics: async () => await metrics.render() } : {}),
       ...(opts.listen === undefined ? {} : { proxyListen: [opts.listen] })
     })
   let reloader: Reloader | undefined
@@ -102,6 +122,8 @@ export async function serve (opts: ServeOptions): Promise<number> {
       stopStats?.()
       process.off('SIGHUP', onHup)
       const done = (code: number): void => {
+        stopAnswering?.()
+        metrics?.close()
         // The IPC channel to the primary would keep a worker alive.
         if (cluster.isWorker) process.disconnect()
         // The admin listener goes last: /readyz says 503 for the whole drain.
@@ -144,7 +166,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
         apply: (next) => { current = next; proxy.reload(next) },
         // The running config's reload_settle: a file changed in place waits this long (issue 11).
         settleMs: () => current.reloadSettleMs,
-        onOutcome: (r) => status.record(r)
+        onOutcome: (r) => { status.record(r); metrics?.reloaded(r.result === 'reloaded' ? 'applied' : r.result) }
       })
     }, (err: unknown) => {
       logger.fatal({ err }, 'cannot listen')

@@ -38,19 +38,24 @@ function principalOf (ctx: ConnectContext, auth: AuthState, tunnel: Tunnel, outc
     case 'none': return undefined
     case 'ok':
       tunnel.authenticated(outcome.principal.user)
+      ctx.metrics.authSucceeded()
       return outcome.principal
     case 'locked':
+      ctx.metrics.authRefused('locked')
       throw new ProxyError('ERR_AUTH_LOCKED', { detail: `retry in ${outcome.retryAfter} s`, headers: { 'Retry-After': String(outcome.retryAfter) } })
     case 'busy':
+      ctx.metrics.authRefused('busy')
       throw new ProxyError('ERR_AUTH_BUSY', {
         detail: outcome.scope === 'client' ? `${outcome.limit} pending from this address` : `${outcome.limit} pending in all`,
         headers: { 'Retry-After': BUSY_RETRY_S }
       })
   }
   tunnel.authenticated(outcome.user, false)
+  ctx.metrics.authFailed(outcome.reason)
   // The log names the user (when there is one), never the password or the header.
   ctx.log.info({ [F.tunnel]: tunnel.id, [F.client]: tunnel.client, [F.attemptedUser]: outcome.user, [F.reason]: outcome.reason }, 'authentication failed')
   if (outcome.lockedOut === true) {
+    ctx.metrics.authLockedOut()
     const l = auth.config.lockout
     ctx.log.warn({ client, failures: l.failures, window_ms: l.windowMs, lockout_ms: l.durationMs }, 'client locked out after repeated failed logins')
   }

@@ -12,6 +12,7 @@ import type { TunnelRegistry } from '../server/registry.js'
 import type { AuthConfig } from '../auth/load.js'
 import type { Authenticator } from '../auth/authenticator.js'
 import type { Lockout } from '../auth/lockout.js'
+import type { ProxyMetrics } from '../observability/proxy-metrics.js'
 
 export interface ConnectContext {
   readonly log: Logger
@@ -28,6 +29,8 @@ export interface ConnectContext {
   /** The current authenticator, when the config has an `auth` section. */
   readonly auth: () => AuthState | undefined
   readonly lockout: Lockout
+  /** Where events are counted (NOOP_METRICS when metrics are off). */
+  readonly metrics: ProxyMetrics
 }
 
 export interface AuthState {

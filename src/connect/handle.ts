@@ -91,13 +91,15 @@ async function open (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, target: T
   const decision = decided(tunnel, pending instanceof Promise ? await pending : pending)
   if (tunnel.aborted) return
   tunnel.dialing(decision.route.name)
+  const dialStart = performance.now()
   const { socket, dialed, hops } = await ctx.dial({
     route: decision.route,
     target,
     directAddresses: () => decision.addresses(),
     signal: tunnel,
-    onFailover: (choice, err) => tunnel.failover(choice, err)
+    onFailover: (choice, err) => { tunnel.failover(choice, err); ctx.metrics.failover(choice) }
   }, ctx.routeOptions())
+  ctx.metrics.upstreamConnected(performance.now() - dialStart)
   establish(ctx, cfg, tunnel, decision, upgrade === undefined ? socket : await upgrade(tunnel, socket), dialed, hops, early)
 }
 

@@ -12,6 +12,7 @@
 import { promises as dns } from 'node:dns'
 import { isIP } from 'node:net'
 import { ProxyError } from '../errors.js'
+import { NOOP_METRICS, OK, type ProxyMetrics } from '../observability/proxy-metrics.js'
 
 export interface ResolverOptions {
   /** `host[:port]` DNS servers; empty → system resolver. */
@@ -24,6 +25,8 @@ export interface ResolverOptions {
   readonly negativeTtlMs: number
   /** Bound on cached names. */
   readonly maxEntries?: number
+  /** Where lookups and cache hits are counted (issue 15). */
+  readonly metrics?: Pick<ProxyMetrics, 'dnsLookup' | 'dnsCacheHit'>
 }
 
 export interface Resolver {
@@ -76,6 +79,7 @@ export function createResolver (opts: ResolverOptions): Resolver {
   const cache = new Map<string, Entry>()
   const inflight = new Map<string, Promise<readonly string[]>>()
   const maxEntries = opts.maxEntries ?? 10_000
+  const metrics = opts.metrics ?? NOOP_METRICS
   let cares: dns.Resolver | undefined
   if (opts.servers.length > 0) {
     // c-ares retries per server with its own timeout; our deadline bounds the total.
@@ -125,9 +129,11 @@ export function createResolver (opts: ResolverOptions): Resolver {
       const answer = await Promise.race([cares === undefined ? viaSystem(host) : viaCares(cares, host), deadline])
       const ttl = Math.min(answer.ttlMs, opts.maxTtlMs)
       if (ttl > 0) remember(host, { expires: Date.now() + ttl, addresses: answer.addresses })
+      metrics.dnsLookup(OK)
       return answer.addresses
     } catch (err) {
       const mapped = dnsError(host, err)
+      metrics.dnsLookup(mapped.code)
       if (opts.negativeTtlMs > 0 && (mapped.code === 'ERR_DNS_NXDOMAIN' || mapped.code === 'ERR_DNS_NO_ADDRESSES')) {
         remember(host, { expires: Date.now() + opts.negativeTtlMs, error: mapped })
       }
@@ -140,13 +146,17 @@ export function createResolver (opts: ResolverOptions): Resolver {
   return {
     cached (host: string): readonly string[] | undefined {
       const hit = cache.get(host)
-      return hit !== undefined && hit.expires > Date.now() ? hit.addresses : undefined
+      const addresses = hit !== undefined && hit.expires > Date.now() ? hit.addresses : undefined
+      // A hit here is the whole answer: resolve() is not asked (policy/evaluate.ts).
+      if (addresses !== undefined) metrics.dnsCacheHit()
+      return addresses
     },
     async resolve (host: string): Promise<readonly string[]> {
       if (isIP(host) !== 0) return [host]
       const hit = cache.get(host)
       if (hit !== undefined) {
         if (hit.expires > Date.now()) {
+          metrics.dnsCacheHit()
           if (hit.error !== undefined) throw hit.error
           if (hit.addresses !== undefined) return hit.addresses
         }

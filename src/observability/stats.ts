@@ -45,10 +45,10 @@ function openFds (): number | undefined {
 }
 
 /** The histogram's sampling period, ms: each sample is the time between two of its ticks. */
-const RESOLUTION_MS = 10
+export const RESOLUTION_MS = 10
 
 /** A histogram value (ns, one tick period included) as the lag beyond the period, ms to 2 places. */
-const lagMs = (ns: number): number => Math.max(0, Math.round(ns / 1e4 - RESOLUTION_MS * 100) / 100)
+export const lagMs = (ns: number): number => Math.max(0, Math.round(ns / 1e4 - RESOLUTION_MS * 100) / 100)
 
 /** Log a `stats` line every `intervalMs` until stopped; the timer never keeps the process alive. */
 export function startStats (opts: StatsOptions): () => void {

@@ -31,6 +31,7 @@ import { clientOf, refuseMethod, requestLine } from './refusals.js'
 import { createTlsFront, type TlsFront, type TlsFrontOptions } from './tls-front.js'
 import type { WaitingConnections } from './waiting.js'
 import { F } from '../observability/fields.js'
+import { onClosedFor } from './registry.js'
 
 export interface ConnectListenerOptions {
   /** Listener name, matched by policy `listeners:`. */
@@ -241,7 +242,7 @@ export function createConnectListener (ctx: ConnectContext, opts: ConnectListene
     opts,
     // One for all tunnels: nothing per tunnel beyond the Tunnel itself.
     // heads: the first-bytes check of the domain-fronting guard waits on the head's sweep (issue 14).
-    host: { log: ctx.log, onClosed: (t) => ctx.registry.delete(t), firstBytes: opts.heads },
+    host: { log: ctx.log, onClosed: onClosedFor(ctx, opts.name), firstBytes: opts.heads },
     first: Object.freeze({ listener: opts.name, challenges: 0 }),
     resumed: (retry) => {
       if (retry === undefined) return

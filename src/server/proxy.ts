@@ -31,6 +31,7 @@ import { BcryptPool } from '../auth/bcrypt-pool.js'
 import { Lockout } from '../auth/lockout.js'
 import { selfMatcher } from '../net/self.js'
 import { stillAllowed } from '../policy/recheck.js'
+import { NOOP_METRICS, type ProxyMetrics } from '../observability/proxy-metrics.js'
 
 export interface ProxyOptions {
   readonly config: Config
@@ -53,6 +54,11 @@ export interface ProxyOptions {
   readonly fdLimit?: number
   /** TCP keepalive idle delay for tunnels (default 60 s, as http.Server set it); tests set a short one. */
   readonly keepAliveMs?: number
+  /**
+   * Where to count (issue 15): a `Metrics` (observability/metrics.ts), one
+   * per process. Without it nothing is counted.
+   */
+  readonly metrics?: ProxyMetrics
 }
 
 export interface Proxy {
@@ -82,12 +88,14 @@ export function createProxy (opts: ProxyOptions): Proxy {
   const log = opts.logger
   const t = config.timeouts
   const keepAliveMs = opts.keepAliveMs ?? 60_000
+  const metrics = opts.metrics ?? NOOP_METRICS
   const registry = new TunnelRegistry({ idleMs: t.idle, maxLifetimeMs: t.max_lifetime, keepAliveMs, onDelete: () => guard?.check() })
   const resolver = opts.resolver ?? createResolver({
     servers: config.dns.servers,
     timeoutMs: t.dns,
     maxTtlMs: config.dns.max_ttl,
-    negativeTtlMs: config.dns.negative_ttl
+    negativeTtlMs: config.dns.negative_ttl,
+    metrics
   })
   // Parent health outlives reloads: a parent that is down stays down.
   const health = new ParentHealth(log, config.parentBackoffMs)
@@ -130,8 +138,14 @@ export function createProxy (opts: ProxyOptions): Proxy {
     draining: () => draining,
     isSelf: (a, p) => isSelf(a, p),
     auth: () => auth,
-    lockout
+    lockout,
+    metrics
   }
+  metrics.configApplied(config.hash)
+  metrics.sources({
+    tunnels: () => registry.size,
+    parents: () => [...config.routing.parents.keys()].map(name => [name, !health.isDown(name)] as const)
+  })
   const servers: Server[] = []
   const addresses: AddressInfo[] = []
   let listening: Promise<readonly AddressInfo[]> | undefined
@@ -249,6 +263,7 @@ export function createProxy (opts: ProxyOptions): Proxy {
         if (terminator !== undefined && l.tls !== undefined && l.upstreamTls !== undefined) terminator.update(l.tls, l.upstreamTls, l.map)
       }
       if (next.auth !== undefined) lockout.configure(next.auth.lockout)
+      metrics.configApplied(next.hash)
       log.info({ config: next.file, hash: next.hash, previous_hash: previous.hash }, 'configuration reloaded')
       if (next.revokeOnReload) {
         // Open tunnels keep the decision they were given, unless asked otherwise.

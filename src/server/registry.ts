@@ -8,6 +8,7 @@
  * timer exists only while there are tunnels.
  */
 import type { CloseHow, Tunnel } from '../tunnel/tunnel.js'
+import type { ProxyMetrics } from '../observability/proxy-metrics.js'
 
 export interface RegistryOptions {
   /** Close a tunnel with no bytes either way for this long (ms); 0 = never. */
@@ -116,5 +117,18 @@ export class TunnelRegistry {
     const now = Date.now()
     // Each tunnel keeps its own idle bookkeeping (Tunnel.sweep); this is only the clock.
     for (const t of this.tunnels) t.sweep(now, this.opts)
+  }
+}
+
+/**
+ * A listener's `onClosed` (tunnel/tunnel-setup.ts TunnelHost): the tunnel
+ * leaves the registry and is counted, once each, at its end (issue 15: no
+ * metrics work while it runs).
+ */
+export function onClosedFor (ctx: { readonly registry: TunnelRegistry, readonly metrics: ProxyMetrics }, listener: string): (t: Tunnel) => void {
+  const { registry, metrics } = ctx
+  return (t) => {
+    registry.delete(t)
+    metrics.tunnelClosed(t, listener)
   }
 }

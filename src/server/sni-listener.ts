@@ -23,6 +23,7 @@ import { Tunnel, type TunnelHost } from '../tunnel/tunnel.js'
 import type { HeadTimeouts } from './head-timeouts.js'
 import { awaitHello, type HelloListener } from './hello-wait.js'
 import type { WaitingConnections } from './waiting.js'
+import { onClosedFor } from './registry.js'
 
 export interface SniListenerOptions {
   readonly name: string
@@ -47,7 +48,7 @@ export function forwardConnection (name: string, via: string | undefined): Conne
 export function createSniListener (ctx: ConnectContext, opts: SniListenerOptions): Server {
   // As the other listeners: half-open sockets, no Nagle (docs/node-internals.md A9).
   const server = createServer({ allowHalfOpen: true, noDelay: true })
-  const host: TunnelHost = { log: ctx.log, onClosed: (t) => ctx.registry.delete(t), silent: true, refuse: refuseWithAlert }
+  const host: TunnelHost = { log: ctx.log, onClosed: onClosedFor(ctx, opts.name), silent: true, refuse: refuseWithAlert }
   const conn = forwardConnection(opts.name, opts.via)
   const failed = (err: unknown): void => { ctx.log.error({ err }, 'unhandled error in an sni forward') }
   const listener: HelloListener = {

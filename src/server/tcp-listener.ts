@@ -12,6 +12,7 @@ import { handleForward } from '../connect/handle.js'
 import type { Target } from '../connect/target.js'
 import { Tunnel, type TunnelHost } from '../tunnel/tunnel.js'
 import { forwardConnection } from './sni-listener.js'
+import { onClosedFor } from './registry.js'
 
 export interface TcpListenerOptions {
   readonly name: string
@@ -24,7 +25,7 @@ export interface TcpListenerOptions {
 export function createTcpListener (ctx: ConnectContext, opts: TcpListenerOptions): Server {
   // As the connect listener: half-open sockets, no Nagle (docs/node-internals.md A9).
   const server = createServer({ allowHalfOpen: true, noDelay: true })
-  const host: TunnelHost = { log: ctx.log, onClosed: (t) => ctx.registry.delete(t), silent: true }
+  const host: TunnelHost = { log: ctx.log, onClosed: onClosedFor(ctx, opts.name), silent: true }
   const conn = forwardConnection(opts.name, opts.via)
   const failed = (err: unknown): void => { ctx.log.error({ err }, 'unhandled error in a tcp forward') }
   server.on('connection', (socket: Socket) => {

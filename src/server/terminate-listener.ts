@@ -28,6 +28,7 @@ import { awaitHello, type HelloListener } from './hello-wait.js'
 import { forwardConnection } from './sni-listener.js'
 import { servedFor } from './tls-identity.js'
 import type { WaitingConnections } from './waiting.js'
+import { onClosedFor } from './registry.js'
 
 export interface TerminateListenerOptions {
   readonly name: string
@@ -62,7 +63,7 @@ function shareTicketKeys (tls: ListenerTls, keys: Buffer | undefined): void {
 export function createTerminateListener (ctx: ConnectContext, opts: TerminateListenerOptions): TerminateListener {
   // As the other listeners: half-open sockets, no Nagle (docs/node-internals.md A9).
   const server = createServer({ allowHalfOpen: true, noDelay: true })
-  const host: TunnelHost = { log: ctx.log, onClosed: (t) => ctx.registry.delete(t), silent: true, refuse: refuseWithAlert }
+  const host: TunnelHost = { log: ctx.log, onClosed: onClosedFor(ctx, opts.name), silent: true, refuse: refuseWithAlert }
   const conn = forwardConnection(opts.name, opts.via)
   const failed = (err: unknown): void => { ctx.log.error({ err }, 'unhandled error in a terminate forward') }
   let tls = opts.tls

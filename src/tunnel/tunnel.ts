@@ -10,7 +10,7 @@
  * Data flow: client ⇄ downstream socket ⇄ [Tunnel] ⇄ upstream socket ⇄ target/parent.
  */
 import type { Socket } from 'node:net'
-import { ProxyError } from '../errors.js'
+import { ProxyError, type ErrorCode } from '../errors.js'
 import { formatHostPort, type Endpoint } from '../net/ip.js'
 import { F } from '../observability/fields.js'
 import { canReset, Relay } from './relay.js'
@@ -186,6 +186,11 @@ export class Tunnel extends TunnelSetup {
     this.finalize()
   }
 
+  /** The error it was refused or closed with, if any (the log line's `code`; metrics). */
+  get code (): ErrorCode | undefined { return this.error?.code }
+  /** ms from the request to establishment (the 200), once established. */
+  get establishedMs (): number | undefined { return this.connectMs }
+
   protected finalize (released = false): void {
     if (this.finalized) return
     if (this._upstream !== undefined && !this._upstream.closed) return
@@ -201,7 +206,6 @@ export class Tunnel extends TunnelSetup {
 
   /** The one canonical line (field names: observability/fields.ts). */
   private closedLine (): Record<string, unknown> {
-    const up = this._upstream
     const d = this._dialed
     return {
       [F.tunnel]: this.id,
@@ -217,8 +221,8 @@ export class Tunnel extends TunnelSetup {
       [F.stage]: this._decision?.stage,
       [F.status]: this.status,
       [F.code]: this.error?.code,
-      [F.bytesUp]: up === undefined ? 0 : up.bytesWritten - this.upBase,
-      [F.bytesDown]: up === undefined ? 0 : up.bytesRead - this.downBase,
+      [F.bytesUp]: this.bytesUp,
+      [F.bytesDown]: this.bytesDown,
       [F.connectMs]: this.connectMs === undefined ? undefined : Math.round(this.connectMs * 100) / 100,
       [F.durationMs]: Math.round((performance.now() - this.startedAt) * 100) / 100,
       [F.closedBy]: this.closedBy,

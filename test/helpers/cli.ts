@@ -99,10 +99,21 @@ export interface Served {
   exited (timeoutMs?: number): Promise<Exit>
 }
 
+export interface ServeCliOptions {
+  /** What node runs instead of dist/cli.js: node flags and a script (e.g. a test's own primary). */
+  readonly entry?: readonly string[]
+  /** The whole environment (default: ours). */
+  readonly env?: NodeJS.ProcessEnv
+}
+
 /** Start `node dist/cli.js ARGS` serving (ARGS must listen on one 127.0.0.1 address) and wait for 'sluice listening'. */
 /** `host`: the address it is expected to listen on (default 127.0.0.1). */
-export async function serveCli (args: readonly string[], host = '127.0.0.1'): Promise<Served> {
-  const child = track(spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] }))
+export async function serveCli (args: readonly string[], host = '127.0.0.1', opts: ServeCliOptions = {}): Promise<Served> {
+  const child = track(spawn(process.execPath, [...(opts.entry ?? [CLI]), ...args], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    ...(opts.env === undefined ? {} : { env: opts.env })
+  }))
   const logs: LogLine[] = []
   const waiters = new Set<() => void>()
   let stderr = ''

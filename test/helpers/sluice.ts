@@ -103,6 +103,8 @@ export interface SluiceOptions {
   readonly keepAliveMs?: number
   /** TLS session ticket keys (ProxyOptions.ticketKeys, 48 bytes), as a --workers primary hands them out. */
   readonly ticketKeys?: Buffer
+  /** Where to count (ProxyOptions.metrics). */
+  readonly metrics?: ProxyOptions['metrics']
 }
 
 export async function startSluice (yaml: string = LOOPBACK_ALLOWED, opts: SluiceOptions = {}): Promise<Sluice> {
@@ -117,7 +119,8 @@ export async function startSluice (yaml: string = LOOPBACK_ALLOWED, opts: Sluice
     listen,
     ...(opts.dial === undefined ? {} : { dial: opts.dial }),
     ...(opts.keepAliveMs === undefined ? {} : { keepAliveMs: opts.keepAliveMs }),
-    ...(opts.ticketKeys === undefined ? {} : { ticketKeys: opts.ticketKeys })
+    ...(opts.ticketKeys === undefined ? {} : { ticketKeys: opts.ticketKeys }),
+    ...(opts.metrics === undefined ? {} : { metrics: opts.metrics })
   })
   const bound = await proxy.listen()
   const [addr] = bound
