@@ -179,7 +179,7 @@ async function main (argv: readonly string[]): Promise<number> {
   const origin = await startOrigin(bins.origin, [...raise, ...pin.load], runDir, o.sni ? ['--tls-hello'] : [])
   log(`origin: echo ${origin.ports.echo}, sink ${origin.ports.sink}, source ${origin.ports.source}`)
   // The terminate mode: HAProxy with TLS in front of it, and certificates for its names; the peers see only that (issue 14).
-  const term = o.terminate ? await startTerminateRun(runDir, root, origin.ports, [...raise, ...pin.load], o.hold + 1000, log) : undefined
+  const term = o.terminate ? await startTerminateRun(runDir, root, origin.ports, [...raise, ...pin.load], o.hold + 500, log) : undefined
   const ports = term?.origin.ports ?? origin.ports
   const tlsFiles = term?.tls ?? tls
   const common = o.sni ? sniLoadgenArgs(o) : term?.common

@@ -114,7 +114,8 @@ export const haproxySni: Peer = {
     const port = await freePort()
     const { dir, cleanup } = workDir('haproxy-sni')
     const file = join(dir, 'haproxy.cfg')
-    writeFileSync(file, haproxyConfig(port, dir, sniRoutes(ctx.origin), ctx.maxTunnels + 1000))
+    // 2 × maxconn + a few descriptors must fit the 20,000 this machine allows (haproxy refuses to start otherwise).
+    writeFileSync(file, haproxyConfig(port, dir, sniRoutes(ctx.origin), ctx.maxTunnels + 500))
     return await startProcess(launch(ctx, 'haproxy-sni'), ['haproxy', '-db', '-f', file], port, cleanup)
   }
 }
