@@ -105,32 +105,13 @@ export async function clientCa (): Promise<string> {
 /** A client certificate (extKeyUsage clientAuth) for mutual TLS tests, signed by the test CA unless `untrusted`. */
 export async function makeClientCert (opts: ClientCertOptions): Promise<{ key: string, cert: string }> {
   const ca = opts.untrusted === true
-    ? await (otherCa ??= generate([{ name: 'commonName', value: 'Untrusted Test CA' }], {
-      keyType: 'ec',
-      curve: 'P-256',
-      algorithm: 'sha256',
-      extensions: [{ name: 'basicConstraints', cA: true, critical: true }, { name: 'keyUsage', keyCertSign: true, critical: true }]
-    }).then((p) => ({ key: p.private, cert: p.cert })))
+    ? await (otherCa ??= makeCa('Untrusted Test CA'))
     : await testCa()
-  const day = 24 * 3600 * 1000
-  const now = Date.now()
   const altNames = [
     ...(opts.email === undefined ? [] : [{ type: 1 as const, value: opts.email }]),
     ...(opts.uri === undefined ? [] : [{ type: 6 as const, value: opts.uri }])
   ]
-  const pems = await generate([{ name: 'commonName', value: opts.cn }], {
-    keyType: 'ec',
-    curve: 'P-256',
-    algorithm: 'sha256',
-    ca,
-    ...(opts.expired === true ? { notBeforeDate: new Date(now - 730 * day), notAfterDate: new Date(now - day) } : {}),
-    extensions: [
-      { name: 'basicConstraints', cA: false },
-      { name: 'keyUsage', digitalSignature: true, critical: true },
-      { name: 'extKeyUsage', clientAuth: true },
-      ...(altNames.length === 0 ? [] : [{ name: 'subjectAltName' as const, altNames }])
-    ]
-  })
+  const pems = await leaf(ca, opts.cn, { clientAuth: true }, altNames, opts.expired === true)
   return { key: pems.private, cert: pems.cert }
 }
 
@@ -152,20 +133,27 @@ export async function testCaPair (): Promise<CaPair> {
 
 /** A server certificate for `names` signed by `ca`; `expired`: valid from two years ago until yesterday. */
 export async function makeServerCertFrom (ca: CaPair, names: string[], opts: { expired?: boolean } = {}): Promise<TestCert> {
+  const pems = await leaf(ca, names[0] ?? 'localhost', { serverAuth: true }, names.map((value) => ({ type: 2 as const, value })), opts.expired === true)
+  return { key: pems.private, cert: pems.cert, ca: ca.cert }
+}
+
+type AltName = { type: 1 | 2 | 6, value: string }
+
+/** A leaf signed by `ca` for `usage`; `expired`: valid from two years ago until yesterday. */
+async function leaf (ca: CaPair, cn: string, usage: { serverAuth?: true, clientAuth?: true }, altNames: AltName[], expired: boolean): Promise<{ private: string, cert: string }> {
   const day = 24 * 3600 * 1000
   const now = Date.now()
-  const pems = await generate([{ name: 'commonName', value: names[0] ?? 'localhost' }], {
+  return await generate([{ name: 'commonName', value: cn }], {
     keyType: 'ec',
     curve: 'P-256',
     algorithm: 'sha256',
     ca,
-    ...(opts.expired === true ? { notBeforeDate: new Date(now - 730 * day), notAfterDate: new Date(now - day) } : {}),
+    ...(expired ? { notBeforeDate: new Date(now - 730 * day), notAfterDate: new Date(now - day) } : {}),
     extensions: [
       { name: 'basicConstraints', cA: false },
       { name: 'keyUsage', digitalSignature: true, critical: true },
-      { name: 'extKeyUsage', serverAuth: true },
-      { name: 'subjectAltName', altNames: names.map((value) => ({ type: 2 as const, value })) }
+      { name: 'extKeyUsage', ...usage },
+      ...(altNames.length === 0 ? [] : [{ name: 'subjectAltName' as const, altNames }])
     ]
   })
-  return { key: pems.private, cert: pems.cert, ca: ca.cert }
 }
