@@ -3,10 +3,11 @@
  * with a config of its own in a temporary directory, on ports picked up
  * front so a restarted instance comes back where HAProxy's server line says.
  */
-import { writeFileSync } from 'node:fs'
+import { once } from 'node:events'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { serveCli, type Served } from '../helpers/cli.js'
-import { closedPort } from '../helpers/net.js'
 
 export interface InstanceSpec {
   readonly name: string
@@ -49,10 +50,35 @@ rules:
 `
 }
 
+/**
+ * A free loopback port below the kernel's ephemeral range. A port from
+ * that range (port 0) may be taken, while its instance is down, as the
+ * local port of one of the thousands of connections HAProxy and Sluice
+ * make meanwhile; the restart would then fail with EADDRINUSE.
+ */
+async function fixedPort (): Promise<number> {
+  const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0])
+  const top = Number.isInteger(low) && low > 11_000 ? low : 32_768
+  for (let i = 0; i < 50; i++) {
+    const port = 10_000 + Math.floor(Math.random() * (top - 10_000))
+    const server = createServer()
+    const free = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false))
+      server.listen(port, '127.0.0.1', () => resolve(true))
+    })
+    if (!free) continue
+    const closed = once(server, 'close')
+    server.close()
+    await closed
+    return port
+  }
+  throw new Error('no free port below the ephemeral range after 50 tries')
+}
+
 export async function instanceSpecs (dir: string, names: readonly string[], client: string, origins: readonly number[]): Promise<InstanceSpec[]> {
   const specs: InstanceSpec[] = []
   for (const name of names) {
-    const spec = { name, port: await closedPort(), adminPort: await closedPort() }
+    const spec = { name, port: await fixedPort(), adminPort: await fixedPort() }
     const file = join(dir, `${name}.yaml`)
     writeFileSync(file, instanceConfig(spec, client, origins))
     specs.push({ ...spec, file })
