@@ -178,6 +178,13 @@ const timeouts = z.strictObject({
   max_lifetime: duration.default(0),
   /** On SIGTERM/SIGINT, how long open tunnels may finish before they are closed. */
   drain: timerDuration.default(30_000),
+  /**
+   * On SIGTERM/SIGINT, how long to go on accepting after `/readyz` turns
+   * 503, before the listeners close and the drain starts: a balancer's
+   * health checks see the 503 first, so none of its new connections is
+   * refused (issue 15; README "Behind a load balancer").
+   */
+  drain_delay: timerDuration.default(0),
   /** Time allowed for DNS resolution of a target (→ 504). */
   dns: timerDuration.default(5_000),
   /** RFC 8305 delay before racing the next address. */

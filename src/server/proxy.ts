@@ -76,15 +76,19 @@ export interface Proxy {
   /** Swap in a new config for new tunnels (listen and timeouts need a restart). */
   reload (config: Config): void
   /**
-   * Stop accepting, let open tunnels finish for `drainMs` (default: the
-   * config's drain timeout), then close the rest. Resolves when all is closed.
+   * Go on serving for `delayMs` (default: `timeouts.drain_delay`) while
+   * draining() says so, then stop accepting, let open tunnels finish for
+   * `drainMs` (default: `timeouts.drain`), and close the rest. Resolves when all is closed.
    */
-  close (drainMs?: number): Promise<void>
+  close (drainMs?: number, delayMs?: number): Promise<void>
 }
 
 export function createProxy (opts: ProxyOptions): Proxy {
   let config = opts.config
+  /** Refusing new requests (503 ERR_SHUTTING_DOWN): after the drain delay. */
   let draining = false
+  /** close() called: /readyz is 503 from here, during the drain delay too. */
+  let closing = false
   const log = opts.logger
   const t = config.timeouts
   const keepAliveMs = opts.keepAliveMs ?? 60_000
@@ -244,7 +248,7 @@ export function createProxy (opts: ProxyOptions): Proxy {
       listening ??= bind()
       return await listening
     },
-    draining: () => draining,
+    draining: () => closing,
     async connections () {
       const counts = await Promise.all(servers.map(async s => await new Promise<number>((resolve, reject) =>
         s.getConnections((err, n) => { if (err === null) resolve(n); else reject(err) }))))
@@ -276,7 +280,13 @@ export function createProxy (opts: ProxyOptions): Proxy {
         }
       }
     },
-    async close (drainMs = config.timeouts.drain) {
+    async close (drainMs = config.timeouts.drain, delayMs = config.timeouts.drain_delay) {
+      closing = true
+      // Issue 15: closing the listeners with /readyz would refuse what a balancer sends before its next check.
+      if (delayMs > 0) {
+        log.info({ drain_delay_ms: delayMs }, 'not ready: still accepting for drain_delay')
+        await new Promise(resolve => setTimeout(resolve, delayMs))
+      }
       draining = true
       // A close during listen() waits for the binding, then closes it too.
       await listening?.catch(() => [])

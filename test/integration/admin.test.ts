@@ -89,6 +89,24 @@ describe('admin listener: endpoints', () => {
     assert.equal((await ask(`${a.url}/readyz`)).status, 503)
   })
 
+  it('timeouts.drain_delay: /readyz is 503 at once while new CONNECTs still get 200; then the listener closes (issue 15)', async (t) => {
+    const yaml = `${ADMIN}\ntimeouts: { drain_delay: 2s }\n`
+    const s = await sluiceFor(t, yaml)
+    const a = await adminFor(t, s, parseConfig(yaml, 'test.yaml'))
+    const closing = s.proxy.close(10_000)
+    const notice = await s.waitForLog(r => r.msg === 'not ready: still accepting for drain_delay')
+    assert.equal(notice['drain_delay_ms'], 2000)
+    assert.deepEqual([(await ask(`${a.url}/readyz`)).status, (await ask(`${a.url}/readyz`)).text], [503, 'draining\n'])
+    // What a balancer sent before its next check still gets through.
+    const { socket } = await tunnel(t, s.port)
+    assert.equal(s.logs.some(r => r.msg === 'shutting down: draining tunnels'), false, 'still within the delay')
+    await s.waitForLog(r => r.msg === 'shutting down: draining tunnels', 5000)
+    await assert.rejects(rawConnect(s.port), { code: 'ECONNREFUSED' })
+    assert.equal(await roundTrip(socket, 'still'), 'still', 'the tunnel drains')
+    socket.end()
+    await within(closing, 'the drain ends once the tunnel closes', 10_000)
+  })
+
   it('/tunnels lists a real tunnel, filters by user and target; DELETE closes it with close: "admin"', async (t) => {
     const s = await sluiceFor(t, ADMIN)
     const a = await adminFor(t, s, parseConfig(ADMIN, 'test.yaml'))

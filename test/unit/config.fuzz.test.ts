@@ -78,7 +78,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1
 
 const KEYS = [
   'version', 'listen', 'timeouts', 'limits', 'dns', 'auth', 'parents', 'routes', 'default_route', 'parents_from_env',
-  'parent_backoff', 'mode', 'default', 'rules', 'revoke_on_reload', 'header', 'connect', 'idle', 'max_lifetime', 'drain',
+  'parent_backoff', 'mode', 'default', 'rules', 'revoke_on_reload', 'header', 'connect', 'idle', 'max_lifetime', 'drain', 'drain_delay',
   'happy_eyeballs', 'max_tunnels', 'max_tunnels_per_client', 'max_header_size', 'servers', 'max_ttl', 'negative_ttl',
   'realm', 'users_file', 'groups', 'groups_file', 'required', 'max_attempts', 'cache_ttl', 'cache_size', 'lockout',
   'failures', 'window', 'duration', 'url', 'username', 'password_env', 'password_file', 'servername', 'name', 'action',
@@ -212,7 +212,7 @@ async function servable (c: Config, text: string): Promise<void> {
     assert.ok(Number.isSafeInteger(ms) && ms >= 0, `${k}: ${ms} ms was accepted\nfor:\n${text}`)
   }
   // These arm a timer (setTimeout), which fires after 1 ms when asked to wait longer than it can.
-  for (const k of ['timeouts.connect', 'timeouts.dns', 'timeouts.happy_eyeballs', 'timeouts.drain', 'reload_settle']) {
+  for (const k of ['timeouts.connect', 'timeouts.dns', 'timeouts.happy_eyeballs', 'timeouts.drain', 'timeouts.drain_delay', 'reload_settle']) {
     const ms = durations[k] ?? 0
     assert.ok(ms <= MAX_TIMER_MS, `${k}: ${ms} ms was accepted, but Node's timers fire at once past ${MAX_TIMER_MS} ms\nfor:\n${text}`)
   }
