@@ -62,13 +62,22 @@ export class Lockout {
     this.report = report
   }
 
-  /** The shared count for `client` (from the primary): it replaces this process's, reservations in flight kept. */
+  /**
+   * The shared count for `client` (from the primary): it replaces this
+   * process's within a window, never lowering it (a reply to an earlier
+   * failure may arrive after a later one was counted here) and never lifting
+   * a lock-out still in force; reservations in flight are kept.
+   */
   merge (client: string, state: LockoutState, now = Date.now()): void {
     if (this.opts.failures <= 0) return
     const e = this.current(client, now)
-    e.count = state.count
-    e.windowStart = state.windowStart
-    e.lockedUntil = state.lockedUntil
+    if (state.windowStart > e.windowStart) {
+      e.windowStart = state.windowStart
+      e.count = state.count
+    } else if (state.windowStart === e.windowStart) {
+      e.count = Math.max(e.count, state.count)
+    }
+    e.lockedUntil = Math.max(e.lockedUntil, state.lockedUntil)
   }
 
   /** The count for `client` now (what the primary sends back). */

@@ -115,7 +115,9 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
       const delay = Math.min(10_000, 100 * 2 ** Math.min(7, failures))
       setTimeout(() => { if (!stopping) fork() }, delay).unref()
     })
-    const forEach = (f: (w: Worker) => void): void => { for (const w of Object.values(cluster.workers ?? {})) if (w !== undefined) f(w) }
+    // Only connected workers: send() to one that disconnected and has not exited yet emits 'error' on the
+    // Worker, which would kill the primary (a SIGHUP during a drain).
+    const forEach = (f: (w: Worker) => void): void => { for (const w of Object.values(cluster.workers ?? {})) if (w?.isConnected() === true) f(w) }
     const onLockout = primaryLockout(() => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined))
     const onSignal = (signal: NodeJS.Signals): void => {
       if (stopping) {

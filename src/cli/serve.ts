@@ -125,7 +125,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
         stopAnswering?.()
         metrics?.close()
         // The IPC channel to the primary would keep a worker alive.
-        if (cluster.isWorker) process.disconnect()
+        if (cluster.isWorker && process.connected) process.disconnect()
         // The admin listener goes last: /readyz says 503 for the whole drain.
         closeAdmin().finally(() => resolve(code)).catch(() => {})
       }
@@ -170,6 +170,13 @@ export async function serve (opts: ServeOptions): Promise<number> {
       })
     }, (err: unknown) => {
       logger.fatal({ err }, 'cannot listen')
+      // Nothing may keep the process alive now: a worker that lingered here would never be restarted.
+      process.off('SIGTERM', onSignal)
+      process.off('SIGINT', onSignal)
+      process.off('SIGHUP', onHup)
+      stopAnswering?.()
+      metrics?.close()
+      if (cluster.isWorker && process.connected) process.disconnect()
       closeAdmin().finally(() => resolve(1)).catch(() => {})
     })
   })

@@ -251,6 +251,11 @@ class ClientHandshake extends Handshake {
  */
 export async function reoriginate (tunnel: Tunnel, dialed: Socket, s: TerminateSettings): Promise<Socket> {
   const offer = s.clientAlpn.filter(p => s.upstream.alpn.includes(p))
+  // Gone while we dialed: no handshake for nobody (its abort listener would not be called now).
+  if (tunnel.aborted) {
+    dialed.destroy()
+    throw new ProxyError('ERR_UPSTREAM_TLS_HANDSHAKE', { detail: 'the client went away' })
+  }
   const kept = s.sessionKey === undefined ? undefined : s.sessions?.get(s.sessionKey)
   s.resumed = kept
   const up = tlsConnect({
