@@ -166,7 +166,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
         apply: (next) => { current = next; proxy.reload(next) },
         // The running config's reload_settle: a file changed in place waits this long (issue 11).
         settleMs: () => current.reloadSettleMs,
-        onOutcome: (r) => { status.record(r); metrics?.reloaded(r.result === 'reloaded' ? 'applied' : r.result) }
+        onOutcome: (r) => { status.record(r); metrics?.reloaded(r.result) }
       })
     }, (err: unknown) => {
       logger.fatal({ err }, 'cannot listen')

@@ -138,7 +138,7 @@ export class Metrics implements ProxyMetrics {
   }
 
   reloaded (result: ReloadResult): void {
-    this.reloads.inc({ result })
+    this.reloads.inc({ result: result === 'reloaded' ? 'applied' : result })
     this.lastSuccess.set(result === 'rejected' ? 0 : 1)
     this.lastTime.set(Date.now() / 1000)
   }

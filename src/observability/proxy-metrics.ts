@@ -38,8 +38,8 @@ export const METRIC_NAMES: readonly string[] = Object.freeze(Object.values(M))
 /** `code` label of a tunnel or DNS lookup that ended without an error. */
 export const OK = 'OK'
 
-/** How a reload attempt ended (config/reloader.ts). */
-export type ReloadResult = 'applied' | 'unchanged' | 'rejected'
+/** How a reload attempt ended, as config/reloader.ts says it (the metric's label calls `reloaded` `applied`). */
+export type ReloadResult = 'reloaded' | 'unchanged' | 'rejected'
 
 /** What only the proxy knows, read at each scrape. */
 export interface MetricSources {

@@ -111,7 +111,7 @@ describe('reloads, through a real reloader', () => {
       watch: false,
       currentHash: () => current.hash,
       apply: (next) => { current = next; m.configApplied(next.hash) },
-      onOutcome: (r) => { m.reloaded(r.result === 'reloaded' ? 'applied' : r.result) }
+      onOutcome: (r) => { m.reloaded(r.result) }
     })
     after(() => reloader.close())
     const first = current.hash
