@@ -21,8 +21,11 @@
  *
  * Meanwhile upstream → client already flows (Relay with `client` false),
  * so a server that speaks first (an SMTP or SSH banner) is heard and the
- * client can answer it. When the bytes pass, exactly the bytes read go
- * upstream first and the relay takes the client over (Tunnel.relayClient).
+ * client can answer it. The client is read by the relay's own half with
+ * this check as its gate (Relay.gateClient), so passing costs no switch of
+ * read path; a client the relay pipes (TLS) is read with 'data'. When the
+ * bytes pass, exactly the bytes read go upstream first and the relay takes
+ * the client over (Tunnel.relayClient).
  * A refusal is on the tunnel's one log line: its `code`, and `sni`, `alpn`,
  * `ech` when a hello was read. A tunnel without checks never comes here.
  */
@@ -35,6 +38,7 @@ import { TunnelCheck } from '../policy/compile.js'
 import type { HeadTimed, HeadTimeouts } from '../server/head-timeouts.js'
 import { alertRecord, type Alert } from '../tls/alerts.js'
 import { DEFAULT_MAX_HELLO_BYTES, HelloReader, type ClientHello, type HelloResult } from '../tls/client-hello.js'
+import type { Gate } from './relay.js'
 import type { Tunnel } from './tunnel.js'
 
 const kCheck = Symbol('sluice.firstBytes')
@@ -63,8 +67,11 @@ export function sniNames (target: Target, sni: string | undefined): boolean {
   return h.kind !== 'invalid' && h.host === target.host
 }
 
-class FirstBytesCheck implements HeadTimed {
+class FirstBytesCheck implements HeadTimed, Gate {
   readonly since = Date.now()
+  /** The relay reads the client for us (tunnel/relay.ts gateClient), rather than 'data'. */
+  private inPlace = false
+  private passed = false
   readonly socket: Checked
   private readonly tunnel: Tunnel
   private readonly checks: number
@@ -84,9 +91,18 @@ class FirstBytesCheck implements HeadTimed {
     if (this.socket.readableEnded) { this.end(); return }
     const s = this.socket
     s[kCheck] = this
-    s.on('data', onCheckData)
     s.on('end', onCheckEnd)
     this.sweep.add(this)
+    // Read in place by the relay's own client half (no 'data' events, no 64 KiB
+    // buffer per read, no stop and restart of the reads when it passes), or,
+    // where the relay pipes (a TLS client, SLUICE_RELAY=pipe), with 'data'.
+    this.inPlace = this.tunnel.gateClient(this)
+    if (!this.inPlace) s.on('data', onCheckData)
+  }
+
+  /** @internal The relay's gate (tunnel/relay.ts): a read, as a view valid during the call. */
+  feed (chunk: Buffer): boolean {
+    return !this.judge(this.reader.push(chunk)) || this.passed
   }
 
   /** @internal */
@@ -164,6 +180,12 @@ class FirstBytesCheck implements HeadTimed {
   }
 
   private pass (): void {
+    this.passed = true
+    if (this.inPlace) {
+      // The bytes may be a view of the relay's read buffer, which the next read reuses.
+      this.tunnel.relayClient(Buffer.from(this.reader.bytes))
+      return
+    }
     // Nothing else reads the client now: what it sends next waits for the relay.
     this.socket.pause()
     this.tunnel.relayClient(this.reader.bytes)

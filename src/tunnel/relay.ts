@@ -115,9 +115,21 @@ function nextBufferShared (): Buffer {
   return half?.buf ?? shared
 }
 
+/**
+ * Judges a direction's first bytes before any of them goes on (the CONNECT
+ * domain-fronting guard, tunnel/first-bytes-check.ts). `feed` gets each read
+ * as a view of the relay's buffer, valid only during the call; it answers
+ * whether to keep reading. Passing ends the gate (`Relay.startClient`).
+ */
+export interface Gate {
+  feed (chunk: Buffer): boolean
+}
+
 /** One direction: reads `src` into its buffer and writes to `dst`. */
 class Half {
   buf: Buffer = shared
+  /** While set, what is read goes to the gate, not to `dst` (issue 14: no 'data' events, no 64 KiB read). */
+  gate: Gate | undefined
   private paused = false
   private readonly src: Relayed
   private readonly dst: Socket
@@ -131,7 +143,10 @@ class Half {
     const src = this.src
     // Bytes the stream already holds (sent by the client while we dialed,
     // or by a parent after its 200) go first.
-    for (let chunk = src.read() as Buffer | null; chunk !== null; chunk = src.read() as Buffer | null) this.dst.write(chunk)
+    for (let chunk = src.read() as Buffer | null; chunk !== null; chunk = src.read() as Buffer | null) {
+      if (this.gate === undefined) this.dst.write(chunk)
+      else if (!this.gate.feed(chunk)) return
+    }
     // After EOF there is nothing left to read, and reading again would push past the end.
     if ((src as unknown as { _readableState: { ended: boolean } })._readableState.ended || src.destroyed) return
     const s = sym as NonNullable<typeof sym>
@@ -148,6 +163,8 @@ class Half {
   release (): void { this.shrink() }
 
   onRead (n: number, buf: Buffer): boolean {
+    // One test per read; true only for a tunnel's first reads under the guard.
+    if (this.gate !== undefined) return this.gate.feed(buf.subarray(0, n))
     const dst = this.dst
     if (buf === shared) {
       // Shared by every direction: hand the writer a copy (from Node's
@@ -213,17 +230,33 @@ export class Relay {
 
   /**
    * `client` false: only upstream → client flows, until `startClient()`
-   * (the first-bytes check, tunnel/first-bytes-check.ts, reads the client
-   * itself meanwhile, while a server that speaks first is heard).
+   * (the first-bytes check, tunnel/first-bytes-check.ts, judges the
+   * client's first bytes meanwhile, while a server that speaks first is heard).
    */
   constructor (downstream: Socket, upstream: Socket, client = true) {
     if (client) this.down = pump(downstream, upstream)
     this.up = pump(upstream, downstream)
   }
 
-  /** Start client → upstream, for a relay built with `client` false. */
+  /**
+   * For a relay built with `client` false: read the client in place, as the
+   * relay will, but hand its bytes to `gate` until `startClient()`. False
+   * when the client cannot be read in place (pipe path): the gate reads it
+   * itself then.
+   */
+  gateClient (downstream: Socket, upstream: Socket, gate: Gate): boolean {
+    if (this.down !== undefined || !readsInPlace(downstream)) return false
+    const half = new Half(downstream, upstream)
+    half.gate = gate
+    this.down = half
+    half.start()
+    return true
+  }
+
+  /** Start client → upstream, for a relay built with `client` false (or end its gate). */
   startClient (downstream: Socket, upstream: Socket): void {
-    this.down = pump(downstream, upstream)
+    if (this.down === undefined) this.down = pump(downstream, upstream)
+    else this.down.gate = undefined
   }
 
   /** Return the relay's buffers; call once both sockets have closed. */

@@ -13,7 +13,7 @@ import type { Socket } from 'node:net'
 import { ProxyError, type ErrorCode } from '../errors.js'
 import { formatHostPort, type Endpoint } from '../net/ip.js'
 import { F } from '../observability/fields.js'
-import { canReset, Relay } from './relay.js'
+import { canReset, Relay, type Gate } from './relay.js'
 import { checkFirstBytes } from './first-bytes-check.js'
 import type { HeadTimeouts } from '../server/head-timeouts.js'
 import type { SweepLimits } from '../server/registry.js'
@@ -91,6 +91,15 @@ export class Tunnel extends TunnelSetup {
     // 'end' emitted to nobody and will not fire again; pipe() used to cover
     // this (endEmitted → end in nextTick). Forward it now.
     if (this.downstream.readableEnded) this.socketEnd(this.downstream)
+  }
+
+  /**
+   * @internal Have the relay read the client and hand its bytes to `gate`
+   * until relayClient() (tunnel/first-bytes-check.ts); false when the gate
+   * must read the client itself.
+   */
+  gateClient (gate: Gate): boolean {
+    return this.relay?.gateClient(this.downstream, this._upstream as Socket, gate) ?? false
   }
 
   /**

@@ -131,6 +131,36 @@ describe('CONNECT domain-fronting guard', { timeout: 60_000 }, () => {
     }
   })
 
+  it('a hello that passes reaches the origin byte for byte, however it is split, with what follows it', async (t) => {
+    // Every port checked (no exemption), so the echo origin sees exactly what the guard let through.
+    const s = await sluiceFor(t, `dns: { servers: ["${stub.address}"], negative_ttl: 0 }
+timeouts: { header: 2s }
+tunnel_checks: { sni_match: true, tls_only: true }
+rules:
+  - { name: all, action: allow, ips: [127.0.0.0/8] }
+`)
+    const hello = await nodeHello('origin.test')
+    const tail = Buffer.from('after the hello')
+    const whole = Buffer.concat([hello, tail])
+    // One write; a byte, then the rest; many small writes (each a separate read when TCP keeps them apart).
+    const splits: Buffer[][] = [
+      [whole],
+      [whole.subarray(0, 1), whole.subarray(1)],
+      Array.from({ length: Math.ceil(hello.length / 64) }, (_, i) => hello.subarray(i * 64, (i + 1) * 64)).concat([tail])
+    ]
+    for (const [i, pieces] of splits.entries()) {
+      const c = await connectVia(s.port, `origin.test:${echo.port}`)
+      assert.equal(c.status, 200)
+      c.socket.setNoDelay(true)
+      for (const p of pieces) await new Promise<void>((resolve, reject) => c.socket.write(p, err => { if (err == null) resolve(); else reject(err) }))
+      const got = await readBytes(c.socket, whole.length)
+      assert.ok(got.equals(whole), `split ${i}: the echo returned other bytes`)
+      c.socket.end()
+      const rec = await closedLine(s, c.client)
+      assert.deepEqual([rec['code'], rec['sni'], rec['bytes_up']], [undefined, 'origin.test', whole.length], `split ${i}`)
+    }
+  })
+
   it('tls_only: plain bytes are not forwarded, the tunnel is closed with ERR_TLS_ONLY', async (t) => {
     const s = await sluiceFor(t, guarded())
     const c = await connectVia(s.port, `origin.test:${originPort}`)
