@@ -6,7 +6,8 @@
  * primary does not load the config) and sends the client's count back to
  * every worker, which takes it as its own (auth/lockout.ts merge). Messages
  * are small objects over the cluster IPC channel; a lost worker loses
- * nothing the primary does not keep.
+ * nothing the primary does not keep. Parent health is shared the same way:
+ * cluster-parents.ts.
  */
 import type { Worker } from 'node:cluster'
 import { Lockout, type LockoutOptions, type LockoutState } from '../auth/lockout.js'

@@ -2,7 +2,8 @@
  * `--workers N`: N worker processes share the listeners through node:cluster
  * (Node 20 has no reusePort; docs/node-internals.md B7). The primary only supervises:
  * it forwards SIGHUP (reload) and SIGTERM/SIGINT (graceful drain) to every
- * worker, counts failed logins for all of them (cluster-state.ts), restarts a worker that dies unexpectedly, and exits when all
+ * worker, counts failed logins for all of them (cluster-state.ts), decides parent health for all of them
+ * (cluster-parents.ts), restarts a worker that dies unexpectedly, and exits when all
  * workers have exited after a shutdown. A second signal kills them at once.
  *
  * With `admin:` the primary also serves the admin listener (issue 15), so a
@@ -18,6 +19,7 @@ import { availableParallelism } from 'node:os'
 import { createLogger, type LogLevel } from '../observability/log.js'
 import { metricsWanted, TICKET_KEYS_ENV } from './serve.js'
 import { primaryLockout } from './cluster-state.js'
+import { primaryParentHealth } from './cluster-parents.js'
 import { loadConfig, type Config } from '../config/load.js'
 import { createReloader, type Reloader } from '../config/reloader.js'
 import { createAdminServer, type AdminServer, type MetricsProvider } from '../admin/server.js'
@@ -118,7 +120,10 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
     // Only connected workers: send() to one that disconnected and has not exited yet emits 'error' on the
     // Worker, which would kill the primary (a SIGHUP during a drain).
     const forEach = (f: (w: Worker) => void): void => { for (const w of Object.values(cluster.workers ?? {})) if (w?.isConnected() === true) f(w) }
-    const onLockout = primaryLockout(() => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined))
+    const allWorkers = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
+    const onLockout = primaryLockout(allWorkers)
+    // Parent health, decided and logged here once for all workers (issue 15).
+    const onParents = primaryParentHealth(allWorkers, log)
     const onSignal = (signal: NodeJS.Signals): void => {
       if (stopping) {
         log.warn({ signal }, 'second signal: killing workers')
@@ -140,8 +145,11 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
       reloader?.reload('SIGHUP').catch((err: unknown) => log.error({ err }, 'reload failed'))
       forEach(w => w.send('sluice:reload'))
     })
-    // Failed logins, counted for all workers (issue 15).
-    cluster.on('message', (_worker, m: unknown) => { onLockout(m) })
+    // Failed logins counted, and parent health decided, for all workers (issue 15).
+    cluster.on('message', (worker, m: unknown) => {
+      onLockout(m)
+      onParents(worker, m)
+    })
     log.info({ workers: opts.workers, scheduling: opts.scheduling }, 'starting workers')
     for (let i = 0; i < opts.workers; i++) fork()
   })

@@ -9,6 +9,8 @@ import { createProxy } from '../server/proxy.js'
 import { startStats, statsIntervalFromEnv } from '../observability/stats.js'
 import { Lockout } from '../auth/lockout.js'
 import { isLockoutState, workerLockout } from './cluster-state.js'
+import { isParentState, PARENT_SYNC, workerParentHealth } from './cluster-parents.js'
+import { ParentHealth } from '../upstream/health.js'
 import { createAdminServer, proxyReadiness, type AdminServer, type MetricsProvider } from '../admin/server.js'
 import { ConfigStatus } from '../admin/config-view.js'
 import { localTunnels } from '../admin/tunnels.js'
@@ -66,6 +68,9 @@ export async function serve (opts: ServeOptions): Promise<number> {
   // Under --workers, failed logins are counted for all workers by the primary (cli/cluster-state.ts; issue 15).
   const lockout = cluster.isWorker ? new Lockout(config.auth?.lockout ?? { failures: 0, windowMs: 0, durationMs: 0 }) : undefined
   if (lockout !== undefined) workerLockout(lockout, (m) => { if (process.connected) process.send?.(m) })
+  // And parent health: a parent one worker finds dead, the others skip without trying it (cli/cluster-parents.ts; issue 15).
+  const health = cluster.isWorker ? new ParentHealth(logger, config.parentBackoffMs) : undefined
+  if (health !== undefined) workerParentHealth(health, (m) => { if (process.connected) process.send?.(m) })
   // Loaded only when counting: prom-client is not for a proxy that does not.
   const metrics = metricsWanted(config) ? new (await import('../observability/metrics.js')).Metrics() : undefined
   // Under --workers the primary asks each worker for its numbers.
@@ -78,6 +83,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
     ...(opts.listen === undefined ? {} : { listen: [opts.listen] }),
     ...(keys === undefined ? {} : { ticketKeys: keys }),
     ...(lockout === undefined ? {} : { lockout }),
+    ...(health === undefined ? {} : { health }),
     ...(metrics === undefined ? {} : { metrics })
   })
   let current = config
@@ -144,11 +150,15 @@ export async function serve (opts: ServeOptions): Promise<number> {
         else if (isLockoutState(m)) {
           lockout?.merge(m.client, m.state)
           if (m.state.lockedUntil > Date.now()) logger.info({ client: m.client, locked_until: new Date(m.state.lockedUntil).toISOString() }, 'client locked out for every worker')
+        } else if (isParentState(m)) {
+          health?.adopt(m.parent, m.state)
         } else if (m === 'sluice:shutdown' && !stopping) {
           onSignal('SIGTERM')
           stoppedByPrimary = true
         }
       })
+      // The parents other workers already found down (this one may be a restart).
+      if (process.connected) process.send?.(PARENT_SYNC)
     }
 
     // The admin listener first: a probe sees `starting`, then `ready`.

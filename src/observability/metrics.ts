@@ -77,7 +77,7 @@ export class Metrics implements ProxyMetrics {
     this.authNo = new Counter({ name: M.authRefused, help: 'Credentials not checked: the client is locked out (locked) or too many checks wait (busy)', labelNames: ['reason'], registers })
     const parentUp = new Gauge({
       name: M.parentUp,
-      help: 'Parent proxy state: 1 up, 0 marked down after a failure (under --workers: 0 when any worker has it down)',
+      help: 'Parent proxy state: 1 up, 0 marked down after a failure (under --workers the state is shared through the primary, and 0 when any worker has it down)',
       labelNames: ['parent'],
       aggregator: 'min',
       registers,

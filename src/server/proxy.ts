@@ -44,6 +44,8 @@ export interface ProxyOptions {
   readonly listen?: ReadonlyArray<{ host: string, port: number, name?: string } & Partial<Pick<ListenAddress, 'kind' | 'tls' | 'target' | 'via' | 'targetPort' | 'map' | 'upstreamTls' | 'proxyProtocol'>>>
   /** Failed-login counts; default: this process's own (serve.ts shares one through the primary under --workers). */
   readonly lockout?: Lockout
+  /** Parent health; default: this process's own (serve.ts shares one through the primary under --workers, issue 15). */
+  readonly health?: ParentHealth
   /** Session ticket keys for TLS listeners (48 bytes), shared by every worker (cli/cluster.ts); default: each listener's own. */
   readonly ticketKeys?: Buffer
   /** Injected for tests and future listeners; the default is built from config. */
@@ -102,7 +104,7 @@ export function createProxy (opts: ProxyOptions): Proxy {
     metrics
   })
   // Parent health outlives reloads: a parent that is down stays down.
-  const health = new ParentHealth(log, config.parentBackoffMs)
+  const health = opts.health ?? new ParentHealth(log, config.parentBackoffMs)
   const dialOptions: RouteDialOptions = Object.freeze({
     resolver,
     health,
