@@ -48,6 +48,9 @@ async function replace (file: string, text: string): Promise<void> {
   await rename(`${file}.new`, file)
 }
 
+/** Bound on one attempt's line: the primary waits up to 10 s for the workers (a failure bound, not synchronisation). */
+const LINE_MS = 15_000
+
 const UNCHANGED = 'configuration unchanged'
 const RELOADED = 'configuration reloaded'
 const REJECTED = 'reload rejected: keeping the running configuration'
@@ -70,7 +73,7 @@ describe('sluice serve --workers 2: one line per reload attempt', { timeout: 60_
     const file = join(dir, 'sluice.yaml')
     await writeFile(file, config('first'))
     const s = await serveCli(['--config', file, '--workers', '2', '--scheduling', 'rr', '--log-level', 'info'])
-    await s.waitForLog(() => s.logs.filter(l => l.msg === 'sluice listening').length === 2)
+    await s.waitForLog(() => s.logs.filter(l => l.msg === 'sluice listening').length === 2, LINE_MS)
     const admin = `http://${String((await s.waitForLog(l => l.msg === 'admin listening'))['address'])}`
     const started = String(s.logs.find(l => l.msg === 'sluice listening')?.['hash'])
     const lastReload = async (): Promise<NonNullable<ConfigView['last_reload']>> => {
@@ -84,7 +87,7 @@ describe('sluice serve --workers 2: one line per reload attempt', { timeout: 60_
 
     // 1. SIGHUP, the file as it is.
     s.child.kill('SIGHUP')
-    const unchanged = await s.waitForLog(l => l.msg === UNCHANGED)
+    const unchanged = await s.waitForLog(l => l.msg === UNCHANGED, LINE_MS)
     assert.equal(unchanged['worker'], 'primary')
     assert.equal(unchanged['hash'], started)
     assert.deepEqual(unchanged['workers'], { applied: 0, unchanged: 2, rejected: 0, no_answer: 0 })
@@ -95,7 +98,7 @@ describe('sluice serve --workers 2: one line per reload attempt', { timeout: 60_
 
     // 2. A new file, renamed into place: the primary's watcher starts the attempt.
     await replace(file, config('second'))
-    const reloaded = await s.waitForLog(l => l.msg === RELOADED)
+    const reloaded = await s.waitForLog(l => l.msg === RELOADED, LINE_MS)
     assert.equal(reloaded['previous_hash'], started)
     assert.notEqual(reloaded['hash'], started)
     assert.deepEqual(reloaded['workers'], { applied: 2, unchanged: 0, rejected: 0, no_answer: 0 })
@@ -108,7 +111,7 @@ describe('sluice serve --workers 2: one line per reload attempt', { timeout: 60_
 
     // 3. An invalid file: rejected by all, the running rules stay.
     await replace(file, 'version: 1\nrules:\n  - { name: bad, action: maybe }\n')
-    const rejected = await s.waitForLog(l => l.msg === REJECTED)
+    const rejected = await s.waitForLog(l => l.msg === REJECTED, LINE_MS)
     assert.equal(rejected['hash'], reloaded['hash'])
     assert.deepEqual(rejected['workers'], { applied: 0, unchanged: 0, rejected: 2, no_answer: 0 })
     assert.ok(Array.isArray(rejected['problems']) && rejected['problems'].length > 0)
