@@ -8,6 +8,7 @@
  */
 import type { Config } from '../config/load.js'
 import type { ReloadOutcome } from '../config/reloader.js'
+import type { WorkerCounts } from '../config/cluster-outcome.js'
 
 /** What happened to the configuration since start: fed by the reloader's onOutcome. */
 export class ConfigStatus {
@@ -38,6 +39,8 @@ export interface ConfigView {
     readonly result: ReloadOutcome['result']
     readonly hash?: string
     readonly problems?: number
+    /** Under --workers: how the workers' reloads in that attempt ended, as its log line says. */
+    readonly workers?: WorkerCounts
   } | null
 }
 
@@ -55,7 +58,8 @@ export function configView (config: Config, status: ConfigStatus): ConfigView {
           why: last.why,
           result: last.result,
           hash: last.hash,
-          ...(last.problems === undefined ? {} : { problems: last.problems.length })
+          ...(last.problems === undefined ? {} : { problems: last.problems.length }),
+          ...(last.workers === undefined ? {} : { workers: last.workers })
         }
   }
 }

@@ -9,9 +9,13 @@
  * With `admin:` the primary also serves the admin listener (issue 15), so a
  * balancer or Prometheus sees one instance: `/readyz` is 503 from the
  * primary's first signal, `/tunnels` gathers every worker's over IPC
- * (admin/cluster.ts), and `/metrics` is the aggregated provider's. It loads
- * and reloads the config itself (watching the same files) for the token,
- * the PAC and `/config`.
+ * (admin/cluster.ts), and `/metrics` is the aggregated provider's.
+ *
+ * Reloads are the primary's (issue 15: one line per attempt): it alone
+ * watches the config's files and takes SIGHUP, loads the config itself (for
+ * the token, the PAC and `/config`) and has every worker reload alongside
+ * (cli/cluster-reload.ts); its line counts how theirs ended, and `/config`
+ * and the reload metrics show that one attempt.
  */
 import cluster, { type Worker } from 'node:cluster'
 import { randomBytes } from 'node:crypto'
@@ -25,6 +29,7 @@ import { createReloader, type Reloader } from '../config/reloader.js'
 import { createAdminServer, type AdminServer, type MetricsProvider } from '../admin/server.js'
 import { ConfigStatus } from '../admin/config-view.js'
 import { clusterTunnels } from '../admin/cluster.js'
+import { primaryReloads } from './cluster-reload.js'
 
 export interface ClusterOptions {
   readonly workers: number
@@ -65,12 +70,30 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
   // Loaded here, not at import: prom-client is not for `sluice check` and the like.
   const gathered = metricsWanted(current) ? await import('../observability/cluster-metrics.js') : undefined
   gathered?.trackWorkerMetrics()
-  const metrics: MetricsProvider | undefined = opts.metrics ?? (gathered === undefined ? undefined : async () => await gathered.clusterMetrics())
+  // Reloads are counted here, once per attempt for all workers; the workers leave theirs at zero.
+  const own = gathered === undefined ? undefined : new (await import('prom-client')).Registry()
+  const reloadMetrics = own === undefined ? undefined : new (await import('../observability/metrics.js')).ReloadMetrics([own])
+  const metrics: MetricsProvider | undefined = opts.metrics ?? (gathered === undefined ? undefined : async () => await gathered.clusterMetrics(undefined, own))
   /** Workers that have listened and not exited: /readyz is 200 while there is one and no drain. */
   const listening = new Set<number>()
   cluster.on('listening', (w) => listening.add(w.id))
-  let reloader: Reloader | undefined
+  const live = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
   const admin = startAdmin()
+  const reloads = primaryReloads({
+    workers: () => live().filter(w => listening.has(w.id)),
+    onAsk: (w) => { reloader.reload(`SIGHUP to worker ${w.id}`).catch((err: unknown) => log.error({ err }, 'reload failed')) }
+  })
+  const reloader: Reloader = createReloader({
+    file: current.file,
+    loadOptions,
+    watchFiles: current.files,
+    log,
+    currentHash: () => current.hash,
+    apply: (next) => { current = next },
+    settleMs: () => current.reloadSettleMs,
+    workers: async (why) => await reloads.gather(why),
+    onOutcome: (r) => { admin?.status.record(r); reloadMetrics?.reloaded(r.result) }
+  })
 
   function startAdmin (): { server: AdminServer, status: ConfigStatus } | undefined {
     if (current.admin === undefined) return undefined
@@ -84,17 +107,6 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
       ...(metrics === undefined ? {} : { metrics }),
       ...(opts.listen === undefined ? {} : { proxyListen: [opts.listen] })
     })
-    reloader = createReloader({
-      file: current.file,
-      loadOptions,
-      watchFiles: current.files,
-      // The workers log each attempt (one line each, issue 15); the primary's load only feeds /config.
-      log: log.child({}, { level: 'silent' }),
-      currentHash: () => current.hash,
-      apply: (next) => { current = next },
-      settleMs: () => current.reloadSettleMs,
-      onOutcome: (r) => status.record(r)
-    })
     return { server, status }
   }
   await admin?.server.listen()
@@ -102,11 +114,13 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
 
   return await new Promise<number>((resolve) => {
     const finish = (code: number): void => {
-      reloader?.close()
+      reloader.close()
+      reloads.close()
       closeAdmin().finally(() => resolve(code)).catch(() => {})
     }
     cluster.on('exit', (worker, code, signal) => {
       listening.delete(worker.id)
+      reloads.exited(worker)
       if (stopping) {
         if (Object.keys(cluster.workers ?? {}).length === 0) finish(failures > 0 ? 1 : 0)
         return
@@ -120,10 +134,9 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
     // Only connected workers: send() to one that disconnected and has not exited yet emits 'error' on the
     // Worker, which would kill the primary (a SIGHUP during a drain).
     const forEach = (f: (w: Worker) => void): void => { for (const w of Object.values(cluster.workers ?? {})) if (w?.isConnected() === true) f(w) }
-    const allWorkers = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
-    const onLockout = primaryLockout(allWorkers)
+    const onLockout = primaryLockout(live)
     // Parent health, decided and logged here once for all workers (issue 15).
-    const onParents = primaryParentHealth(allWorkers, log)
+    const onParents = primaryParentHealth(live, log)
     const onSignal = (signal: NodeJS.Signals): void => {
       if (stopping) {
         log.warn({ signal }, 'second signal: killing workers')
@@ -141,12 +154,13 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
     }
     process.on('SIGTERM', onSignal)
     process.on('SIGINT', onSignal)
+    // One attempt for every worker (cli/cluster-reload.ts asks them), one line.
     process.on('SIGHUP', () => {
-      reloader?.reload('SIGHUP').catch((err: unknown) => log.error({ err }, 'reload failed'))
-      forEach(w => w.send('sluice:reload'))
+      reloader.reload('SIGHUP').catch((err: unknown) => log.error({ err }, 'reload failed'))
     })
-    // Failed logins counted, and parent health decided, for all workers (issue 15).
+    // Reload answers; failed logins counted, and parent health decided, for all workers (issue 15).
     cluster.on('message', (worker, m: unknown) => {
+      if (reloads.message(worker, m)) return
       onLockout(m)
       onParents(worker, m)
     })

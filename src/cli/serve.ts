@@ -15,6 +15,7 @@ import { createAdminServer, proxyReadiness, type AdminServer, type MetricsProvid
 import { ConfigStatus } from '../admin/config-view.js'
 import { localTunnels } from '../admin/tunnels.js'
 import { answerAdminRequest } from '../admin/cluster.js'
+import { answerReload, askPrimary, isReloadRequest } from './cluster-reload.js'
 
 export interface ServeOptions {
   readonly config?: string
@@ -103,6 +104,9 @@ export async function serve (opts: ServeOptions): Promise<number> {
       ...(opts.listen === undefined ? {} : { proxyListen: [opts.listen] })
     })
   let reloader: Reloader | undefined
+  // Under --workers the primary's reload requests wait for it (made once the proxy listens).
+  let reloaderMade: (r: Reloader) => void = () => {}
+  const madeReloader = new Promise<Reloader>((resolve) => { reloaderMade = resolve })
   let stopStats: (() => void) | undefined
   let stopping = false
   /** Under --workers, a drain the primary asked for: the worker's own first OS signal is not a "second". */
@@ -110,7 +114,9 @@ export async function serve (opts: ServeOptions): Promise<number> {
 
   return await new Promise<number>((resolve) => {
     const onHup = (): void => {
-      reloader?.reload('SIGHUP').catch((err: unknown) => logger.error({ err }, 'reload failed'))
+      // Under --workers the primary makes it one attempt for every worker, with one line (cli/cluster-reload.ts).
+      if (cluster.isWorker) askPrimary()
+      else reloader?.reload('SIGHUP').catch((err: unknown) => logger.error({ err }, 'reload failed'))
     }
     const onSignal = (signal: NodeJS.Signals): void => {
       if (stopping && stoppedByPrimary) {
@@ -146,7 +152,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
       // From the primary (cli/cluster.ts): a shutdown request never counts as a second signal.
       process.on('message', (m: unknown) => {
         if (answerAdminRequest(m, tunnels)) return
-        if (m === 'sluice:reload') onHup()
+        if (isReloadRequest(m)) answerReload(m, madeReloader, logger)
         else if (isLockoutState(m)) {
           lockout?.merge(m.client, m.state)
           if (m.state.lockedUntil > Date.now()) logger.info({ client: m.client, locked_until: new Date(m.state.lockedUntil).toISOString() }, 'client locked out for every worker')
@@ -167,17 +173,23 @@ export async function serve (opts: ServeOptions): Promise<number> {
     adminListening().then(async () => { if (!stopping) await proxy.listen() }).then(() => {
       if (stopping) return
       stopStats = statsFromEnv(logger, () => proxy.registry.size)
+      // Under --workers the primary watches the files, starts every attempt, and logs and counts
+      // each once for all workers (cli/cluster-reload.ts; issue 15): a worker reloads when asked, quietly.
+      const follower = cluster.isWorker
       reloader = createReloader({
         file: config.file,
         loadOptions,
         watchFiles: config.files,
+        watch: !follower,
+        quiet: follower,
         log: logger,
         currentHash: () => current.hash,
-        apply: (next) => { current = next; proxy.reload(next) },
+        apply: (next) => { current = next; proxy.reload(next, follower ? 'debug' : 'info') },
         // The running config's reload_settle: a file changed in place waits this long (issue 11).
         settleMs: () => current.reloadSettleMs,
-        onOutcome: (r) => { status.record(r); metrics?.reloaded(r.result) }
+        onOutcome: (r) => { status.record(r); if (!follower) metrics?.reloaded(r.result) }
       })
+      reloaderMade(reloader)
     }, (err: unknown) => {
       logger.fatal({ err }, 'cannot listen')
       // Nothing may keep the process alive now: a worker that lingered here would never be restarted.

@@ -33,6 +33,7 @@ import type { Logger } from 'pino'
 import { ConfigError, loadConfigOffThread, type Config, type LoadOptions } from './load.js'
 import { stopValidator } from './validate-worker.js'
 import { DEFAULT_RELOAD_SETTLE_MS } from './schema.js'
+import { summarise, type WorkerCounts, type WorkersHeard, type WorkersSummary } from './cluster-outcome.js'
 
 export interface ReloaderOptions {
   /** The config file to load. */
@@ -56,6 +57,20 @@ export interface ReloaderOptions {
   readonly settleMs?: () => number
   /** Told how every attempt ended, after its log line. */
   readonly onOutcome?: (o: ReloadOutcome) => void
+  /**
+   * A --workers worker's: its lines go at debug, for the primary logs the
+   * cluster's one line per attempt (issue 15).
+   */
+  readonly quiet?: boolean
+  /**
+   * A --workers primary's (cli/cluster-reload.ts): started as each attempt
+   * starts, it has every worker reload too and resolves (never rejects, within
+   * its own time bound) with their answers. The attempt's one line waits for
+   * it and counts them; it is a warning when a worker ends on another hash.
+   * A primary has no proxy whose apply logs `configuration reloaded`, so with
+   * this the reloader logs that line too.
+   */
+  readonly workers?: (why: string) => Promise<WorkersHeard>
 }
 
 /** How a reload attempt ended (issue 15): one log line each, and what /config and the metrics show. */
@@ -68,11 +83,15 @@ export interface ReloadOutcome {
   readonly hash: string
   readonly previousHash?: string
   readonly problems?: readonly string[]
+  /** Under --workers, the primary's: how the workers' reloads ended. */
+  readonly workers?: WorkerCounts
 }
 
 export interface Reloader {
   /** Reload now; resolves true when a new config was applied. */
   reload (why: string): Promise<boolean>
+  /** Reload now; resolves with how the attempt ended (a --workers worker answers the primary with it). */
+  attempt (why: string): Promise<ReloadOutcome>
   close (): void
 }
 
@@ -109,7 +128,7 @@ export function createReloader (opts: ReloaderOptions): Reloader {
   const watchers: FSWatcher[] = []
   let watched: readonly string[] = opts.watchFiles ?? [opts.file]
   let debounce: NodeJS.Timeout | undefined
-  let running: Promise<boolean> = Promise.resolve(false)
+  let running: Promise<ReloadOutcome | undefined> = Promise.resolve(undefined)
   /** What each watched file held when it was last read for a load (or at start). */
   let lastRead = look(watched)
   /** Files a 'change' (write) event named since the last look. */
@@ -120,21 +139,46 @@ export function createReloader (opts: ReloaderOptions): Reloader {
   /** What the files held at the last attempt: the watcher does not try the same content twice. */
   let lastTried: Map<string, Seen> | undefined
 
-  const outcome = (o: Omit<ReloadOutcome, 'at'>): void => { opts.onOutcome?.({ ...o, at: Date.now() }) }
+  /** The attempt's one line, then onOutcome; under --workers, once the workers have answered. */
+  async function end (o: Omit<ReloadOutcome, 'at' | 'workers'>, heard?: Promise<WorkersHeard>): Promise<ReloadOutcome> {
+    const summary = heard === undefined ? undefined : summarise(await heard.catch(() => ({ answers: [], silent: [] })), o.hash)
+    const done: ReloadOutcome = { ...o, at: Date.now(), ...(summary === undefined ? {} : { workers: summary.counts }) }
+    line(done, summary)
+    opts.onOutcome?.(done)
+    return done
+  }
+
+  function line (o: ReloadOutcome, summary: WorkersSummary | undefined): void {
+    const mixed = summary !== undefined && summary.disagree.length > 0
+    const level = opts.quiet === true ? 'debug' : o.result === 'rejected' ? 'error' : mixed ? 'warn' : 'info'
+    const fields = {
+      config: opts.file,
+      why: o.why,
+      hash: o.hash,
+      ...(summary === undefined ? {} : { workers: summary.counts }),
+      ...(mixed ? { disagree: summary.disagree } : {})
+    }
+    if (o.result === 'rejected') opts.log[level]({ ...fields, problems: o.problems }, 'reload rejected: keeping the running configuration')
+    else if (o.result === 'unchanged') opts.log[level](fields, 'configuration unchanged')
+    else if (opts.workers !== undefined) opts.log[level]({ ...fields, previous_hash: o.previousHash }, 'configuration reloaded')
+  }
 
   /**
    * One attempt, one line (issue 15): `configuration reloaded` (the proxy's
    * apply logs it, with the old and new hash), `configuration unchanged`, or
-   * `reload rejected`. A watcher event about content already tried (an
-   * editor's second event for one save) is no attempt at all; SIGHUP always is.
+   * `reload rejected`; under --workers, the primary's for the cluster
+   * (`workers`). A watcher event about content already tried (an editor's
+   * second event for one save) is no attempt at all; SIGHUP always is.
    */
-  async function doReload (why: string, fromWatcher = false): Promise<boolean> {
+  async function doReload (why: string, fromWatcher = false): Promise<ReloadOutcome | undefined> {
     const before = look(watched)
     if (fromWatcher && lastTried !== undefined && sameLook(before, lastTried, content)) {
       lastRead = before
-      return false
+      return undefined
     }
     lastTried = before
+    // Under --workers the workers load alongside this load, not after it.
+    const heard = opts.workers?.(why)
     let next: Config
     try {
       // YAML and schema in a worker thread, the policy compiled in slices:
@@ -143,34 +187,36 @@ export function createReloader (opts: ReloaderOptions): Reloader {
     } catch (err) {
       lastRead = before
       const problems = err instanceof ConfigError ? err.problems : [String(err)]
-      opts.log.error({ config: opts.file, why, problems }, 'reload rejected: keeping the running configuration')
-      outcome({ result: 'rejected', why, hash: opts.currentHash(), problems })
-      return false
+      return await end({ result: 'rejected', why, hash: opts.currentHash(), problems }, heard)
     }
     // Taken before the load: a change racing it is seen as a change, never missed.
     lastRead = before
     const previousHash = opts.currentHash()
-    if (next.hash === previousHash) {
-      opts.log.info({ config: opts.file, why, hash: previousHash }, 'configuration unchanged')
-      outcome({ result: 'unchanged', why, hash: previousHash })
-      return false
-    }
+    if (next.hash === previousHash) return await end({ result: 'unchanged', why, hash: previousHash }, heard)
     opts.apply(next)
-    outcome({ result: 'reloaded', why, hash: next.hash, previousHash })
     // A new set of files (say another users file) needs new watches; the same set keeps its own.
     const same = next.files.length === watched.length && next.files.every(f => watched.includes(f))
     if (opts.watch !== false && !closed && !same) rewatch(next.files)
-    return true
+    return await end({ result: 'reloaded', why, hash: next.hash, previousHash }, heard)
   }
 
   /** Serialise: a reload never races another. */
-  async function queue (why: string, fromWatcher: boolean): Promise<boolean> {
-    running = running.then(async () => await doReload(why, fromWatcher), async () => await doReload(why, fromWatcher))
-    return await running
+  async function queue (why: string, fromWatcher: boolean): Promise<ReloadOutcome | undefined> {
+    const attempt = running.then(async () => await doReload(why, fromWatcher), async () => await doReload(why, fromWatcher))
+    running = attempt
+    return await attempt
+  }
+
+  /** Not from the watcher, so always an attempt. */
+  async function attempt (why: string): Promise<ReloadOutcome> {
+    const o = await queue(why, false)
+    if (o === undefined) throw new Error('reload: an attempt without an outcome')
+    return o
   }
 
   const reloader: Reloader = {
-    async reload (why) { return await queue(why, false) },
+    async reload (why) { return (await attempt(why)).result === 'reloaded' },
+    attempt,
     close () {
       closed = true
       clearTimeout(debounce)

@@ -95,10 +95,11 @@ export function trackWorkerMetrics (): void {
 
 /**
  * In the primary: every answering worker's metrics as one Prometheus text,
- * for the admin listener's `/metrics`. Waits at most `timeoutMs` for the
+ * for the admin listener's `/metrics`, with the primary's own registry
+ * (`own`: its reload counts) merged in. Waits at most `timeoutMs` for the
  * workers; those that did not answer are left out (and counted).
  */
-export async function clusterMetrics (timeoutMs = DEFAULT_GATHER_MS): Promise<Rendered> {
+export async function clusterMetrics (timeoutMs = DEFAULT_GATHER_MS, own?: Registry): Promise<Rendered> {
   trackWorkerMetrics()
   const id = nextId++
   const waiting = new Set<number>()
@@ -120,9 +121,11 @@ export async function clusterMetrics (timeoutMs = DEFAULT_GATHER_MS): Promise<Re
     }
     if (waiting.size === 0) finish()
   })
+  const answered = answers.length
+  if (own !== undefined) answers.push(await own.getMetricsAsJSON())
   const merged = answers.length === 0 ? new Registry() : AggregatorRegistry.aggregate(answers)
   const workers = new Gauge({ name: CLUSTER_WORKERS, help: 'Workers asked for this scrape: answered="true" are in it, "false" did not answer (in time)', labelNames: ['answered'], registers: [merged] })
-  workers.set({ answered: 'true' }, answers.length)
-  workers.set({ answered: 'false' }, asked - answers.length)
+  workers.set({ answered: 'true' }, answered)
+  workers.set({ answered: 'false' }, asked - answered)
   return { contentType: merged.contentType, body: await merged.metrics() }
 }

@@ -27,6 +27,32 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 /** Seconds: a 64-byte echo to a day-long stream. */
 const DURATION_BUCKETS = [0.01, 0.1, 1, 10, 60, 300, 900, 3600, 14_400, 86_400]
 
+/**
+ * The reload metrics. Every Metrics has them; a --workers primary counts
+ * each cluster attempt once in these alone (cli/cluster.ts, merged into its
+ * `/metrics`), and its workers leave theirs uncounted (issue 15: one attempt,
+ * one line, and the metrics show the same).
+ */
+export class ReloadMetrics {
+  private readonly reloads: Counter<'result'>
+  private readonly lastSuccess: Gauge
+  private readonly lastTime: Gauge
+
+  constructor (registers: Registry[]) {
+    this.reloads = new Counter({ name: M.reloads, help: 'Reload attempts, by result: applied, unchanged, rejected', labelNames: ['result'], registers })
+    this.lastSuccess = new Gauge({ name: M.lastReloadSuccess, help: 'Whether the last reload attempt (or the start) succeeded: 1 applied or unchanged, 0 rejected', aggregator: 'min', registers })
+    this.lastTime = new Gauge({ name: M.lastReloadTime, help: 'Unix time of the last reload attempt (or the start)', aggregator: 'max', registers })
+    this.lastSuccess.set(1)
+    this.lastTime.set(Date.now() / 1000)
+  }
+
+  reloaded (result: ReloadResult): void {
+    this.reloads.inc({ result: result === 'reloaded' ? 'applied' : result })
+    this.lastSuccess.set(result === 'rejected' ? 0 : 1)
+    this.lastTime.set(Date.now() / 1000)
+  }
+}
+
 const NO_SOURCES: MetricSources = { tunnels: () => 0, parents: () => [] }
 
 /**
@@ -51,9 +77,7 @@ export class Metrics implements ProxyMetrics {
   private readonly authNo: Counter<'reason'>
   private readonly failovers: Counter<'choice'>
   private readonly configInfo: Gauge<'hash'>
-  private readonly reloads: Counter<'result'>
-  private readonly lastSuccess: Gauge
-  private readonly lastTime: Gauge
+  private readonly reloads: ReloadMetrics
   /** Read at scrape time only (their collect()). */
   private readonly scraped: readonly Gauge[]
 
@@ -88,11 +112,7 @@ export class Metrics implements ProxyMetrics {
     })
     this.failovers = new Counter({ name: M.failovers, help: 'Route choices that failed and were passed over for the next one, by the choice that failed', labelNames: ['choice'], registers })
     this.configInfo = new Gauge({ name: M.configInfo, help: 'The configuration in use: 1, with its sha256 as the hash label', labelNames: ['hash'], aggregator: 'max', registers })
-    this.reloads = new Counter({ name: M.reloads, help: 'Reload attempts, by result: applied, unchanged, rejected', labelNames: ['result'], registers })
-    this.lastSuccess = new Gauge({ name: M.lastReloadSuccess, help: 'Whether the last reload attempt (or the start) succeeded: 1 applied or unchanged, 0 rejected', aggregator: 'min', registers })
-    this.lastTime = new Gauge({ name: M.lastReloadTime, help: 'Unix time of the last reload attempt (or the start)', aggregator: 'max', registers })
-    this.lastSuccess.set(1)
-    this.lastTime.set(Date.now() / 1000)
+    this.reloads = new ReloadMetrics(registers)
     const loopLag = new Gauge({
       name: M.loopLag,
       help: 'Event-loop delay beyond the 10 ms sampling period since the previous scrape, by quantile (1 = the worst)',
@@ -137,11 +157,7 @@ export class Metrics implements ProxyMetrics {
     this.configInfo.set({ hash }, 1)
   }
 
-  reloaded (result: ReloadResult): void {
-    this.reloads.inc({ result: result === 'reloaded' ? 'applied' : result })
-    this.lastSuccess.set(result === 'rejected' ? 0 : 1)
-    this.lastTime.set(Date.now() / 1000)
-  }
+  reloaded (result: ReloadResult): void { this.reloads.reloaded(result) }
 
   sources (s: MetricSources): void { this.src = s }
 

@@ -75,8 +75,12 @@ export interface Proxy {
    * answers 503 from then on, so balancers stop sending (issue 15).
    */
   draining (): boolean
-  /** Swap in a new config for new tunnels (listen and timeouts need a restart). */
-  reload (config: Config): void
+  /**
+   * Swap in a new config for new tunnels (listen and timeouts need a restart).
+   * `level`: its `configuration reloaded` line's; a --workers worker's is
+   * debug, the primary logs the cluster's one line (issue 15).
+   */
+  reload (config: Config, level?: 'info' | 'debug'): void
   /**
    * Go on serving for `delayMs` (default: `timeouts.drain_delay`) while
    * draining() says so, then stop accepting, let open tunnels finish for
@@ -256,7 +260,7 @@ export function createProxy (opts: ProxyOptions): Proxy {
         s.getConnections((err, n) => { if (err === null) resolve(n); else reject(err) }))))
       return counts.reduce((a, b) => a + b, 0)
     },
-    reload (next: Config) {
+    reload (next: Config, level: 'info' | 'debug' = 'info') {
       const previous = config
       config = next
       // A new authenticator: its verification cache starts empty (users may have changed).
@@ -270,7 +274,7 @@ export function createProxy (opts: ProxyOptions): Proxy {
       }
       if (next.auth !== undefined) lockout.configure(next.auth.lockout)
       metrics.configApplied(next.hash)
-      log.info({ config: next.file, hash: next.hash, previous_hash: previous.hash }, 'configuration reloaded')
+      log[level]({ config: next.file, hash: next.hash, previous_hash: previous.hash }, 'configuration reloaded')
       if (next.revokeOnReload) {
         // Open tunnels keep the decision they were given, unless asked otherwise.
         const revoked = registry.filter(t => t.state === 'established' && t.decision !== undefined &&

@@ -93,10 +93,11 @@ describe('sluice serve --workers 2: an HTTPS proxy listener', { timeout: 60_000 
     assert.equal(new Set(resumed.map(r => r.worker)).size, 2, `both workers resumed it: ${JSON.stringify(resumed.map(r => r.worker))}`)
 
     // A new certificate, renamed into place: each worker reloads it; new connections get it from either.
+    // The primary's one line for the attempt comes once both workers have applied it (issue 15).
     const b = await makeCert({ names: ['localhost', 'b.test'] })
     await replace(files.key, b.key)
     await replace(files.cert, b.cert)
-    await lines(s, l => l.msg === 'configuration reloaded', 2)
+    await s.waitForLog(l => l.msg === 'configuration reloaded' && (l['workers'] as { applied?: number } | undefined)?.applied === 2)
     const fresh = [await tunnel(s), await tunnel(s)]
     assert.deepEqual(fresh.map(f => f.served), Array(2).fill(new X509Certificate(b.cert).fingerprint256))
     assert.equal(new Set(fresh.map(f => f.worker)).size, 2)

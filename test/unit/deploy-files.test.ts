@@ -4,7 +4,8 @@
  * the configs they ship load with the real loader and no warning; every port
  * they name is the config's; probe and scrape paths answer on a real admin
  * listener; the CLI arguments parse with the real parser; the stop timeouts
- * cover timeouts.drain; every metric the dashboard queries is one a scrape
+ * cover timeouts.drain_delay + drain; the Kubernetes drain is Sluice's own
+ * (drain_delay, no preStop); every metric the dashboard queries is one a scrape
  * declares. squid's config is parsed by squid, and the unit by
  * `systemd-analyze verify`, when they are installed.
  */
@@ -30,6 +31,16 @@ import {
 } from '../helpers/deploy-files.js'
 
 const run = promisify(execFile)
+
+/**
+ * What a supervisor must wait beyond drain_delay + drain before it kills:
+ * past the drain deadline Sluice closes what is left and waits up to 5 s for
+ * it to go (server/proxy.ts close()).
+ */
+const FORCED_CLOSE_MS = 5000
+
+/** How long after SIGTERM a config may still be running: drain_delay, the drain, the forced close. */
+const stopMs = (c: { readonly timeouts: { readonly drain: number, readonly drain_delay: number } }): number => c.timeouts.drain_delay + c.timeouts.drain + FORCED_CLOSE_MS
 
 /** The config a `serve` command line names (parsed by the CLI's own parser). */
 function serveConfig (args: readonly string[]): string {
@@ -112,7 +123,7 @@ describe('docker/compose.yaml', () => {
 
   it('gives the drain time to finish before Docker kills Sluice', () => {
     const grace = durationMs(str(sluice(), 'stop_grace_period'))
-    assert.ok(grace > compose.config.timeouts.drain, `stop_grace_period ${grace} ms <= timeouts.drain ${compose.config.timeouts.drain} ms`)
+    assert.ok(grace > stopMs(compose.config), `stop_grace_period ${grace} ms <= drain_delay + drain + ${FORCED_CLOSE_MS} ms = ${stopMs(compose.config)} ms`)
   })
 
   it('points Prometheus at the admin port with the token Sluice reads', async () => {
@@ -183,13 +194,21 @@ describe('docker/k8s', () => {
     for (const probe of ['readinessProbe', 'livenessProbe']) assert.equal(containerPort(at(container, probe, 'httpGet', 'port')), ports(k8s.config).admin)
   })
 
-  it('lets the preStop sleep and the drain finish within terminationGracePeriodSeconds', () => {
-    const preStop = at(container, 'lifecycle', 'preStop')
-    const command = (preStop as { exec?: { command?: string[] } }).exec?.command
-    const sleep = command === undefined ? Number(at(preStop, 'sleep', 'seconds')) : Number(/^sleep$/.test(command[0] ?? '') ? command[1] : NaN)
-    assert.ok(sleep > 0, 'preStop must wait for the endpoints to go')
-    const grace = Number(at(pod(), 'terminationGracePeriodSeconds'))
-    assert.ok(grace * 1000 >= sleep * 1000 + k8s.config.timeouts.drain, `terminationGracePeriodSeconds ${grace} < preStop ${sleep} s + timeouts.drain ${k8s.config.timeouts.drain} ms`)
+  it('drains with Sluice\'s own drain_delay, not a preStop: the kubelet\'s SIGTERM is the only signal', () => {
+    // A preStop that signalled Sluice would make the kubelet's SIGTERM after it a second signal (exit 1 at
+    // once, tunnels cut); a sleep would only stand in for drain_delay, with /readyz still 200 (deployment.yaml).
+    const lifecycle = (container as { lifecycle?: { preStop?: unknown } }).lifecycle
+    assert.equal(lifecycle?.preStop, undefined, 'no preStop: SIGTERM starts the drain, drain_delay first')
+    // Still accepting until a balancer that goes by the readiness probe alone has seen the 503.
+    const probe = at(container, 'readinessProbe')
+    const probeMs = Number(at(probe, 'periodSeconds')) * Number(at(probe, 'failureThreshold')) * 1000
+    const delay = k8s.config.timeouts.drain_delay
+    assert.ok(delay > probeMs, `timeouts.drain_delay ${delay} ms <= the readiness probe's ${probeMs} ms to fail`)
+  })
+
+  it('lets drain_delay, the drain and the forced close finish within terminationGracePeriodSeconds', () => {
+    const grace = Number(at(pod(), 'terminationGracePeriodSeconds')) * 1000
+    assert.ok(grace > stopMs(k8s.config), `terminationGracePeriodSeconds ${grace} ms <= drain_delay + drain + ${FORCED_CLOSE_MS} ms = ${stopMs(k8s.config)} ms`)
   })
 
   it('runs --config from the ConfigMap, with the token beside it', () => {
@@ -256,14 +275,14 @@ describe('docker/systemd/sluice.service', () => {
     assert.equal(service('ExecReload'), '/bin/kill -HUP $MAINPID')
   })
 
-  it('TimeoutStopSec exceeds the drain of every config it may run (policies/*.yaml, docker\'s)', async () => {
-    const drains = [compose.config.timeouts.drain, k8s.config.timeouts.drain, (await loadConfig(DEFAULT_CONFIG_PATH)).timeouts.drain]
+  it('TimeoutStopSec exceeds drain_delay + drain (+ the forced close) of every config it may run (policies/*.yaml, docker\'s)', async () => {
+    const stops = [stopMs(compose.config), stopMs(k8s.config), stopMs(await loadConfig(DEFAULT_CONFIG_PATH))]
     const policies = dirname(DEFAULT_CONFIG_PATH)
     for (const f of (await readdir(policies)).filter(n => n.endsWith('.yaml'))) {
-      drains.push(validateText(await readFile(join(policies, f), 'utf8'), f).f.timeouts.drain)
+      stops.push(stopMs(validateText(await readFile(join(policies, f), 'utf8'), f).f))
     }
     const stop = durationMs(service('TimeoutStopSec') ?? '0')
-    assert.ok(stop > Math.max(...drains), `TimeoutStopSec ${stop} ms <= a timeouts.drain of ${Math.max(...drains)} ms`)
+    assert.ok(stop > Math.max(...stops), `TimeoutStopSec ${stop} ms <= a drain_delay + drain + ${FORCED_CLOSE_MS} ms of ${Math.max(...stops)} ms`)
   })
 
   it('is sandboxed, with no capabilities while every shipped listener is on a port >= 1024', () => {
