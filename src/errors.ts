@@ -66,6 +66,8 @@ export const ERRORS = {
   ERR_TOO_MANY_TUNNELS: { status: 503, type: 'connection_limit_reached', message: 'proxy is at its tunnel limit' },
   ERR_CLIENT_LIMIT: { status: 429, type: 'connection_limit_reached', message: 'too many tunnels from this client' },
   ERR_USER_LIMIT: { status: 429, type: 'connection_limit_reached', message: 'too many tunnels for this user' },
+  // limits.max_bytes_per_user (issue 15): a quota, not a connection count, so RFC 9209's plain "denied".
+  ERR_USER_BYTES: { status: 429, type: 'http_request_denied', message: 'this user has used their bytes for this period' },
   ERR_SHUTTING_DOWN: { status: 503, type: 'proxy_internal_error', message: 'proxy is shutting down' },
   ERR_INTERNAL: { status: 500, type: 'proxy_internal_error', message: 'internal proxy error' },
   // TLS from the client (issue 13). A handshake has no HTTP channel: these are logged, not sent,

@@ -6,7 +6,8 @@
  *
  * - two rules with one name (logs and denials cannot tell them apart);
  * - a rule an earlier rule shadows (config/shadow.ts: it can never match);
- * - `users:` without an `auth` section (no request has a user);
+ * - `users:` or `limits.max_bytes_per_user` without an `auth` section (no
+ *   request has a user);
  * - a listener beyond loopback with no `auth` and a way for any client
  *   through (an open proxy);
  * - `ips:` on a rule whose route starts with a parent (names go to the
@@ -78,6 +79,9 @@ function usersWithoutAuth (input: LintInput): LintWarning[] {
   // Users come from Basic auth, or from client certificates on a TLS listener (issue 13).
   if (input.file.auth !== undefined || input.listen.some(l => l.tls?.clientCert !== undefined && l.tls.clientCert !== 'none')) return []
   const out: LintWarning[] = []
+  if (input.file.limits.max_bytes_per_user !== undefined) {
+    out.push({ path: ['limits', 'max_bytes_per_user'], message: 'there is no auth section, so no request has a user: this limit never applies' })
+  }
   input.file.rules.forEach((r, i) => {
     if (r.users !== undefined) {
       out.push({ path: ['rules', i, 'users'], message: `there is no auth section, so no request has a user: ${ruleRef(input.policy, input.file, i)} never matches` })

@@ -6,6 +6,7 @@
 import { isIP } from 'node:net'
 import { z } from 'zod'
 import { parseDuration } from './duration.js'
+import { parseSize } from './size.js'
 import { cidrSpec, policySchema } from '../policy/schema.js'
 import { describeValue } from './issues.js'
 
@@ -191,6 +192,22 @@ const timeouts = z.strictObject({
   happy_eyeballs: timerDuration.default(250)
 })
 
+const SIZE_HINT = 'expected a size like 64KiB, 500MB, 10GiB or a number of bytes'
+const size = z.union([z.number(), z.string()], { error: hint(SIZE_HINT) })
+  .refine((v) => parseSize(v) !== undefined, { error: hint(SIZE_HINT) })
+  .transform((v) => parseSize(v) ?? 0)
+
+/**
+ * `limits.max_bytes_per_user` (issue 15): tunnel bytes, up and down, a user
+ * may move per `period` (server/user-bytes.ts). The period is at least a
+ * second: `Retry-After` counts whole seconds, and open tunnels are counted
+ * by a sweep about once a second.
+ */
+const bytesPerUser = z.strictObject({
+  bytes: size.refine((n) => n >= 1, { error: (iss) => `expected at least 1 byte, got ${String(iss.input)}` }),
+  period: duration.refine((ms) => ms >= 1000, { error: (iss) => `expected at least 1s, got ${String(iss.input)} ms` })
+})
+
 const limits = z.strictObject({
   /** Open tunnels at most (→ 503 with Retry-After). */
   max_tunnels: z.number().int().min(1).default(10_000),
@@ -198,6 +215,8 @@ const limits = z.strictObject({
   max_tunnels_per_client: z.number().int().min(0).default(0),
   /** Open tunnels per authenticated user at most (a Basic user or a client certificate's); 0 = no limit (→ 429, issue 15). */
   max_tunnels_per_user: z.number().int().min(0).default(0),
+  /** Tunnel bytes per authenticated user per fixed period, counted per instance; absent = no limit (→ 429, issue 15). */
+  max_bytes_per_user: bytesPerUser.optional(),
   /** Largest request head accepted, bytes (→ 431). */
   max_header_size: z.number().int().min(1024).max(65_536).default(16_384)
 })

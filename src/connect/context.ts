@@ -13,6 +13,7 @@ import type { AuthConfig } from '../auth/load.js'
 import type { Authenticator } from '../auth/authenticator.js'
 import type { Lockout } from '../auth/lockout.js'
 import type { ProxyMetrics } from '../observability/proxy-metrics.js'
+import type { UserBytes } from '../server/user-bytes.js'
 
 export interface ConnectContext {
   readonly log: Logger
@@ -29,6 +30,8 @@ export interface ConnectContext {
   /** The current authenticator, when the config has an `auth` section. */
   readonly auth: () => AuthState | undefined
   readonly lockout: Lockout
+  /** Bytes per user in the current window (`limits.max_bytes_per_user`, issue 15); outlives reloads. */
+  readonly userBytes: UserBytes
   /** Where events are counted (NOOP_METRICS when metrics are off). */
   readonly metrics: ProxyMetrics
 }

@@ -126,8 +126,17 @@ function admit (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, target: Target
   return target
 }
 
-/** `limits.max_tunnels_per_user` (issue 15): count the tunnel for its user; throws the refusal. Anonymous tunnels are not counted. */
+/**
+ * The per-user limits (issue 15), for an authenticated user: anonymous
+ * tunnels are not counted. `limits.max_bytes_per_user` first (a user past it
+ * waits for the window's end, whatever they have open), then
+ * `limits.max_tunnels_per_user`, which counts the tunnel; throws the refusal.
+ */
 function admitUser (ctx: ConnectContext, cfg: Config, tunnel: Tunnel, user: string): void {
+  const over = ctx.userBytes.over(user)
+  if (over !== undefined) {
+    throw new ProxyError('ERR_USER_BYTES', { detail: `${over.used} of ${over.limit} bytes`, headers: { 'Retry-After': String(over.retryAfterS) } })
+  }
   const perUser = cfg.limits.max_tunnels_per_user
   if (perUser === 0) return
   if (ctx.registry.countForUser(user) >= perUser) {

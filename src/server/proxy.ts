@@ -17,6 +17,7 @@ import { createResolver, type Resolver } from '../net/resolver.js'
 import { ParentHealth } from '../upstream/health.js'
 import { dialRoute, type RouteDialOptions } from '../upstream/route.js'
 import { TunnelRegistry } from './registry.js'
+import { UserBytes } from './user-bytes.js'
 import { createConnectListener, refuseWaiting } from './connect-listener.js'
 import { HeadTimeouts } from './head-timeouts.js'
 import { installProxyStage } from './proxy-stage.js'
@@ -99,7 +100,9 @@ export function createProxy (opts: ProxyOptions): Proxy {
   const t = config.timeouts
   const keepAliveMs = opts.keepAliveMs ?? 60_000
   const metrics = opts.metrics ?? NOOP_METRICS
-  const registry = new TunnelRegistry({ idleMs: t.idle, maxLifetimeMs: t.max_lifetime, keepAliveMs, onDelete: () => guard?.check() })
+  // Byte counts outlive reloads; the limit is read from the config in force at each use (issue 15).
+  const userBytes = new UserBytes(() => config.limits.max_bytes_per_user)
+  const registry = new TunnelRegistry({ idleMs: t.idle, maxLifetimeMs: t.max_lifetime, keepAliveMs, onDelete: () => guard?.check(), userBytes })
   const resolver = opts.resolver ?? createResolver({
     servers: config.dns.servers,
     timeoutMs: t.dns,
@@ -149,6 +152,7 @@ export function createProxy (opts: ProxyOptions): Proxy {
     isSelf: (a, p) => isSelf(a, p),
     auth: () => auth,
     lockout,
+    userBytes,
     metrics
   }
   metrics.configApplied(config.hash)
@@ -273,6 +277,8 @@ export function createProxy (opts: ProxyOptions): Proxy {
         if (terminator !== undefined && l.tls !== undefined && l.upstreamTls !== undefined) terminator.update(l.tls, l.upstreamTls, l.map)
       }
       if (next.auth !== undefined) lockout.configure(next.auth.lockout)
+      // A byte quota turned on or off: the sweep's timer follows at once, not at the next CONNECT.
+      registry.retime()
       metrics.configApplied(next.hash)
       log[level]({ config: next.file, hash: next.hash, previous_hash: previous.hash }, 'configuration reloaded')
       if (next.revokeOnReload) {

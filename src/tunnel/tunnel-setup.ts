@@ -25,7 +25,7 @@ export type TunnelState = 'accepted' | 'admitted' | 'dialing' | 'established' | 
 
 /** Who ended the tunnel and how; `proxy` means we did. */
 export type ClosedBy = 'client' | 'upstream' | 'proxy'
-export type CloseHow = 'fin' | 'reset' | 'error' | 'idle_timeout' | 'max_lifetime' | 'shutdown' | 'rejected' | 'revoked' | 'challenged' | 'admin'
+export type CloseHow = 'fin' | 'reset' | 'error' | 'idle_timeout' | 'max_lifetime' | 'shutdown' | 'rejected' | 'revoked' | 'challenged' | 'admin' | 'quota'
 
 /** What the tunnel needs from its owner; kept narrow so other listeners (TLS, SNI) can reuse Tunnel. */
 export interface TunnelHost {

@@ -22,6 +22,9 @@ import { ESTABLISHED, kTunnel, onDialReadable, onSocketClose, onSocketEnd, onSoc
 export type { ClosedBy, CloseHow, HelloFacts, TlsLegFacts, TunnelHost, TunnelState } from './tunnel-setup.js'
 
 export class Tunnel extends TunnelSetup {
+  /** Tunnel bytes already counted against its user's byte quota (takeBytes()). */
+  private quotaMark = 0
+
   /** Take over a connected upstream: forward `head`, answer 200, relay. */
   establish (upstream: Socket, dialed: Endpoint, hops: readonly string[], head: Buffer): void {
     this._hops = hops
@@ -143,15 +146,33 @@ export class Tunnel extends TunnelSetup {
     }
   }
 
-  /** Close from our side (idle, lifetime, shutdown, revoke). */
-  destroy (how: CloseHow): void {
+  /**
+   * Tunnel bytes, up and down, moved since the last call: what the
+   * registry's sweep and close count against the user's
+   * `limits.max_bytes_per_user` (issue 15). Read from the sockets' own
+   * counters, so the relay does nothing per chunk for it.
+   */
+  takeBytes (): number {
+    const total = this.bytesUp + this.bytesDown
+    const bytes = total - this.quotaMark
+    this.quotaMark = total
+    return bytes
+  }
+
+  /**
+   * Close from our side (idle, lifetime, shutdown, revoke, admin, byte
+   * quota). `err`, for a close that is a refusal after the fact (the byte
+   * quota's), goes on the log line's `code`; the status stays the 200 sent.
+   */
+  destroy (how: CloseHow, err?: ProxyError): void {
     if (this._state === 'closed') return
     if (this._state !== 'established') {
       // Already answered and lingering: close it now.
       if (this.error !== undefined) { this.downstream.destroy(); return }
-      this.fail(new ProxyError(how === 'shutdown' ? 'ERR_SHUTTING_DOWN' : 'ERR_INTERNAL', { detail: how }))
+      this.fail(err ?? new ProxyError(how === 'shutdown' ? 'ERR_SHUTTING_DOWN' : 'ERR_INTERNAL', { detail: how }))
       return
     }
+    if (this.closedBy === undefined && this.error === undefined) this.error = err
     this.mark('proxy', how)
     this._upstream?.destroy()
     this.downstream.destroy()

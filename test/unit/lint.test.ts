@@ -125,6 +125,11 @@ describe('lint: users without auth', () => {
       yaml: 'rules:\n  - name: eng\n    action: allow\n    users: ["@engineering"]\n',
       expect: ["l.yaml:5: rules[0].users: there is no auth section, so no request has a user: rule 'eng' (rules[0]) never matches"]
     },
+    {
+      name: 'limits.max_bytes_per_user and no auth section (issue 15)',
+      yaml: 'limits:\n  max_bytes_per_user: { bytes: 1GiB, period: 1d }\n',
+      expect: ['l.yaml:3: limits.max_bytes_per_user: there is no auth section, so no request has a user: this limit never applies']
+    },
     { name: 'quiet: no users', yaml: 'rules:\n  - { action: allow, ports: [443] }\n', expect: [] }
   ]
   for (const c of cases) it(c.name, () => check(c))
