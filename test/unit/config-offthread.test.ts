@@ -4,8 +4,12 @@
  * parseConfig gives: the same config, the same decisions, the same errors.
  */
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
-import { ConfigError, parseConfig, parseConfigOffThread } from '../../src/config/load.js'
+import { ConfigError, loadConfig, loadConfigOffThread, parseConfig, parseConfigOffThread } from '../../src/config/load.js'
 import { stopValidator } from '../../src/config/validate-worker.js'
 import { decideAddress, decideRequest, type RequestFacts } from '../../src/policy/decide.js'
 
@@ -69,5 +73,23 @@ describe('parseConfigOffThread = parseConfig', () => {
     const sync = (() => { try { parseConfig(bad, 'y.yaml'); return undefined } catch (err) { return err } })()
     assert.ok(sync instanceof ConfigError)
     await assert.rejects(parseConfigOffThread(bad, 'y.yaml'), (err: unknown) => err instanceof ConfigError && err.problems.join('\n') === sync.problems.join('\n'))
+  })
+
+  it('a file read at start and at reload: the same config and hash, of its bytes as read (a BOM and a byte that is not UTF-8 too)', async () => {
+    // A reload hands the worker bytes and hashes bytes (issue 15): start-up must hash the same, or an unchanged file would "reload".
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-offthread-'))
+    try {
+      const file = join(dir, 'p.yaml')
+      const bytes = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(FEATURES.replace('timeouts:', '# caf\u00e9 \xff\ntimeouts:'), 'latin1')])
+      await writeFile(file, bytes)
+      const a = await loadConfig(file)
+      const b = await loadConfigOffThread(file)
+      assert.equal(b.hash, a.hash)
+      assert.equal(a.hash, createHash('sha256').update(bytes).digest('hex').slice(0, 16))
+      assert.deepEqual(b.loaded, a.loaded)
+      assert.deepEqual(b.policy.rules.map(r => r.name), a.policy.rules.map(r => r.name))
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 })
