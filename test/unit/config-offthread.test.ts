@@ -5,12 +5,13 @@
  */
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
+import { getPriority, tmpdir } from 'node:os'
+import { readdirSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { ConfigError, loadConfig, loadConfigOffThread, parseConfig, parseConfigOffThread } from '../../src/config/load.js'
-import { stopValidator } from '../../src/config/validate-worker.js'
+import { stopValidator, WORKER_NICE } from '../../src/config/validate-worker.js'
 import { decideAddress, decideRequest, type RequestFacts } from '../../src/policy/decide.js'
 
 after(async () => { await stopValidator() })
@@ -91,5 +92,15 @@ describe('parseConfigOffThread = parseConfig', () => {
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
+  })
+
+  it('the worker runs at a lower priority than the event loop (Linux: nice is per thread)', { skip: process.platform !== 'linux' }, async () => {
+    await parseConfigOffThread(FEATURES, 'p.yaml') // the worker is kept, idle, after a validation
+    const nice = (tid: string): number => Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]?.split(' ')[16])
+    const tids = readdirSync('/proc/self/task')
+    const main = nice(String(process.pid))
+    if (main >= WORKER_NICE) return // run under nice already: the worker cannot go lower than it is
+    assert.equal(getPriority(), main, 'the main thread keeps its priority')
+    assert.ok(tids.some(t => nice(t) === WORKER_NICE), `a thread at nice ${WORKER_NICE}: ${tids.map(t => `${t}:${nice(t)}`).join(' ')}`)
   })
 })
