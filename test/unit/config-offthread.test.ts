@@ -4,9 +4,14 @@
  * parseConfig gives: the same config, the same decisions, the same errors.
  */
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { getPriority, tmpdir } from 'node:os'
+import { readdirSync, readFileSync } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
-import { ConfigError, parseConfig, parseConfigOffThread } from '../../src/config/load.js'
-import { stopValidator } from '../../src/config/validate-worker.js'
+import { ConfigError, loadConfig, loadConfigOffThread, parseConfig, parseConfigOffThread } from '../../src/config/load.js'
+import { stopValidator, WORKER_NICE } from '../../src/config/validate-worker.js'
 import { decideAddress, decideRequest, type RequestFacts } from '../../src/policy/decide.js'
 
 after(async () => { await stopValidator() })
@@ -69,5 +74,33 @@ describe('parseConfigOffThread = parseConfig', () => {
     const sync = (() => { try { parseConfig(bad, 'y.yaml'); return undefined } catch (err) { return err } })()
     assert.ok(sync instanceof ConfigError)
     await assert.rejects(parseConfigOffThread(bad, 'y.yaml'), (err: unknown) => err instanceof ConfigError && err.problems.join('\n') === sync.problems.join('\n'))
+  })
+
+  it('a file read at start and at reload: the same config and hash, of its bytes as read (a BOM and a byte that is not UTF-8 too)', async () => {
+    // A reload hands the worker bytes and hashes bytes (issue 15): start-up must hash the same, or an unchanged file would "reload".
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-offthread-'))
+    try {
+      const file = join(dir, 'p.yaml')
+      const bytes = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(FEATURES.replace('timeouts:', '# caf\u00e9 \xff\ntimeouts:'), 'latin1')])
+      await writeFile(file, bytes)
+      const a = await loadConfig(file)
+      const b = await loadConfigOffThread(file)
+      assert.equal(b.hash, a.hash)
+      assert.equal(a.hash, createHash('sha256').update(bytes).digest('hex').slice(0, 16))
+      assert.deepEqual(b.loaded, a.loaded)
+      assert.deepEqual(b.policy.rules.map(r => r.name), a.policy.rules.map(r => r.name))
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('the worker runs at a lower priority than the event loop (Linux: nice is per thread)', { skip: process.platform !== 'linux' }, async () => {
+    await parseConfigOffThread(FEATURES, 'p.yaml') // the worker is kept, idle, after a validation
+    const nice = (tid: string): number => Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]?.split(' ')[16])
+    const tids = readdirSync('/proc/self/task')
+    const main = nice(String(process.pid))
+    if (main >= WORKER_NICE) return // run under nice already: the worker cannot go lower than it is
+    assert.equal(getPriority(), main, 'the main thread keeps its priority')
+    assert.ok(tids.some(t => nice(t) === WORKER_NICE), `a thread at nice ${WORKER_NICE}: ${tids.map(t => `${t}:${nice(t)}`).join(' ')}`)
   })
 })
