@@ -198,7 +198,10 @@ async function main (argv: readonly string[]): Promise<number> {
   const results = new Map<string, RepResult[]>(peers.map(p => [p.name, []]))
   try {
     for (let rep = 1; rep <= o.reps; rep++) {
-      for (const peer of peers) {
+      // Rotated each repetition (A B C, B C A, …): no peer always runs first or
+      // last, next to the same neighbour, when the machine drifts (issue 15's metrics bar).
+      for (let i = 0; i < peers.length; i++) {
+        const peer = peers[(i + rep - 1) % peers.length] as Peer
         const r = await runPeer(peer, rep, ctx, lg, o)
         results.get(peer.name)?.push(r)
         appendFileSync(join(runDir, 'raw.jsonl'), JSON.stringify({ peer: peer.name, ...r }) + '\n')

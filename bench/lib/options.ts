@@ -50,7 +50,7 @@ when installed and named in --peers) with the C load generator and origin in ben
                         metrics (SLUICE_METRICS=1), workers
                         (sluice-w2: --scheduling rr, sluice-w2-os: --scheduling os)
   --skip LIST           scenarios to leave out: bulk, rate, resume, hold, split
-  --reps N              repetitions, interleaved A B A B (default 3)
+  --reps N              repetitions, interleaved, order rotated each (default 3)
   --bulk SIZE           bytes each way through one tunnel (default 2g; k/m/g suffixes)
   --clients N           rate: concurrent clients (default 50)
   --seconds S           rate: measured seconds (default 10)

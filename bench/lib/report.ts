@@ -58,7 +58,7 @@ export interface BarSection {
 const MiB = 1024 ** 2
 
 function settings (o: Options, tls: boolean): string {
-  const parts = [`${o.reps} repetition${o.reps === 1 ? '' : 's'}, peers interleaved (A B A B …), each proxy started fresh per repetition`]
+  const parts = [`${o.reps} repetition${o.reps === 1 ? '' : 's'}, peers interleaved, their order rotated each repetition (A B C, B C A, …), each proxy started fresh per repetition`]
   if (o.scenarios.has('bulk')) parts.push(`bulk: ${(o.bulkBytes / MiB).toLocaleString('en-US')} MiB up, then down, through one tunnel`)
   const opening = o.sni ? 'ClientHello → the origin\'s reply' : o.terminate ? 'TLS handshake' : 'CONNECT'
   if (o.scenarios.has('rate')) parts.push(`rate: ${o.rateClients} clients × ${o.rateSeconds} s (after ${o.rateWarmupS} s warm-up), ${opening} → 64-byte echo → close`)
@@ -96,7 +96,8 @@ function variantsMarkdown (v: VariantSection | undefined, heading: string): stri
     `${heading} Variants against plain sluice (same run)`,
     '',
     'Rate test only, interleaved with the peers above. Each cell: median (min–max) over the repetitions; "÷" is the',
-    'median divided by the median of the peer in "compared with". Proxy CPU is the measured Sluice\'s whole process tree.',
+    'median over the repetitions of the ratio to the peer in "compared with" measured in the same repetition (adjacent in',
+    'time, so a machine that slows down for a while moves both). Proxy CPU is the measured Sluice\'s whole process tree.',
     '',
     ...v.legend.map(l => `- ${l}`),
     '',

@@ -87,6 +87,25 @@ export function metricValues (reps: readonly RepResult[], get: (r: RepResult) =>
   return reps.map(get).filter((v): v is number => v !== undefined && Number.isFinite(v))
 }
 
+/**
+ * The median over repetitions of `reps`' value divided by `base`'s in the
+ * same repetition. Peers are interleaved (order rotated per repetition), so a pair was measured
+ * minutes apart at most: a machine that slows down for a while (a shared
+ * host: issue 14's guard runs swung 2,000–3,900 tunnels/s between
+ * repetitions, for every peer alike) moves both sides of a pair, and not
+ * the ratio. Undefined when no repetition has both.
+ */
+export function pairedRatio (reps: readonly RepResult[], base: readonly RepResult[], get: (r: RepResult) => number | undefined): number | undefined {
+  const byRep = new Map(base.map(r => [r.rep, get(r)]))
+  const ratios: number[] = []
+  for (const r of reps) {
+    const v = get(r)
+    const b = byRep.get(r.rep)
+    if (v !== undefined && b !== undefined && b !== 0 && Number.isFinite(v) && Number.isFinite(b)) ratios.push(v / b)
+  }
+  return median(ratios)
+}
+
 /** "2000/2000 in every rep" or the worst rep. */
 function aliveCell (reps: readonly RepResult[], k: number): string {
   const held = reps.map(r => r.hold).filter((h): h is HoldResult => h?.established !== undefined)

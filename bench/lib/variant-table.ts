@@ -4,7 +4,7 @@
  * when it has one), plus the notes only variants produce: a parent's CPU,
  * CPU per process of a cluster.
  */
-import { cell, fmt, median, metricValues } from './table.js'
+import { cell, fmt, median, metricValues, pairedRatio } from './table.js'
 import type { Peer, RepResult } from './types.js'
 
 interface Column {
@@ -30,9 +30,8 @@ function row (results: Results, peer: string, base: string | undefined): string[
     const vs = metricValues(results.get(peer) ?? [], c.get)
     out.push(cell(vs))
     if (!c.ratio) continue
-    const b = base === undefined ? undefined : median(metricValues(results.get(base) ?? [], c.get))
-    const m = median(vs)
-    out.push(b !== undefined && b !== 0 && m !== undefined ? `${(m / b).toFixed(2)}×` : '—')
+    const q = base === undefined ? undefined : pairedRatio(results.get(peer) ?? [], results.get(base) ?? [], c.get)
+    out.push(q !== undefined ? `${q.toFixed(2)}×` : '—')
   }
   return out
 }
