@@ -32,7 +32,7 @@ export interface AdminConfig {
   readonly pacProxy?: PacProxy
   /** `admin.pac.default`; undefined = the policy's default. */
   readonly pacDefault?: 'proxy' | 'direct'
-  /** The policy as the PAC file sees it (admin/pac.ts), built once per load. */
+  /** The policy as the PAC file sees it (admin/pac.ts), built once per load, when first read. */
   readonly pac: PacTable
 }
 
@@ -61,7 +61,8 @@ export interface AdminLoad {
   readonly problems: string[]
   /** A secret that cannot be had, when `sluice validate` only warns (RoutingOverrides.secrets). */
   readonly onMissingSecret?: (field: 'token_env', message: string) => void
-  readonly pac: PacTable
+  /** Builds the PAC table; called at the first read of `pac`, not at load. */
+  readonly pac: () => PacTable
 }
 
 export function loadAdmin ({ spec, file, read, env, problems, onMissingSecret, pac }: AdminLoad): AdminConfig | undefined {
@@ -85,6 +86,7 @@ export function loadAdmin ({ spec, file, read, env, problems, onMissingSecret, p
       token = undefined
     }
   }
+  let table: PacTable | undefined
   let pacProxy: PacProxy | undefined
   if (spec.pac.proxy !== undefined) {
     pacProxy = parsePacProxy(spec.pac.proxy)
@@ -96,6 +98,6 @@ export function loadAdmin ({ spec, file, read, env, problems, onMissingSecret, p
     ...(token === undefined || token === '' ? {} : { tokenDigest: tokenDigest(token), tokenFrom: tokenFrom ?? 'env' }),
     ...(pacProxy === undefined ? {} : { pacProxy }),
     ...(spec.pac.default === undefined ? {} : { pacDefault: spec.pac.default }),
-    pac
+    get pac (): PacTable { return (table ??= pac()) }
   })
 }

@@ -149,14 +149,17 @@ interface Prepared {
  * string is encoded to UTF-8 first, and for a 20,000-rule file (1.3 MB)
  * each of the two hashes then cost ~5 ms of a reload's event loop (issue 15).
  */
-function prepare (f: SluiceFile, bytes: Uint8Array, file: string, options: LoadOptions): Prepared {
-  const hash = createHash('sha256').update(bytes)
+function prepare (f: SluiceFile, bytes: Uint8Array, file: string, options: LoadOptions, sha256?: string): Prepared {
+  // The file's own digest once (a reload's worker has taken it already).
+  const digest = sha256 ?? createHash('sha256').update(bytes).digest('hex')
   const files = [file]
-  const digests = new Map<string, string>([[file, createHash('sha256').update(bytes).digest('hex')]])
+  const digests = new Map<string, string>([[file, digest]])
+  /** Other files' content (certificates…), which the config's hash covers too. */
+  const extra: string[] = []
   // Certificate files are part of the config: hashed, and watched for reload (issue 13).
   const seen = (path: string, content: string): void => {
     files.push(path)
-    hash.update('\0').update(content)
+    extra.push(content)
     digests.set(path, createHash('sha256').update(content).digest('hex'))
   }
   const { routing, problems, missingSecrets } = loadRouting(f, file, options, seen)
@@ -181,7 +184,8 @@ function prepare (f: SluiceFile, bytes: Uint8Array, file: string, options: LoadO
       env: options.env ?? process.env,
       problems,
       ...(options.secrets === 'warn' ? { onMissingSecret: (field: string, message: string) => { missingSecrets.push({ path: ['admin', field], message }) } } : {}),
-      pac: pacTable(f.rules, f.default, f.mode)
+      // Built when /proxy.pac is first asked for: 2-3 ms of a 20,000-rule reload's turn otherwise (issue 15).
+      pac: () => pacTable(f.rules, f.default, f.mode)
     })
   if (problems.length > 0) throw new ConfigError(file, problems)
   const authConfig = f.auth === undefined ? undefined : loadAuth(f.auth, file, seen)
@@ -196,7 +200,7 @@ function prepare (f: SluiceFile, bytes: Uint8Array, file: string, options: LoadO
     files,
     loaded: [...new Set(files)].map(path => secretFiles.has(path) ? { path, secret: true as const } : { path, sha256: digests.get(path) ?? '' }),
     adminConfig,
-    hash: hash.digest('hex').slice(0, 16),
+    hash: configHash(bytes, digest, extra),
     authConfig,
     parentFirst: (via) => {
       // A rule without `via` takes the default route (unless NO_PROXY may send it direct).
@@ -204,6 +208,17 @@ function prepare (f: SluiceFile, bytes: Uint8Array, file: string, options: LoadO
       return route?.choices[0]?.kind === 'chain'
     }
   }
+}
+
+/**
+ * sha256 over the file's bytes, then a NUL and each other file's content;
+ * a file alone is its own digest, not hashed again on the event loop.
+ */
+function configHash (bytes: Uint8Array, digest: string, extra: readonly string[]): string {
+  if (extra.length === 0) return digest.slice(0, 16)
+  const hash = createHash('sha256').update(bytes)
+  for (const c of extra) hash.update('\0').update(c)
+  return hash.digest('hex').slice(0, 16)
 }
 
 /** Step 4, after the policy is compiled: warnings, and the frozen Config. */
@@ -268,8 +283,8 @@ export async function parseConfigOffThread (text: string, file: string, options:
  */
 async function parseBytesOffThread (bytes: Buffer, file: string, options: LoadOptions): Promise<Config> {
   if (options.lint !== undefined && options.lint !== false) return parseRead(bytes.toString('utf8'), bytes, file, options)
-  const f = await validateInWorker(bytes, file)
-  const p = prepare(f, bytes, file, options)
+  const { f, sha256 } = await validateInWorker(bytes, file)
+  const p = prepare(f, bytes, file, options, sha256)
   const policy = await compilePolicyInSlices(f.rules, f.default, f.mode, p.parentFirst, f.tunnel_checks)
   return finish(f, file, undefined, p, policy, options)
 }

@@ -8,16 +8,17 @@
  * This module is both the caller's side (validateInWorker) and the
  * worker's entry: the worker runs it with `isMainThread` false.
  */
+import { createHash } from 'node:crypto'
 import { setPriority } from 'node:os'
 import { isMainThread, parentPort, Worker } from 'node:worker_threads'
 import type { SluiceFile } from './schema.js'
 import { ConfigError } from './errors.js'
 
-/** Rules per message. */
-const BATCH = 200
+/** Rules per message: deserialising 200 took up to 6 ms of one turn on a busy host (issue 15). */
+const BATCH = 100
 
 type Message =
-  | { readonly kind: 'file', readonly f: SluiceFile }
+  | { readonly kind: 'file', readonly f: SluiceFile, readonly sha256?: string }
   | { readonly kind: 'rules', readonly rules: SluiceFile['rules'] }
   | { readonly kind: 'end' }
   | { readonly kind: 'error', readonly problems?: readonly string[], readonly error?: string }
@@ -41,7 +42,13 @@ function startWorker (): Worker {
  */
 let worker: Worker | undefined
 let nextId = 0
-const waiting = new Map<number, { head?: SluiceFile, rules: Array<SluiceFile['rules'][number]>, file: string, worker: Worker, resolve: (f: SluiceFile) => void, reject: (err: Error) => void }>()
+const waiting = new Map<number, { head?: SluiceFile, sha256?: string, rules: Array<SluiceFile['rules'][number]>, file: string, worker: Worker, resolve: (v: Validated) => void, reject: (err: Error) => void }>()
+
+/** A file validated by the worker, with the sha256 (hex) of its bytes when it was sent bytes. */
+export interface Validated {
+  readonly f: SluiceFile
+  readonly sha256?: string
+}
 
 function validator (): Worker {
   if (worker !== undefined) return worker
@@ -50,7 +57,10 @@ function validator (): Worker {
     const job = waiting.get(m.id)
     if (job === undefined) return
     switch (m.kind) {
-      case 'file': job.head = m.f; break
+      case 'file':
+        job.head = m.f
+        if (m.sha256 !== undefined) job.sha256 = m.sha256
+        break
       case 'rules':
         for (const r of m.rules) job.rules.push(r)
         // Ask for the next batch now: Node delivers every queued message in
@@ -59,7 +69,7 @@ function validator (): Worker {
         break
       case 'end':
         waiting.delete(m.id)
-        if (job.head !== undefined) job.resolve({ ...job.head, rules: job.rules })
+        if (job.head !== undefined) job.resolve({ f: { ...job.head, rules: job.rules }, ...(job.sha256 === undefined ? {} : { sha256: job.sha256 }) })
         break
       case 'error':
         waiting.delete(m.id)
@@ -86,16 +96,16 @@ function validator (): Worker {
 
 /**
  * Validate `text` off the event loop; throws ConfigError as validateText
- * does. Bytes are decoded by the worker: decoding 1.3 MB on the event loop
- * took ~5 ms of a reload (issue 15).
+ * does. Bytes are decoded and hashed by the worker: on the event loop,
+ * decoding 1.3 MB took ~5 ms of a reload, and each sha256 of it ~3 (issue 15).
  */
-export async function validateInWorker (text: string | Uint8Array, file: string): Promise<SluiceFile> {
+export async function validateInWorker (text: string | Uint8Array, file: string): Promise<Validated> {
   const w = validator()
   const id = ++nextId
   // Held (ref'd) only while a validation is pending: an idle worker never keeps the process alive.
   w.ref()
   try {
-    return await new Promise<SluiceFile>((resolve, reject) => {
+    return await new Promise<Validated>((resolve, reject) => {
       waiting.set(id, { rules: [], file, worker: w, resolve, reject })
       w.postMessage({ id, text, file })
     })
@@ -154,7 +164,8 @@ if (!isMainThread && parentPort !== null) {
         send(id, err instanceof ConfigError ? { kind: 'error', problems: err.problems } : { kind: 'error', error: String(err) })
         return
       }
-      send(id, { kind: 'file', f: { ...f, rules: [] } })
+      const sha256 = typeof text === 'string' ? undefined : createHash('sha256').update(text).digest('hex')
+      send(id, { kind: 'file', f: { ...f, rules: [] }, ...(sha256 === undefined ? {} : { sha256 }) })
       sending.set(id, { rules: f.rules, next: 0 })
       sendBatch(id)
     }, (err: unknown) => send(id, { kind: 'error', error: String(err) }))
