@@ -9,6 +9,7 @@ import cluster from 'node:cluster'
 import { serve } from './cli/serve.js'
 import { runPrimary } from './cli/cluster.js'
 import { passwd } from './cli/passwd.js'
+import { drain } from './cli/drain.js'
 import { ConfigError, loadConfig, type Config } from './config/load.js'
 import { isProxyError } from './errors.js'
 
@@ -61,6 +62,11 @@ async function run (cmd: Command): Promise<number> {
       if (cmd.workers > 1 && cluster.isPrimary) return await runPrimary(cmd)
       return await serve(cmd)
     case 'passwd': return await passwd(cmd.name, cmd.scheme)
+    case 'drain': return await drain(cmd, {
+      out: (line) => { process.stdout.write(line + '\n') },
+      err: (line) => { process.stderr.write(line + '\n') },
+      env: process.env
+    })
     case 'check': {
       const result = await check(await loadConfig(cmd.config, cmd.parent === undefined ? {} : { parentUrl: cmd.parent }), cmd)
       process.stdout.write(cmd.json ? JSON.stringify(result) + '\n' : formatCheck(result))

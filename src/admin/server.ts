@@ -10,8 +10,10 @@
  *   GET /tunnels     open tunnels as JSON, ?user= and ?target=
  *   DELETE /tunnels/ID  close one (`close: "admin"` on its line)
  *   GET /config      loaded files' hashes and the last reload (admin/config-view.ts)
+ *   POST /drain      start the drain SIGTERM starts (cli/shutdown.ts), or find it
+ *                    running: 202 and its timings, the same on every call
  *
- * With a token configured, /metrics, /tunnels and /config need it
+ * With a token configured, /metrics, /tunnels, /config and /drain need it
  * (`Authorization: Bearer …`, else 401); /healthz, /readyz and /proxy.pac
  * never do: probes and browsers fetching a PAC send no credentials, and
  * they show nothing an operator keeps secret (README "Admin endpoint").
@@ -40,6 +42,23 @@ export function proxyReadiness (proxy: { draining: () => boolean, readonly addre
   return proxy.draining() ? 'draining' : proxy.addresses.length === 0 ? 'starting' : 'ready'
 }
 
+/** A drain as POST /drain reports it (cli/shutdown.ts makes it, once per process). */
+export interface DrainStatus {
+  readonly state: 'draining'
+  /** What started it: the signal's name, `admin` or `primary`. */
+  readonly by: string
+  readonly started_at: string
+  readonly drain_delay_ms: number
+  readonly drain_ms: number
+  /** started_at + drain_delay: the listeners close then. */
+  readonly accepting_until: string
+  /** accepting_until + drain: tunnels still open then are closed. */
+  readonly deadline: string
+}
+
+/** Start the drain, or find it running (idempotent); `fields` go on its log line. */
+export type DrainStarter = (fields: Record<string, unknown>) => DrainStatus
+
 export interface AdminServerOptions {
   readonly log: Logger
   /** The running config (reloads swap it): token, PAC settings, loaded files. */
@@ -48,6 +67,11 @@ export interface AdminServerOptions {
   readonly tunnels: TunnelSource
   readonly status: ConfigStatus
   readonly metrics?: MetricsProvider
+  /**
+   * POST /drain (issue 15: what a Kubernetes preStop runs, through `sluice drain`):
+   * the process's one drain starter, the one its SIGTERM uses. Undefined: 404.
+   */
+  readonly drain?: DrainStarter
   /** Where the proxy really listens when not the config's (`serve --listen`): the PAC's default address. */
   readonly proxyListen?: readonly PacListener[]
   /** Listen here instead of `admin.listen` (tests: port 0). */
@@ -147,7 +171,17 @@ export function createAdminServer (opts: AdminServerOptions): AdminServer {
         }
       }
     },
-    '/config': { auth: true, methods: { GET: (_q, res) => json(res, 200, configView(opts.config(), opts.status)) } }
+    '/config': { auth: true, methods: { GET: (_q, res) => json(res, 200, configView(opts.config(), opts.status)) } },
+    '/drain': {
+      auth: true,
+      methods: {
+        // 202: the drain runs on after the answer; a second POST finds it running and restarts nothing.
+        POST: (req, res) => {
+          if (opts.drain === undefined) { send(res, 404, 'no drain in this process\n'); return }
+          json(res, 202, opts.drain({ [F.adminClient]: formatHostPort(req.socket.remoteAddress ?? '', req.socket.remotePort ?? 0) }))
+        }
+      }
+    }
   }
 
   /** `/tunnels/ID`: the one route with a parameter. */

@@ -5,8 +5,9 @@
 import { parseArgs } from 'node:util'
 import { isIP } from 'node:net'
 import { LOG_LEVELS, type LogLevel } from '../observability/log.js'
-import { parseListen } from '../config/schema.js'
+import { MAX_TIMER_MS, parseListen } from '../config/schema.js'
 import { didYouMean } from '../config/suggest.js'
+import { parseDuration } from '../config/duration.js'
 import { resolveWorkers } from './cluster.js'
 
 export const USAGE = `Usage:
@@ -18,6 +19,9 @@ export const USAGE = `Usage:
                                     warnings about likely mistakes
   sluice passwd [--scheme S] NAME   print a users-file line; the password is
                                     read from the terminal or stdin
+  sluice drain [options]            start a running Sluice's drain (POST /drain
+                                    on its admin listener) and wait for its
+                                    tunnels to end: a Kubernetes preStop
 
 Options (serve):
   -l, --listen HOST:PORT   listen here instead of the config's "listen"
@@ -49,10 +53,19 @@ Options (validate):
 Options (passwd):
       --scheme SCHEME      bcrypt (default; what htpasswd -B writes) or scrypt
 
-Signals (serve): SIGTERM/SIGINT drain and exit 0 (a second one exits at once);
-SIGHUP reloads the config (the file is also watched).
-Exit codes: 0 ok / allowed (validate: valid, perhaps with warnings), 1 runtime
-failure / denied, 2 bad usage or invalid config.`
+Options (drain):
+      --admin URL          the admin listener (default http://127.0.0.1:9090)
+      --token-file FILE    the bearer token: this file's first line
+      --token-env NAME     the bearer token: this environment variable
+      --timeout DURATION   wait at most this long for open tunnels to end
+                           (default 1m; 0: do not wait); exit 0 either way
+
+Signals (serve): SIGTERM/SIGINT drain and exit 0 (a second one exits at once;
+after POST /drain the first one changes nothing); SIGHUP reloads the config
+(the file is also watched).
+Exit codes: 0 ok / allowed (validate: valid, perhaps with warnings; drain:
+started), 1 runtime failure / denied (drain: not started), 2 bad usage or
+invalid config.`
 
 export type Command =
   | { readonly command: 'help' }
@@ -61,6 +74,7 @@ export type Command =
   | { readonly command: 'check', readonly config?: string, readonly parent?: string, readonly target: string, readonly client: string, readonly user?: string, readonly listener?: string, readonly json: boolean }
   | { readonly command: 'validate', readonly files: readonly string[], readonly strict: boolean }
   | { readonly command: 'passwd', readonly name: string, readonly scheme: 'bcrypt' | 'scrypt' }
+  | { readonly command: 'drain', readonly admin: string, readonly tokenFile?: string, readonly tokenEnv?: string, readonly timeoutMs: number }
 
 export class UsageError extends Error {
   override name = 'UsageError'
@@ -80,6 +94,10 @@ const OPTIONS = {
   workers: { type: 'string', short: 'w' },
   scheduling: { type: 'string' },
   strict: { type: 'boolean' },
+  admin: { type: 'string' },
+  'token-file': { type: 'string' },
+  'token-env': { type: 'string' },
+  timeout: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' }
 } as const
@@ -89,8 +107,12 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   serve: ['listen', 'config', 'parent', 'log-level', 'log-format', 'workers', 'scheduling'],
   check: ['config', 'parent', 'client', 'user', 'listener', 'json'],
   validate: ['strict'],
-  passwd: ['scheme']
+  passwd: ['scheme'],
+  drain: ['admin', 'token-file', 'token-env', 'timeout']
 }
+
+/** `sluice drain`'s default admin URL: `admin.listen`'s default (config/schema.ts). */
+export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:9090'
 
 /** The first option in `argv` that is not one of ours, with a "did you mean". */
 function unknownOption (argv: readonly string[]): string | undefined {
@@ -142,6 +164,21 @@ export function parseCli (argv: readonly string[]): Command {
     const scheme = values.scheme ?? 'bcrypt'
     if (scheme !== 'bcrypt' && scheme !== 'scrypt') throw new UsageError(`--scheme must be bcrypt or scrypt, got '${scheme}'`)
     return { command, name: rest[0] ?? '', scheme }
+  }
+  if (command === 'drain') {
+    if (rest.length > 0) throw new UsageError(`unexpected argument '${rest[0] ?? ''}'`)
+    const admin = values.admin ?? DEFAULT_ADMIN_URL
+    if (!/^https?:\/\/[^/]+\/?$/.test(admin) || !URL.canParse(admin)) throw new UsageError(`--admin must be the admin listener's http://HOST:PORT, got '${admin}'`)
+    if (values['token-file'] !== undefined && values['token-env'] !== undefined) throw new UsageError('give --token-file or --token-env, not both')
+    const timeoutMs = parseDuration(values.timeout ?? '1m')
+    if (timeoutMs === undefined || timeoutMs > MAX_TIMER_MS) throw new UsageError(`--timeout must be a duration such as 30s or 2m (at most 24d), got '${values.timeout ?? ''}'`)
+    return {
+      command,
+      admin: admin.replace(/\/$/, ''),
+      timeoutMs,
+      ...(values['token-file'] === undefined ? {} : { tokenFile: values['token-file'] }),
+      ...(values['token-env'] === undefined ? {} : { tokenEnv: values['token-env'] })
+    }
   }
   if (command === 'check') {
     // A tcp listener has its own target: `check --listener NAME` alone asks about it.

@@ -4,7 +4,9 @@
  * it forwards SIGHUP (reload) and SIGTERM/SIGINT (graceful drain) to every
  * worker, counts failed logins for all of them (cluster-state.ts), decides parent health for all of them
  * (cluster-parents.ts), restarts a worker that dies unexpectedly, and exits when all
- * workers have exited after a shutdown. A second signal kills them at once.
+ * workers have exited after a shutdown. A second signal kills them at once;
+ * `POST /drain` on its admin listener starts the same drain, and does not
+ * make the signal after it a second one (cli/shutdown.ts).
  *
  * With `admin:` the primary also serves the admin listener (issue 15), so a
  * balancer or Prometheus sees one instance: `/readyz` is 503 from the
@@ -30,6 +32,7 @@ import { createAdminServer, type AdminServer, type MetricsProvider } from '../ad
 import { ConfigStatus } from '../admin/config-view.js'
 import { clusterTunnels } from '../admin/cluster.js'
 import { primaryReloads } from './cluster-reload.js'
+import { createShutdown } from './shutdown.js'
 
 export interface ClusterOptions {
   readonly workers: number
@@ -78,6 +81,17 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
   const listening = new Set<number>()
   cluster.on('listening', (w) => listening.add(w.id))
   const live = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
+  // Set once the workers are forked: what the primary's drain and a second signal do to them.
+  let drainWorkers = (): void => {}
+  let killWorkers = (): void => { process.exit(1) }
+  // The primary's SIGTERM/SIGINT and POST /drain on its admin listener start this one drain (issue 15).
+  const shutdown = createShutdown({
+    log,
+    timeouts: () => current.timeouts,
+    drain: () => { drainWorkers() },
+    exitNow: () => { killWorkers() },
+    messages: { signal: 'signal received: draining workers', second: 'second signal: killing workers' }
+  })
   const admin = startAdmin()
   const reloads = primaryReloads({
     workers: () => live().filter(w => listening.has(w.id)),
@@ -104,6 +118,7 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
       readiness: () => stopping ? 'draining' : listening.size === 0 ? 'starting' : 'ready',
       tunnels: clusterTunnels(log),
       status,
+      drain: (fields) => shutdown.request('admin', fields),
       ...(metrics === undefined ? {} : { metrics }),
       ...(opts.listen === undefined ? {} : { proxyListen: [opts.listen] })
     })
@@ -137,21 +152,20 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
     const onLockout = primaryLockout(live)
     // Parent health, decided and logged here once for all workers (issue 15).
     const onParents = primaryParentHealth(live, log)
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (stopping) {
-        log.warn({ signal }, 'second signal: killing workers')
-        forEach(w => w.process.kill('SIGKILL'))
-        process.exit(1)
-      }
+    drainWorkers = (): void => {
       stopping = true
       failures = 0
-      log.info({ signal }, 'signal received: draining workers')
       // A message, not a signal: a worker may also get the OS signal itself
       // (a terminal's Ctrl-C, systemd's control-group kill), and two
       // signals would mean "exit now" to it.
       forEach(w => w.send('sluice:shutdown'))
       if (Object.keys(cluster.workers ?? {}).length === 0) finish(0)
     }
+    killWorkers = (): void => {
+      forEach(w => w.process.kill('SIGKILL'))
+      process.exit(1)
+    }
+    const onSignal = (signal: NodeJS.Signals): void => { shutdown.signal(signal) }
     process.on('SIGTERM', onSignal)
     process.on('SIGINT', onSignal)
     // One attempt for every worker (cli/cluster-reload.ts asks them), one line.

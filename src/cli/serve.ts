@@ -1,4 +1,4 @@
-/** `sluice serve`: load, listen, reload on SIGHUP / file change, drain on SIGTERM/SIGINT. */
+/** `sluice serve`: load, listen, reload on SIGHUP / file change, drain on SIGTERM/SIGINT or POST /drain. */
 import cluster from 'node:cluster'
 import type { LogLevel } from '../observability/log.js'
 import { createLogger } from '../observability/log.js'
@@ -16,6 +16,7 @@ import { ConfigStatus } from '../admin/config-view.js'
 import { localTunnels } from '../admin/tunnels.js'
 import { answerAdminRequest } from '../admin/cluster.js'
 import { answerReload, askPrimary, isReloadRequest } from './cluster-reload.js'
+import { createShutdown } from './shutdown.js'
 
 export interface ServeOptions {
   readonly config?: string
@@ -91,45 +92,25 @@ export async function serve (opts: ServeOptions): Promise<number> {
   const closeAdmin = async (): Promise<void> => { await admin?.close() }
   const status = new ConfigStatus()
   const tunnels = localTunnels(proxy.registry, logger)
-  // The admin listener (issue 15); under --workers the primary serves it (cli/cluster.ts).
-  const admin: AdminServer | undefined = config.admin === undefined || cluster.isWorker
-    ? undefined
-    : createAdminServer({
-      log: logger,
-      config: () => current,
-      readiness: () => proxyReadiness(proxy),
-      tunnels,
-      status,
-      ...(opts.metrics !== undefined ? { metrics: opts.metrics } : metrics !== undefined ? { metrics: async () => await metrics.render() } : {}),
-      ...(opts.listen === undefined ? {} : { proxyListen: [opts.listen] })
-    })
   let reloader: Reloader | undefined
   // Under --workers the primary's reload requests wait for it (made once the proxy listens).
   let reloaderMade: (r: Reloader) => void = () => {}
   const madeReloader = new Promise<Reloader>((resolve) => { reloaderMade = resolve })
   let stopStats: (() => void) | undefined
   let stopping = false
-  /** Under --workers, a drain the primary asked for: the worker's own first OS signal is not a "second". */
-  let stoppedByPrimary = false
-
-  return await new Promise<number>((resolve) => {
-    const onHup = (): void => {
-      // Under --workers the primary makes it one attempt for every worker, with one line (cli/cluster-reload.ts).
-      if (cluster.isWorker) askPrimary()
-      else reloader?.reload('SIGHUP').catch((err: unknown) => logger.error({ err }, 'reload failed'))
-    }
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (stopping && stoppedByPrimary) {
-        // Ctrl-C or a control-group SIGTERM reaches workers as well as the primary.
-        stoppedByPrimary = false
-        return
-      }
-      if (stopping) {
-        logger.warn({ signal }, 'second signal: exiting now')
-        process.exit(1)
-      }
+  let resolveServe: (code: number) => void = () => {}
+  const onHup = (): void => {
+    // Under --workers the primary makes it one attempt for every worker, with one line (cli/cluster-reload.ts).
+    if (cluster.isWorker) askPrimary()
+    else reloader?.reload('SIGHUP').catch((err: unknown) => logger.error({ err }, 'reload failed'))
+  }
+  // SIGTERM/SIGINT, POST /drain and (in a worker) the primary's request all start this one drain (issue 15).
+  const shutdown = createShutdown({
+    log: logger,
+    timeouts: () => current.timeouts,
+    exitNow: () => process.exit(1),
+    drain: (drainMs, delayMs) => {
       stopping = true
-      logger.info({ signal }, 'signal received: graceful shutdown')
       reloader?.close()
       stopStats?.()
       process.off('SIGHUP', onHup)
@@ -139,17 +120,35 @@ export async function serve (opts: ServeOptions): Promise<number> {
         // The IPC channel to the primary would keep a worker alive.
         if (cluster.isWorker && process.connected) process.disconnect()
         // The admin listener goes last: /readyz says 503 for the whole drain.
-        closeAdmin().finally(() => resolve(code)).catch(() => {})
+        closeAdmin().finally(() => resolveServe(code)).catch(() => {})
       }
-      proxy.close().then(() => done(0), (err: unknown) => { logger.error({ err }, 'shutdown failed'); done(1) })
+      proxy.close(drainMs, delayMs).then(() => done(0), (err: unknown) => { logger.error({ err }, 'shutdown failed'); done(1) })
     }
+  })
+  const onSignal = (signal: NodeJS.Signals): void => { shutdown.signal(signal) }
+  // The admin listener (issue 15); under --workers the primary serves it (cli/cluster.ts).
+  const admin: AdminServer | undefined = config.admin === undefined || cluster.isWorker
+    ? undefined
+    : createAdminServer({
+      log: logger,
+      config: () => current,
+      readiness: () => proxyReadiness(proxy),
+      tunnels,
+      status,
+      drain: (fields) => shutdown.request('admin', fields),
+      ...(opts.metrics !== undefined ? { metrics: opts.metrics } : metrics !== undefined ? { metrics: async () => await metrics.render() } : {}),
+      ...(opts.listen === undefined ? {} : { proxyListen: [opts.listen] })
+    })
+
+  return await new Promise<number>((resolve) => {
+    resolveServe = resolve
     // Handlers go in before listening: a supervisor may signal as soon as
     // the port is open, and Node's default action would kill us mid-start.
     process.on('SIGTERM', onSignal)
     process.on('SIGINT', onSignal)
     process.on('SIGHUP', onHup)
     if (cluster.isWorker) {
-      // From the primary (cli/cluster.ts): a shutdown request never counts as a second signal.
+      // From the primary (cli/cluster.ts).
       process.on('message', (m: unknown) => {
         if (answerAdminRequest(m, tunnels)) return
         if (isReloadRequest(m)) answerReload(m, madeReloader, logger)
@@ -158,9 +157,9 @@ export async function serve (opts: ServeOptions): Promise<number> {
           if (m.state.lockedUntil > Date.now()) logger.info({ client: m.client, locked_until: new Date(m.state.lockedUntil).toISOString() }, 'client locked out for every worker')
         } else if (isParentState(m)) {
           health?.adopt(m.parent, m.state)
-        } else if (m === 'sluice:shutdown' && !stopping) {
-          onSignal('SIGTERM')
-          stoppedByPrimary = true
+        } else if (m === 'sluice:shutdown') {
+          // Never a second signal: the worker's own OS signal after it is its first (cli/shutdown.ts).
+          shutdown.request('primary')
         }
       })
       // The parents other workers already found down (this one may be a restart).

@@ -22,7 +22,7 @@ const duration = z.union([z.number(), z.string()], { error: hint(DURATION_HINT) 
   .transform((v) => parseDuration(v) ?? 0)
 
 /** Node's timers wait at most 2^31-1 ms (about 24.8 days); asked for longer, they fire after 1 ms. */
-const MAX_TIMER_MS = 2 ** 31 - 1
+export const MAX_TIMER_MS = 2 ** 31 - 1
 /**
  * A duration that arms a timer (setTimeout): at most MAX_TIMER_MS, else a
  * `connect: 30d` would time every dial out at once (issue 11, found by

@@ -10,7 +10,7 @@ import { createPacResolver } from 'pac-resolver'
 import { request } from 'undici'
 import type { Config } from '../../src/config/load.js'
 import { ConfigStatus } from '../../src/admin/config-view.js'
-import { createAdminServer, proxyReadiness, type MetricsProvider } from '../../src/admin/server.js'
+import { createAdminServer, proxyReadiness, type DrainStarter, type MetricsProvider } from '../../src/admin/server.js'
 import { localTunnels } from '../../src/admin/tunnels.js'
 import type { Sluice } from './sluice.js'
 import { captureLogs, type LogCapture } from './sluice.js'
@@ -27,6 +27,8 @@ export interface AdminOptions {
   readonly metrics?: MetricsProvider
   /** Use this ConfigStatus (a test's reloader feeds it). */
   readonly status?: ConfigStatus
+  /** POST /drain's starter (serve.ts gives its cli/shutdown.ts one). */
+  readonly drain?: DrainStarter
 }
 
 /** The admin listener for `s` (closed after the test), serving `config` as serve.ts would. */
@@ -41,7 +43,8 @@ export async function adminFor (t: Pick<TestContext, 'after'>, s: Sluice, config
     tunnels: localTunnels(s.proxy.registry, logger),
     status,
     listen: { host: '127.0.0.1', port: 0 },
-    ...(opts.metrics === undefined ? {} : { metrics: opts.metrics })
+    ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
+    ...(opts.drain === undefined ? {} : { drain: opts.drain })
   })
   const addr = await server.listen()
   t.after(async () => { await server.close() })

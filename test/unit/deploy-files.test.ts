@@ -4,8 +4,9 @@
  * the configs they ship load with the real loader and no warning; every port
  * they name is the config's; probe and scrape paths answer on a real admin
  * listener; the CLI arguments parse with the real parser; the stop timeouts
- * cover timeouts.drain_delay + drain; the Kubernetes drain is Sluice's own
- * (drain_delay, no preStop); every metric the dashboard queries is one a scrape
+ * cover timeouts.drain_delay + drain; the Kubernetes preStop is a real
+ * `sluice drain` command line, at the admin port with the config's token,
+ * returning before drain_delay is over; every metric the dashboard queries is one a scrape
  * declares. squid's config is parsed by squid, and the unit by
  * `systemd-analyze verify`, when they are installed.
  */
@@ -17,6 +18,7 @@ import { basename, dirname, join, posix } from 'node:path'
 import { promisify } from 'node:util'
 import { before, describe, it } from 'node:test'
 import { request } from 'undici'
+import { parse } from 'yaml'
 import { parseCli } from '../../src/cli/args.js'
 import { ConfigStatus } from '../../src/admin/config-view.js'
 import { createAdminServer } from '../../src/admin/server.js'
@@ -39,7 +41,14 @@ const run = promisify(execFile)
  */
 const FORCED_CLOSE_MS = 5000
 
-/** How long after SIGTERM a config may still be running: drain_delay, the drain, the forced close. */
+/**
+ * What a preStop's `sluice drain` takes before the drain starts: node
+ * loading the CLI and one POST /drain. terminationGracePeriodSeconds counts
+ * from the hook's start (issue 15), so it covers this too.
+ */
+const HOOK_START_MS = 2000
+
+/** How long after its drain starts a config may still be running: drain_delay, the drain, the forced close. */
 const stopMs = (c: { readonly timeouts: { readonly drain: number, readonly drain_delay: number } }): number => c.timeouts.drain_delay + c.timeouts.drain + FORCED_CLOSE_MS
 
 /** The config a `serve` command line names (parsed by the CLI's own parser). */
@@ -194,21 +203,42 @@ describe('docker/k8s', () => {
     for (const probe of ['readinessProbe', 'livenessProbe']) assert.equal(containerPort(at(container, probe, 'httpGet', 'port')), ports(k8s.config).admin)
   })
 
-  it('drains with Sluice\'s own drain_delay, not a preStop: the kubelet\'s SIGTERM is the only signal', () => {
-    // A preStop that signalled Sluice would make the kubelet's SIGTERM after it a second signal (exit 1 at
-    // once, tunnels cut); a sleep would only stand in for drain_delay, with /readyz still 200 (deployment.yaml).
-    const lifecycle = (container as { lifecycle?: { preStop?: unknown } }).lifecycle
-    assert.equal(lifecycle?.preStop, undefined, 'no preStop: SIGTERM starts the drain, drain_delay first')
+  it('the preStop is `sluice drain` (a real command line) at the admin port, with the token beside the config', async () => {
+    // The exec runs outside the ENTRYPOINT: node, then the CLI where the image has it.
+    const command = list(container, 'lifecycle', 'preStop', 'exec', 'command').map(String)
+    const dockerfile = await readFile(join(DOCKER, 'Dockerfile'), 'utf8')
+    const workdir = [...dockerfile.matchAll(/^WORKDIR (\S+)$/gm)].at(-1)?.[1] ?? ''
+    assert.match(dockerfile, /^ENTRYPOINT \["node", .*"dist\/cli\.js"\]$/m)
+    assert.deepEqual(command.slice(0, 2), ['node', posix.join(workdir, 'dist/cli.js')])
+    const cmd = parseCli(command.slice(2))
+    assert.ok(cmd.command === 'drain', `${command.join(' ')} is not sluice drain`)
+    const admin = new URL(cmd.admin)
+    assert.equal(admin.hostname, '127.0.0.1', 'the hook runs in the pod: loopback reaches the admin listener on 0.0.0.0')
+    assert.equal(Number(admin.port), ports(k8s.config).admin)
+    // The token file the config reads (admin.token_file, relative to it) is the one the hook sends.
+    const config = serveConfig(list(container, 'args').map(String))
+    const tokenFile = str(parse(str(k8sConfigMap, 'data', 'sluice.yaml')) as Node, 'admin', 'token_file')
+    assert.equal(cmd.tokenFile, posix.join(posix.dirname(config), tokenFile))
+    assert.equal(k8s.config.admin?.tokenFrom, 'file')
+  })
+
+  it('the hook returns before Sluice can exit, and drain_delay outlasts the readiness probe', () => {
+    const cmd = parseCli(list(container, 'lifecycle', 'preStop', 'exec', 'command').map(String).slice(2))
+    assert.ok(cmd.command === 'drain')
+    // Sluice exits no sooner than drain_delay after the hook's POST: a hook still waiting then
+    // would be killed with the container (a FailedPreStopHook event on every busy stop).
+    const delay = k8s.config.timeouts.drain_delay
+    assert.ok(cmd.timeoutMs < delay, `the preStop's --timeout ${cmd.timeoutMs} ms >= timeouts.drain_delay ${delay} ms`)
     // Still accepting until a balancer that goes by the readiness probe alone has seen the 503.
     const probe = at(container, 'readinessProbe')
     const probeMs = Number(at(probe, 'periodSeconds')) * Number(at(probe, 'failureThreshold')) * 1000
-    const delay = k8s.config.timeouts.drain_delay
     assert.ok(delay > probeMs, `timeouts.drain_delay ${delay} ms <= the readiness probe's ${probeMs} ms to fail`)
   })
 
-  it('lets drain_delay, the drain and the forced close finish within terminationGracePeriodSeconds', () => {
+  it('lets the hook\'s start, drain_delay, the drain and the forced close finish within terminationGracePeriodSeconds', () => {
     const grace = Number(at(pod(), 'terminationGracePeriodSeconds')) * 1000
-    assert.ok(grace > stopMs(k8s.config), `terminationGracePeriodSeconds ${grace} ms <= drain_delay + drain + ${FORCED_CLOSE_MS} ms = ${stopMs(k8s.config)} ms`)
+    const need = HOOK_START_MS + stopMs(k8s.config)
+    assert.ok(grace > need, `terminationGracePeriodSeconds ${grace} ms <= the hook's start ${HOOK_START_MS} ms + drain_delay + drain + ${FORCED_CLOSE_MS} ms = ${need} ms`)
   })
 
   it('runs --config from the ConfigMap, with the token beside it', () => {
