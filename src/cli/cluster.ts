@@ -100,6 +100,7 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
   const reloader: Reloader = createReloader({
     file: current.file,
     loadOptions,
+    rules: current.policy.rules.length,
     watchFiles: current.files,
     log,
     currentHash: () => current.hash,

@@ -178,6 +178,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
       reloader = createReloader({
         file: config.file,
         loadOptions,
+        rules: config.policy.rules.length,
         watchFiles: config.files,
         watch: !follower,
         quiet: follower,

@@ -31,7 +31,7 @@ import { createHash } from 'node:crypto'
 import { basename, dirname, join } from 'node:path'
 import type { Logger } from 'pino'
 import { ConfigError, loadConfigOffThread, type Config, type LoadOptions } from './load.js'
-import { stopValidator } from './validate-worker.js'
+import { stopValidator, warmValidator, WARM_RULES } from './validate-worker.js'
 import { DEFAULT_RELOAD_SETTLE_MS } from './schema.js'
 import { summarise, type WorkerCounts, type WorkersHeard, type WorkersSummary } from './cluster-outcome.js'
 
@@ -43,6 +43,8 @@ export interface ReloaderOptions {
   /** Files whose change triggers a reload (the config, users and groups files). */
   readonly watchFiles?: readonly string[]
   readonly log: Logger
+  /** Rules in the running policy: from WARM_RULES up, the validation worker starts now, not at the first reload. */
+  readonly rules?: number
   /** Current config's hash, so an unchanged file is not "reloaded". */
   readonly currentHash: () => string
   readonly apply: (config: Config) => void
@@ -125,6 +127,7 @@ function sameLook (a: ReadonlyMap<string, Seen>, b: ReadonlyMap<string, Seen>, p
 const content = (seen: Seen | undefined): string | undefined => seen?.split(':').slice(2).join(':') ?? seen
 
 export function createReloader (opts: ReloaderOptions): Reloader {
+  if ((opts.rules ?? 0) >= WARM_RULES) warmValidator()
   const watchers: FSWatcher[] = []
   let watched: readonly string[] = opts.watchFiles ?? [opts.file]
   let debounce: NodeJS.Timeout | undefined

@@ -94,6 +94,19 @@ function validator (): Worker {
   return w
 }
 
+/** From this many rules a reloader warms the worker at start (config/reloader.ts). */
+export const WARM_RULES = 1000
+
+/**
+ * Start the worker now, idle, with the parser loaded, rather than at the
+ * first reload: for a large policy (cli/serve.ts, cli/cluster.ts) the first
+ * reload otherwise also paid the thread's start and its imports, the
+ * longest stall under load (issue 15, npm run bench:reload -- --under-load).
+ */
+export function warmValidator (): void {
+  validator().postMessage({ id: 0, warm: true })
+}
+
 /**
  * Validate `text` off the event loop; throws ConfigError as validateText
  * does. Bytes are decoded and hashed by the worker: on the event loop,
@@ -152,8 +165,9 @@ if (!isMainThread && parentPort !== null) {
     send(id, { kind: 'rules', rules: s.rules.slice(s.next, s.next + BATCH) })
     s.next += BATCH
   }
-  port.on('message', (req: { id: number, text: string | Uint8Array, file: string } | { id: number, more: true }) => {
+  port.on('message', (req: { id: number, text: string | Uint8Array, file: string } | { id: number, more: true } | { id: number, warm: true }) => {
     if ('more' in req) { sendBatch(req.id); return }
+    if ('warm' in req) { import('./load.js').catch(() => {}); return }
     const { id, text, file } = req
     import('./load.js').then(({ validateText }) => {
       let f: SluiceFile
