@@ -95,6 +95,8 @@ export async function startReloadProxy (opts: { root: string, dir: string, rules
   let adminPort = 0
   try {
     const adminLine = waitFor(l => l.msg === 'admin listening', 120_000)
+    // Handled here too: if the wait below fails first, this one's rejection has no other reader.
+    adminLine.catch(() => {})
     const listening = await waitFor(l => l.msg === 'sluice listening', 120_000)
     port = portOf((listening['listen'] as unknown[] | undefined)?.[0])
     adminPort = portOf((await adminLine)['address'])
@@ -118,6 +120,8 @@ export async function startReloadProxy (opts: { root: string, dir: string, rules
     policy: (gen) => bigPolicy(opts.rules, gen, header()),
     async reload (text, how, timeoutMs) {
       const seen = waitFor(l => l.msg === 'configuration reloaded' || l.msg === 'reload rejected', timeoutMs)
+      // A write or rename that throws below leaves this unread: its rejection must not be unhandled.
+      seen.catch(() => {})
       if (how === 'rename') {
         // Written whole, then renamed into place: what README asks of operators.
         writeFileSync(`${config}.tmp`, text)

@@ -49,6 +49,8 @@ export function isParentState (m: unknown): m is ParentStateMessage { return typ
  */
 export function primaryParentHealth (workers: () => Iterable<Worker>, log: Logger): (from: Worker, m: unknown) => void {
   const states = new Map<string, SharedParentState>()
+  /** When each parent was last marked down: an answer seen before that is older news (worker channels are not ordered). */
+  const downAt = new Map<string, number>()
   const tell = (w: Worker, parent: string, state: SharedParentState): void => {
     if (w.isConnected()) w.send({ type: 'sluice:parent-state', parent, state } satisfies ParentStateMessage)
   }
@@ -56,7 +58,7 @@ export function primaryParentHealth (workers: () => Iterable<Worker>, log: Logge
     states.delete(parent)
     if (states.size >= MAX_PARENTS) {
       const oldest = states.keys().next()
-      if (oldest.done !== true) states.delete(oldest.value)
+      if (oldest.done !== true) { states.delete(oldest.value); downAt.delete(oldest.value) }
     }
     states.set(parent, state)
     for (const w of workers()) tell(w, parent, state)
@@ -78,10 +80,14 @@ export function primaryParentHealth (workers: () => Iterable<Worker>, log: Logge
         return
       }
       log.warn({ parent: r.parent, reason: r.reason, failures: next.failures, backoff_ms: next.downUntil - r.at, reported_by: from.id }, 'parent marked down')
+      downAt.set(r.parent, r.at)
       decided(r.parent, { ...next, gen })
       return
     }
     if (cur === undefined || cur.failures === 0) return
+    // An answer from before the outage was decided, arriving after it: older news. The sender has
+    // cleared its own state meanwhile, so the cluster's goes out again, numbered anew, to take it back.
+    if (r.at < (downAt.get(r.parent) ?? 0)) { decided(r.parent, { ...cur, gen }); return }
     log.info({ parent: r.parent, after_failures: cur.failures, reported_by: from.id }, 'parent back up')
     decided(r.parent, { failures: 0, downUntil: 0, gen })
   }

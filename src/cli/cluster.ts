@@ -94,7 +94,9 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
   })
   const admin = startAdmin()
   const reloads = primaryReloads({
-    workers: () => live().filter(w => listening.has(w.id)),
+    // Every connected worker, listening yet or not: one still starting answers once its reloader
+    // is up (within the wait), rather than being left on the config it read before this change.
+    workers: () => live().filter(w => w.isConnected()),
     onAsk: (w) => { reloader.reload(`SIGHUP to worker ${w.id}`).catch((err: unknown) => log.error({ err }, 'reload failed')) }
   })
   const reloader: Reloader = createReloader({
@@ -125,7 +127,14 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
     })
     return { server, status }
   }
-  await admin?.server.listen()
+  try {
+    await admin?.server.listen()
+  } catch (err) {
+    // Nothing may keep the primary alive now: the reloader's watches would.
+    reloader.close()
+    reloads.close()
+    throw err
+  }
   const closeAdmin = async (): Promise<void> => { await admin?.server.close() }
 
   return await new Promise<number>((resolve) => {
@@ -156,6 +165,8 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
     drainWorkers = (): void => {
       stopping = true
       failures = 0
+      // No more reloads: a revoke_on_reload reload must not close tunnels before the drain's deadline.
+      reloader.close()
       // A message, not a signal: a worker may also get the OS signal itself
       // (a terminal's Ctrl-C, systemd's control-group kill), and two
       // signals would mean "exit now" to it.
@@ -171,6 +182,7 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
     process.on('SIGINT', onSignal)
     // One attempt for every worker (cli/cluster-reload.ts asks them), one line.
     process.on('SIGHUP', () => {
+      if (stopping) { log.info({ signal: 'SIGHUP' }, 'SIGHUP ignored: draining'); return }
       reloader.reload('SIGHUP').catch((err: unknown) => log.error({ err }, 'reload failed'))
     })
     // Reload answers; failed logins counted, and parent health decided, for all workers (issue 15).

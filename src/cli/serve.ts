@@ -100,6 +100,8 @@ export async function serve (opts: ServeOptions): Promise<number> {
   let stopping = false
   let resolveServe: (code: number) => void = () => {}
   const onHup = (): void => {
+    // Draining: nothing to reload, and the handler stays so that Node's default (exit) never cuts the drain.
+    if (stopping) { logger.info({ signal: 'SIGHUP' }, 'SIGHUP ignored: draining'); return }
     // Under --workers the primary makes it one attempt for every worker, with one line (cli/cluster-reload.ts).
     if (cluster.isWorker) askPrimary()
     else reloader?.reload('SIGHUP').catch((err: unknown) => logger.error({ err }, 'reload failed'))
@@ -113,10 +115,10 @@ export async function serve (opts: ServeOptions): Promise<number> {
       stopping = true
       reloader?.close()
       stopStats?.()
-      process.off('SIGHUP', onHup)
       const done = (code: number): void => {
         stopAnswering?.()
         metrics?.close()
+        process.off('SIGHUP', onHup)
         // The IPC channel to the primary would keep a worker alive.
         if (cluster.isWorker && process.connected) process.disconnect()
         // The admin listener goes last: /readyz says 503 for the whole drain.

@@ -72,6 +72,7 @@ class FirstBytesCheck implements HeadTimed, Gate {
   /** The relay reads the client for us (tunnel/relay.ts gateClient), rather than 'data'. */
   private inPlace = false
   private passed = false
+  private refused = false
   readonly socket: Checked
   private readonly tunnel: Tunnel
   private readonly checks: number
@@ -100,8 +101,10 @@ class FirstBytesCheck implements HeadTimed, Gate {
     if (!this.inPlace) s.on('data', onCheckData)
   }
 
-  /** @internal The relay's gate (tunnel/relay.ts): a read, as a view valid during the call. */
+  /** @internal The relay's gate (tunnel/relay.ts): a read, as a view valid during the call; false stops the reads. */
   feed (chunk: Buffer): boolean {
+    // Refused (a timeout too): what still comes is never judged, nor relayed.
+    if (this.refused) return false
     return !this.judge(this.reader.push(chunk)) || this.passed
   }
 
@@ -192,6 +195,7 @@ class FirstBytesCheck implements HeadTimed, Gate {
   }
 
   private refuse (code: ErrorCode, detail: string, alert: Alert | undefined): void {
+    this.refused = true
     this.tunnel.reject(new ProxyError(code, { detail }), alert === undefined ? undefined : alertRecord(alert))
   }
 }

@@ -26,7 +26,7 @@ export interface SharedParentState extends ParentState { readonly gen: number }
 /** What a worker saw, for the primary (issue 15). */
 export type HealthReport =
   | { readonly kind: 'down', readonly parent: string, readonly reason: string, readonly at: number, readonly baseMs: number, readonly maxMs: number }
-  | { readonly kind: 'up', readonly parent: string }
+  | { readonly kind: 'up', readonly parent: string, readonly at: number }
 
 /**
  * The state after a failure seen at `now`, or undefined when the parent is
@@ -89,7 +89,7 @@ export class ParentHealth {
     this.report({ kind: 'down', parent: name, reason, at: now, baseMs: this.baseMs, maxMs: this.maxMs })
   }
 
-  succeeded (name: string): void {
+  succeeded (name: string, now = Date.now()): void {
     const s = this.states.get(name)
     if (s === undefined || s.failures === 0) return
     this.clear(name, s)
@@ -98,7 +98,7 @@ export class ParentHealth {
       return
     }
     this.log.debug({ parent: name, after_failures: s.failures }, 'parent answered: reported to the primary')
-    this.report({ kind: 'up', parent: name })
+    this.report({ kind: 'up', parent: name, at: now })
   }
 
   /**

@@ -98,6 +98,9 @@ describe('sluice drain', { timeout: 90_000 }, () => {
     assert.match(done.stdout, /^drained: no tunnel open$/m)
     assert.equal(s.logs.filter(l => l.msg === 'not ready: still accepting for drain_delay').length, 1, 'one drain, started once')
 
+    // A reload signal during the drain (systemctl reload, a stray HUP) is ignored, not Node's default exit.
+    s.child.kill('SIGHUP')
+    await s.waitForLog(l => l.msg === 'SIGHUP ignored: draining')
     // The kubelet's SIGTERM once the hook has returned.
     assert.equal(s.child.exitCode, null, 'the server should still be in its drain_delay (10 s); a machine this slow needs a longer one')
     s.child.kill('SIGTERM')

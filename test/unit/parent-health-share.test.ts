@@ -223,3 +223,20 @@ test('metrics: sluice_parent_up is 0 on a worker that only adopted the outage, a
     for (const m of metrics) m.close()
   }
 })
+
+test('an answer seen before a later outage, arriving after it (worker channels are not ordered), does not bring the parent back up', async () => {
+  const c = cluster(2)
+  at(c, 1).failed('dead', 'x', 1000)
+  // Worker 1 marks it down again after the backoff, at 10,000 …
+  at(c, 0).failed('dead', 'x', 10_000)
+  // … and worker 2's report of an answer it saw at 9,500 only arrives now.
+  at(c, 1).succeeded('dead', 9_500)
+  await flushed()
+  assert.equal(msgs(c.primaryLogs, 'parent back up').length, 0)
+  for (let i = 0; i < 2; i++) assert.equal(at(c, i).isDown('dead', 10_500), true, `worker ${i + 1}`)
+  // A later answer does bring it back.
+  at(c, 1).succeeded('dead', 10_600)
+  await flushed()
+  assert.equal(msgs(c.primaryLogs, 'parent back up').length, 1)
+  assert.equal(at(c, 0).isDown('dead', 10_700), false)
+})
