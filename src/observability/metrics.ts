@@ -6,19 +6,21 @@
  *
  * Cost: nothing per chunk. A tunnel is counted once, when it closes
  * (`tunnelClosed`, from the listener's `onClosed`), from the counters it
- * keeps anyway; its bytes appear then, not while it runs. Everything that
+ * keeps anyway; its bytes appear then, not while it runs. What every tunnel
+ * touches is counted by fast-metrics.ts, not by prom-client's own classes. Everything that
  * only describes the present (open tunnels, relay buffers, parent state,
  * event-loop lag) is read when scraped. Without metrics the proxy calls
  * NOOP_METRICS (observability/proxy-metrics.ts), whose methods do nothing.
  */
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, Gauge, Registry } from 'prom-client'
 import type { AuthFailure } from '../auth/authenticator.js'
 import type { ErrorCode } from '../errors.js'
 import { relayBufferBytes } from '../tunnel/relay.js'
 import type { Tunnel } from '../tunnel/tunnel.js'
 import { M, OK, type MetricSources, type ProxyMetrics, type ReloadResult, type Rendered } from './proxy-metrics.js'
 import { lagMs, RESOLUTION_MS } from './stats.js'
+import { FastCounter, FastHistogram } from './fast-metrics.js'
 
 export { M, METRIC_NAMES, NOOP_METRICS, OK, type MetricSources, type ProxyMetrics, type ReloadResult, type Rendered } from './proxy-metrics.js'
 
@@ -64,11 +66,11 @@ export class Metrics implements ProxyMetrics {
   readonly registry = new Registry()
   private src: MetricSources = NO_SOURCES
   private readonly lag: IntervalHistogram
-  private readonly tunnels: Counter<'listener' | 'code' | 'rule'>
-  private readonly bytes: Counter<'listener' | 'direction'>
-  private readonly connect: Histogram
-  private readonly established: Histogram
-  private readonly duration: Histogram
+  private readonly tunnels: FastCounter<'listener' | 'code' | 'rule'>
+  private readonly bytes: FastCounter<'listener' | 'direction'>
+  private readonly connect: FastHistogram
+  private readonly established: FastHistogram
+  private readonly duration: FastHistogram
   private readonly lookups: Counter<'code'>
   private readonly cacheHits: Counter
   private readonly authOk: Counter
@@ -87,12 +89,12 @@ export class Metrics implements ProxyMetrics {
     this.lag = monitorEventLoopDelay({ resolution: RESOLUTION_MS })
     this.lag.enable()
     const self = (): Metrics => this
-    this.tunnels = new Counter({ name: M.tunnels, help: 'Tunnels (CONNECTs and connections of tcp/sni/terminate listeners), counted when they close, by listener, result (code: OK or the error code) and deciding rule ("" when none decided)', labelNames: ['listener', 'code', 'rule'], registers })
+    this.tunnels = new FastCounter({ name: M.tunnels, help: 'Tunnels (CONNECTs and connections of tcp/sni/terminate listeners), counted when they close, by listener, result (code: OK or the error code) and deciding rule ("" when none decided)', labelNames: ['listener', 'code', 'rule'], registers })
     const open = new Gauge({ name: M.tunnelsOpen, help: 'Tunnels open now: admitted and not yet closed (authenticating, dialing or relaying)', registers, collect () { this.set(self().src.tunnels()) } })
-    this.bytes = new Counter({ name: M.bytes, help: 'Tunnel payload bytes, counted when the tunnel closes: up = client to upstream, down = upstream to client', labelNames: ['listener', 'direction'], registers })
-    this.connect = new Histogram({ name: M.connect, help: 'Time to reach a usable upstream: from the start of the dial to the connected socket (a parent chain: its CONNECTs answered 200)', buckets: LATENCY_BUCKETS, registers })
-    this.established = new Histogram({ name: M.established, help: 'Time from the request (read in full) to the tunnel established: the 200, or the start of relaying on tcp/sni/terminate listeners', buckets: LATENCY_BUCKETS, registers })
-    this.duration = new Histogram({ name: M.duration, help: 'Lifetime of established tunnels, from the request to the close', buckets: DURATION_BUCKETS, registers })
+    this.bytes = new FastCounter({ name: M.bytes, help: 'Tunnel payload bytes, counted when the tunnel closes: up = client to upstream, down = upstream to client', labelNames: ['listener', 'direction'], registers })
+    this.connect = new FastHistogram({ name: M.connect, help: 'Time to reach a usable upstream: from the start of the dial to the connected socket (a parent chain: its CONNECTs answered 200)', buckets: LATENCY_BUCKETS, registers })
+    this.established = new FastHistogram({ name: M.established, help: 'Time from the request (read in full) to the tunnel established: the 200, or the start of relaying on tcp/sni/terminate listeners', buckets: LATENCY_BUCKETS, registers })
+    this.duration = new FastHistogram({ name: M.duration, help: 'Lifetime of established tunnels, from the request to the close', buckets: DURATION_BUCKETS, registers })
     this.lookups = new Counter({ name: M.dnsLookups, help: 'DNS lookups made by the resolver (a burst for one name makes one), by result', labelNames: ['code'], registers })
     this.cacheHits = new Counter({ name: M.dnsCacheHits, help: 'Answers from the resolver cache, positive or negative', registers })
     this.authOk = new Counter({ name: M.authSuccesses, help: 'Basic credentials accepted', registers })
@@ -132,15 +134,15 @@ export class Metrics implements ProxyMetrics {
   }
 
   tunnelClosed (t: Tunnel, listener: string): void {
-    this.tunnels.inc({ listener, code: t.code ?? OK, rule: t.decision?.rule ?? '' })
+    this.tunnels.inc([listener, t.code ?? OK, t.decision?.rule ?? ''])
     const established = t.establishedMs
     if (established === undefined) return
     this.established.observe(established / 1000)
     this.duration.observe((performance.now() - t.startedAt) / 1000)
     const up = t.bytesUp
     const down = t.bytesDown
-    if (up > 0) this.bytes.inc({ listener, direction: 'up' }, up)
-    if (down > 0) this.bytes.inc({ listener, direction: 'down' }, down)
+    if (up > 0) this.bytes.inc([listener, 'up'], up)
+    if (down > 0) this.bytes.inc([listener, 'down'], down)
   }
 
   upstreamConnected (ms: number): void { this.connect.observe(ms / 1000) }
