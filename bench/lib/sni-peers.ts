@@ -23,6 +23,7 @@
  */
 import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { haproxyTcpHead } from './haproxy-head.js'
 import { launch, sluiceConfigArgv } from './peers.js'
 import { freePort, startProcess, workDir } from './process-peer.js'
 import { LOOPBACK_RULE, writeSluiceConfig } from './sluice-config.js'
@@ -43,15 +44,7 @@ export function sniRoutes (o: OriginPorts): Array<[string, string]> {
 /** HAProxy's config: TCP mode, one thread, no log, a backend per name. */
 export function haproxyConfig (port: number, dir: string, routes: ReadonlyArray<readonly [string, string]>, maxconn: number): string {
   return [
-    'global',
-    `    nbthread ${process.env['HAPROXY_THREADS'] ?? '1'}`,
-    `    maxconn ${maxconn}`,
-    `    pidfile ${dir}/haproxy.pid`,
-    'defaults',
-    '    mode tcp',
-    '    timeout connect 5s',
-    '    timeout client 600s',
-    '    timeout server 600s',
+    ...haproxyTcpHead({ threads: process.env['HAPROXY_THREADS'] ?? '1', maxconn, dir }),
     'frontend sni',
     `    bind 127.0.0.1:${port}`,
     `    maxconn ${maxconn}`,

@@ -10,6 +10,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { haproxyTcpHead } from './haproxy-head.js'
 import { freePort, startProcess, workDir } from './process-peer.js'
 import type { OriginPorts } from './types.js'
 
@@ -25,15 +26,7 @@ const KINDS = ['echo', 'sink', 'source'] as const
 /** HAProxy's config: a TLS frontend per kind on `tls`, each to origin.c's port of that kind on `plain`. */
 export function tlsOriginConfig (tls: OriginPorts, plain: OriginPorts, pem: string, dir: string, maxconn: number): string {
   return [
-    'global',
-    '    nbthread 1',
-    `    maxconn ${maxconn}`,
-    `    pidfile ${dir}/haproxy.pid`,
-    'defaults',
-    '    mode tcp',
-    '    timeout connect 5s',
-    '    timeout client 600s',
-    '    timeout server 600s',
+    ...haproxyTcpHead({ threads: 1, maxconn, dir }),
     ...KINDS.flatMap(k => [
       `frontend ${k}`,
       `    bind 127.0.0.1:${tls[k]} ssl crt ${pem}`,
