@@ -47,7 +47,7 @@ async function validate (files: readonly string[], strict: boolean): Promise<num
       out(`${file}: invalid with --strict (${n} warning${n === 1 ? '' : 's'})`)
       continue
     }
-    out(`${file}: ok (${c.policy.rules.length} rule${c.policy.rules.length === 1 ? '' : 's'}, default ${c.policy.defaultAllow ? 'allow' : 'deny'}${c.policy.report ? ', report mode' : ''}, hash ${c.hash}${warned})`)
+    out(`${file}: ok (${c.policy.size} rule${c.policy.size === 1 ? '' : 's'}, default ${c.policy.defaultAllow ? 'allow' : 'deny'}${c.policy.report ? ', report mode' : ''}, hash ${c.hash}${warned})`)
   }
   return bad === 0 ? 0 : 2
 }

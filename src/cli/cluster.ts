@@ -102,7 +102,7 @@ export async function runPrimary (opts: ClusterOptions): Promise<number> {
   const reloader: Reloader = createReloader({
     file: current.file,
     loadOptions,
-    rules: current.policy.rules.length,
+    rules: current.policy.size,
     watchFiles: current.files,
     log,
     currentHash: () => current.hash,

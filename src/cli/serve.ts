@@ -180,7 +180,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
       reloader = createReloader({
         file: config.file,
         loadOptions,
-        rules: config.policy.rules.length,
+        rules: config.policy.size,
         watchFiles: config.files,
         watch: !follower,
         quiet: follower,

@@ -10,7 +10,8 @@ import { LineCounter, parseDocument } from 'yaml'
 import type { z } from 'zod'
 import { fileSchema, type SluiceFile } from './schema.js'
 import { fileReader, prepareListeners, type ListenAddress } from './listeners.js'
-import { compilePolicy, compilePolicyInSlices, type CompiledPolicy } from '../policy/compile.js'
+import { compilePolicy, lazyPolicy, type CompiledPolicy } from '../policy/compile.js'
+import { RuleSource } from '../policy/rule-source.js'
 import { validateInWorker } from './validate-worker.js'
 import { loadAuth, type AuthConfig } from '../auth/load.js'
 import { loadRouting, referenceProblems, type Routing, type RoutingOverrides } from '../upstream/routing.js'
@@ -149,7 +150,7 @@ interface Prepared {
  * string is encoded to UTF-8 first, and for a 20,000-rule file (1.3 MB)
  * each of the two hashes then cost ~5 ms of a reload's event loop (issue 15).
  */
-function prepare (f: SluiceFile, bytes: Uint8Array, file: string, options: LoadOptions, sha256?: string): Prepared {
+function prepare (f: SluiceFile, rules: RuleSource, bytes: Uint8Array, file: string, options: LoadOptions, sha256?: string): Prepared {
   // The file's own digest once (a reload's worker has taken it already).
   const digest = sha256 ?? createHash('sha256').update(bytes).digest('hex')
   const files = [file]
@@ -162,7 +163,7 @@ function prepare (f: SluiceFile, bytes: Uint8Array, file: string, options: LoadO
     extra.push(content)
     digests.set(path, createHash('sha256').update(content).digest('hex'))
   }
-  const { routing, problems, missingSecrets } = loadRouting(f, file, options, seen)
+  const { routing, problems, missingSecrets } = loadRouting(f, file, options, seen, rules.vias)
   const listen = prepareListeners(f, file, fileReader(file, seen, problems), problems)
   const names = new Set<string>()
   for (const l of listen) {
@@ -172,9 +173,9 @@ function prepare (f: SluiceFile, bytes: Uint8Array, file: string, options: LoadO
       problems.push(`${file}: listen: listener '${l.name}': via '${l.via}' is not a route or parent (routes: ${[...routing.routes.keys()].join(', ') || 'none'})`)
     }
   }
-  f.rules.forEach((r, i) => r.listeners?.forEach((n, j) => {
+  for (const [i, j, n] of rules.listenerRefs) {
     if (!names.has(n)) problems.push(`${file}: rules[${i}].listeners[${j}]: no listener is named '${n}' (listeners: ${[...names].join(', ')})`)
-  }))
+  }
   const adminConfig = f.admin === undefined
     ? undefined
     : loadAdmin({
@@ -184,8 +185,9 @@ function prepare (f: SluiceFile, bytes: Uint8Array, file: string, options: LoadO
       env: options.env ?? process.env,
       problems,
       ...(options.secrets === 'warn' ? { onMissingSecret: (field: string, message: string) => { missingSecrets.push({ path: ['admin', field], message }) } } : {}),
-      // Built when /proxy.pac is first asked for: 2-3 ms of a 20,000-rule reload's turn otherwise (issue 15).
-      pac: () => pacTable(f.rules, f.default, f.mode)
+      // Built when /proxy.pac is first asked for: 2-3 ms of a 20,000-rule reload's turn otherwise (issue 15),
+      // and after a reload the rules are parsed then too (policy/rule-source.ts).
+      pac: () => pacTable(rules.all(), f.default, f.mode)
     })
   if (problems.length > 0) throw new ConfigError(file, problems)
   const authConfig = f.auth === undefined ? undefined : loadAuth(f.auth, file, seen)
@@ -260,15 +262,16 @@ export function parseConfig (text: string, file: string, options: LoadOptions = 
 /** parseConfig on what a file held: its text, and its bytes for the hash (the same hash a reload computes). */
 function parseRead (text: string, bytes: Uint8Array, file: string, options: LoadOptions): Config {
   const { f, locator } = validateText(text, file)
-  const p = prepare(f, bytes, file, options)
+  const p = prepare(f, RuleSource.of(f.rules), bytes, file, options)
   return finish(f, file, locator, p, compilePolicy(f.rules, f.default, f.mode, p.parentFirst, f.tunnel_checks), options)
 }
 
 /**
- * parseConfig for a running proxy (reload): the YAML and the schema run in
- * a worker thread and the policy compiles in slices, so that no step holds
- * the event loop for long (issue 11, finding 6: a 20,000-rule reload held
- * it for 1.7 s). Same result as parseConfig; errors without line numbers
+ * parseConfig for a running proxy (reload): the YAML, the schema, a trial
+ * compile and the rule index run in a worker thread, and each rule is
+ * compiled at its first use (policy/compile.ts lazyPolicy), so that no step
+ * holds the event loop for long (issue 11, finding 6: a 20,000-rule reload
+ * held it for 1.7 s; issue 15). Same result as parseConfig; errors without line numbers
  * are never lost (the worker formats them with the document at hand).
  */
 export async function parseConfigOffThread (text: string, file: string, options: LoadOptions = {}): Promise<Config> {
@@ -283,9 +286,10 @@ export async function parseConfigOffThread (text: string, file: string, options:
  */
 async function parseBytesOffThread (bytes: Buffer, file: string, options: LoadOptions): Promise<Config> {
   if (options.lint !== undefined && options.lint !== false) return parseRead(bytes.toString('utf8'), bytes, file, options)
-  const { f, sha256 } = await validateInWorker(bytes, file)
-  const p = prepare(f, bytes, file, options, sha256)
-  const policy = await compilePolicyInSlices(f.rules, f.default, f.mode, p.parentFirst, f.tunnel_checks)
+  const { f, rules: packed, index, sha256 } = await validateInWorker(bytes, file)
+  const rules = RuleSource.unpack(packed)
+  const p = prepare(f, rules, bytes, file, options, sha256)
+  const policy = lazyPolicy(rules, f.default, f.mode, p.parentFirst, f.tunnel_checks, index)
   return finish(f, file, undefined, p, policy, options)
 }
 

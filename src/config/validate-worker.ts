@@ -1,9 +1,13 @@
 /**
  * config/load.ts validateText (YAML + schema) in a worker thread, for
  * reloads (issue 11, finding 6): parsing a 20,000-rule file is ~1 s of CPU
- * that would otherwise stall every open tunnel. The validated file comes back as plain data (structured clone),
- * its rules in batches: each message is deserialised in its own
- * event-loop turn, so no single turn pays for 20,000 rules.
+ * that would otherwise stall every open tunnel. The worker also compiles
+ * every rule once (a rule that cannot compile rejects the reload here) and
+ * builds the rule index. The validated file comes back in one message:
+ * its settings as plain data, its rules packed as one JSON text
+ * (policy/rule-source.ts) and the index as typed arrays
+ * (policy/rule-index.ts), so the event loop receives a few objects, not
+ * one per rule (issue 15: those were what stalled tunnels during a reload).
  *
  * This module is both the caller's side (validateInWorker) and the
  * worker's entry: the worker runs it with `isMainThread` false.
@@ -11,16 +15,13 @@
 import { createHash } from 'node:crypto'
 import { setPriority } from 'node:os'
 import { isMainThread, parentPort, Worker } from 'node:worker_threads'
+import type { RuleIndexWire } from '../policy/rule-index.js'
+import type { PackedRules } from '../policy/rule-source.js'
 import type { SluiceFile } from './schema.js'
 import { ConfigError } from './errors.js'
 
-/** Rules per message: deserialising 200 took up to 6 ms of one turn on a busy host (issue 15). */
-const BATCH = 100
-
 type Message =
-  | { readonly kind: 'file', readonly f: SluiceFile, readonly sha256?: string }
-  | { readonly kind: 'rules', readonly rules: SluiceFile['rules'] }
-  | { readonly kind: 'end' }
+  | { readonly kind: 'file', readonly f: SluiceFile, readonly rules: PackedRules, readonly index?: RuleIndexWire, readonly sha256?: string }
   | { readonly kind: 'error', readonly problems?: readonly string[], readonly error?: string }
 
 /**
@@ -42,11 +43,16 @@ function startWorker (): Worker {
  */
 let worker: Worker | undefined
 let nextId = 0
-const waiting = new Map<number, { head?: SluiceFile, sha256?: string, rules: Array<SluiceFile['rules'][number]>, file: string, worker: Worker, resolve: (v: Validated) => void, reject: (err: Error) => void }>()
+const waiting = new Map<number, { file: string, worker: Worker, resolve: (v: Validated) => void, reject: (err: Error) => void }>()
 
 /** A file validated by the worker, with the sha256 (hex) of its bytes when it was sent bytes. */
 export interface Validated {
+  /** Everything but the rules (`f.rules` is empty). */
   readonly f: SluiceFile
+  /** The rules, packed (policy/rule-source.ts RuleSource.unpack). */
+  readonly rules: PackedRules
+  /** The rule index the worker built (policy/compile.ts lazyPolicy); none for a small policy. */
+  readonly index?: RuleIndexWire
   readonly sha256?: string
 }
 
@@ -56,25 +62,11 @@ function validator (): Worker {
   w.on('message', (m: Message & { id: number }) => {
     const job = waiting.get(m.id)
     if (job === undefined) return
-    switch (m.kind) {
-      case 'file':
-        job.head = m.f
-        if (m.sha256 !== undefined) job.sha256 = m.sha256
-        break
-      case 'rules':
-        for (const r of m.rules) job.rules.push(r)
-        // Ask for the next batch now: Node delivers every queued message in
-        // one turn, so batches sent unasked would be deserialised together.
-        w.postMessage({ id: m.id, more: true })
-        break
-      case 'end':
-        waiting.delete(m.id)
-        if (job.head !== undefined) job.resolve({ f: { ...job.head, rules: job.rules }, ...(job.sha256 === undefined ? {} : { sha256: job.sha256 }) })
-        break
-      case 'error':
-        waiting.delete(m.id)
-        job.reject(new ConfigError(job.file, [...(m.problems ?? [`${job.file}: ${m.error ?? 'validation failed'}`])]))
-        break
+    waiting.delete(m.id)
+    if (m.kind === 'file') {
+      job.resolve({ f: m.f, rules: m.rules, ...(m.index === undefined ? {} : { index: m.index }), ...(m.sha256 === undefined ? {} : { sha256: m.sha256 }) })
+    } else {
+      job.reject(new ConfigError(job.file, [...(m.problems ?? [`${job.file}: ${m.error ?? 'validation failed'}`])]))
     }
   })
   const fail = (err: Error): void => {
@@ -119,7 +111,7 @@ export async function validateInWorker (text: string | Uint8Array, file: string)
   w.ref()
   try {
     return await new Promise<Validated>((resolve, reject) => {
-      waiting.set(id, { rules: [], file, worker: w, resolve, reject })
+      waiting.set(id, { file, worker: w, resolve, reject })
       w.postMessage({ id, text, file })
     })
   } finally {
@@ -151,37 +143,35 @@ if (!isMainThread && parentPort !== null) {
   if (process.platform === 'linux') {
     try { setPriority(WORKER_NICE) } catch { /* not allowed: run at the process's priority */ }
   }
-  /** Rules validated and not yet sent, by request id. */
-  const sending = new Map<number, { rules: SluiceFile['rules'], next: number }>()
   const send = (id: number, m: Message): void => port.postMessage({ ...m, id })
-  const sendBatch = (id: number): void => {
-    const s = sending.get(id)
-    if (s === undefined) return
-    if (s.next >= s.rules.length) {
-      sending.delete(id)
-      send(id, { kind: 'end' })
-      return
-    }
-    send(id, { kind: 'rules', rules: s.rules.slice(s.next, s.next + BATCH) })
-    s.next += BATCH
-  }
-  port.on('message', (req: { id: number, text: string | Uint8Array, file: string } | { id: number, more: true } | { id: number, warm: true }) => {
-    if ('more' in req) { sendBatch(req.id); return }
-    if ('warm' in req) { import('./load.js').catch(() => {}); return }
+  port.on('message', (req: { id: number, text: string | Uint8Array, file: string } | { id: number, warm: true }) => {
+    const modules = Promise.all([import('./load.js'), import('../policy/compile.js'), import('../policy/rule-source.js')])
+    if ('warm' in req) { modules.catch(() => {}); return }
     const { id, text, file } = req
-    import('./load.js').then(({ validateText }) => {
+    modules.then(([{ validateText }, { checkCompiles }, { packRules }]) => {
       let f: SluiceFile
+      let index: RuleIndexWire | undefined
       try {
         // As readFile(file, 'utf8') would: a BOM is kept, invalid bytes become U+FFFD.
         f = validateText(typeof text === 'string' ? text : Buffer.from(text.buffer, text.byteOffset, text.byteLength).toString('utf8'), file).f
+        // Every rule compiled once here, and the index built: the event loop then does neither (policy/compile.ts lazyPolicy).
+        index = checkCompiles(f.rules)
       } catch (err) {
         send(id, err instanceof ConfigError ? { kind: 'error', problems: err.problems } : { kind: 'error', error: String(err) })
         return
       }
       const sha256 = typeof text === 'string' ? undefined : createHash('sha256').update(text).digest('hex')
-      send(id, { kind: 'file', f: { ...f, rules: [] }, ...(sha256 === undefined ? {} : { sha256 }) })
-      sending.set(id, { rules: f.rules, next: 0 })
-      sendBatch(id)
+      const rules = packRules(f.rules)
+      port.postMessage({ kind: 'file', id, f: { ...f, rules: [] }, rules, ...(index === undefined ? {} : { index }), ...(sha256 === undefined ? {} : { sha256 }) },
+        // Moved, not copied: the typed arrays' memory changes hands.
+        [rules.ends.buffer as ArrayBuffer, ...(index === undefined ? [] : transferables(index))])
     }, (err: unknown) => send(id, { kind: 'error', error: String(err) }))
   })
+}
+
+/** The buffers under an index's typed arrays, each once. */
+function transferables (w: RuleIndexWire): ArrayBuffer[] {
+  const tables = [w.exact, w.suffix, ...w.v4.map(([, t]) => t), ...w.v6.map(([, t]) => t)]
+  const buffers = [w.always.buffer, w.alwaysOrIps.buffer, ...tables.flatMap(t => [t.keyEnds.buffer, t.listEnds.buffer, t.rules.buffer])]
+  return [...new Set(buffers)] as ArrayBuffer[]
 }

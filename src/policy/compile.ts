@@ -1,6 +1,7 @@
 /** Validated rules → matchers, once per load (never per request). */
 import type { RuleSpec, TunnelChecksSpec } from './schema.js'
-import { INDEX_MIN_RULES, RuleIndex } from './rule-index.js'
+import { INDEX_MIN_RULES, RuleIndex, type RuleIndexWire, type RuleList } from './rule-index.js'
+import { RuleSource } from './rule-source.js'
 import { compileCidrs, compileHosts, compilePorts, type CidrMatcher, type HostMatcher, type PortMatcher } from './match.js'
 
 /**
@@ -40,14 +41,22 @@ export interface CompiledRule {
 }
 
 export interface CompiledPolicy {
+  /** How many rules. */
+  readonly size: number
+  /**
+   * Rule `i`. A policy loaded at start or by `sluice check` is compiled
+   * whole; a reloaded one compiles each rule at its first use (lazyPolicy).
+   */
+  rule (i: number): CompiledRule
+  /** Every rule, compiled (lint, tests): not for the request path. */
   readonly rules: readonly CompiledRule[]
   readonly defaultAllow: boolean
   /** Every deny is only reported (file-level `mode: report`). */
   readonly report: boolean
   /** Some rule matches `clients:`: parse the client address once per decision. */
   readonly usesClients: boolean
-  /** 0 … rules.length-1: the linear walk. */
-  readonly all: readonly number[]
+  /** 0 … size-1: the linear walk. */
+  readonly all: RuleList
   /** Candidate lookup for large policies (policy/rule-index.ts); undefined when small. */
   readonly index: RuleIndex | undefined
   /** TunnelCheck bits of `tunnel_checks`: for the default action's tunnels. */
@@ -79,15 +88,42 @@ function compileRule (r: RuleSpec, i: number, mode: 'enforce' | 'report', parent
   })
 }
 
-function assemble (rules: readonly RuleSpec[], compiled: readonly CompiledRule[], index: RuleIndex | undefined, defaultAction: 'allow' | 'deny', mode: 'enforce' | 'report', checks: TunnelChecksSpec): CompiledPolicy {
+/** Rules compiled on demand, each once. */
+class RuleTable {
+  private readonly compiled: Array<CompiledRule | undefined>
+  private readonly specs: RuleSource
+  private readonly compileOne: (r: RuleSpec, i: number) => CompiledRule
+
+  constructor (specs: RuleSource, compileOne: (r: RuleSpec, i: number) => CompiledRule) {
+    this.specs = specs
+    this.compileOne = compileOne
+    // Holey, and for a large policy one object in V8's large-object space: nothing for a scavenge to copy.
+    this.compiled = new Array<CompiledRule | undefined>(specs.size)
+  }
+
+  at (i: number): CompiledRule {
+    return this.compiled[i] ?? (this.compiled[i] = this.compileOne(this.specs.at(i), i))
+  }
+
+  every (): readonly CompiledRule[] {
+    for (let i = 0; i < this.specs.size; i++) this.at(i)
+    return this.compiled as readonly CompiledRule[]
+  }
+}
+
+function assemble (source: RuleSource, table: RuleTable, index: RuleIndex | undefined, defaultAction: 'allow' | 'deny', mode: 'enforce' | 'report', checks: TunnelChecksSpec): CompiledPolicy {
+  const all = new Int32Array(source.size)
+  for (let i = 0; i < all.length; i++) all[i] = i
   return Object.freeze({
+    size: source.size,
+    rule: (i: number) => table.at(i),
+    get rules () { return table.every() },
     checks: checkBits(checks.sni_match, checks.tls_only),
     defaultAllow: defaultAction === 'allow',
     report: mode === 'report',
-    usesClients: rules.some(r => r.clients !== undefined),
-    all: Object.freeze(rules.map((_r, i) => i)),
-    index,
-    rules: Object.freeze(compiled)
+    usesClients: source.usesClients,
+    all,
+    index
   })
 }
 
@@ -100,34 +136,38 @@ export function compilePolicy (
   /** `tunnel_checks`: the first-bytes checks of tunnels whose rule does not set its own. */
   checks: TunnelChecksSpec = NO_CHECKS
 ): CompiledPolicy {
-  const compiled = rules.map((r, i) => compileRule(r, i, mode, parentFirst, checks))
-  return assemble(rules, compiled, rules.length < INDEX_MIN_RULES ? undefined : RuleIndex.of(rules), defaultAction, mode, checks)
+  const source = RuleSource.of(rules)
+  const table = new RuleTable(source, (r, i) => compileRule(r, i, mode, parentFirst, checks))
+  table.every()
+  return assemble(source, table, rules.length < INDEX_MIN_RULES ? undefined : RuleIndex.of(rules), defaultAction, mode, checks)
 }
 
 /**
- * compilePolicy in slices of at most `sliceMs` of work, yielding to the
- * event loop between them, so that a reload of a 20,000-rule policy does
- * not stall open tunnels (issue 11, finding 6). The result is the same.
+ * compilePolicy for a reload (issue 15): nothing per rule happens on the
+ * event loop. The validation worker has compiled every rule once (so a
+ * rule that cannot compile rejects the reload there), built the index
+ * (`index`, RuleIndex.wire()) and packed the specs (policy/rule-source.ts);
+ * here a rule is parsed and compiled at its first use, and a CONNECT uses
+ * the few the index names. Compiling 20,000 rules and their index here,
+ * even in 1 ms slices, stalled tunnels for 5–25 ms at a time: V8's
+ * scavenges copying what was built. Same decisions as compilePolicy
+ * (test/unit/rule-index.test.ts, test/unit/config-offthread.test.ts).
  */
-export async function compilePolicyInSlices (
-  rules: readonly RuleSpec[],
+export function lazyPolicy (
+  source: RuleSource,
   defaultAction: 'allow' | 'deny',
-  mode: 'enforce' | 'report' = 'enforce',
-  parentFirst: ParentFirst = () => false,
-  checks: TunnelChecksSpec = NO_CHECKS,
-  sliceMs = 1
-): Promise<CompiledPolicy> {
-  const compiled: CompiledRule[] = []
-  const index = rules.length < INDEX_MIN_RULES ? undefined : RuleIndex.empty()
-  let sliceStart = performance.now()
-  for (let i = 0; i < rules.length; i++) {
-    const r = rules[i] as RuleSpec
-    compiled.push(compileRule(r, i, mode, parentFirst, checks))
-    index?.add(i, r)
-    if ((i & 63) === 63 && performance.now() - sliceStart > sliceMs) {
-      await new Promise<void>(resolve => setImmediate(resolve))
-      sliceStart = performance.now()
-    }
-  }
-  return assemble(rules, compiled, index?.seal(), defaultAction, mode, checks)
+  mode: 'enforce' | 'report',
+  parentFirst: ParentFirst,
+  checks: TunnelChecksSpec,
+  index: RuleIndexWire | undefined
+): CompiledPolicy {
+  const table = new RuleTable(source, (r, i) => compileRule(r, i, mode, parentFirst, checks))
+  const built = source.size < INDEX_MIN_RULES ? undefined : index === undefined ? RuleIndex.of(source.all()) : RuleIndex.fromWire(index)
+  return assemble(source, table, built, defaultAction, mode, checks)
+}
+
+/** Compile every rule and build the index, as the validation worker does before a reload is applied: throws what compilePolicy would. */
+export function checkCompiles (rules: readonly RuleSpec[]): RuleIndexWire | undefined {
+  rules.forEach((r, i) => compileRule(r, i, 'enforce', () => false, NO_CHECKS))
+  return rules.length < INDEX_MIN_RULES ? undefined : RuleIndex.of(rules).wire()
 }

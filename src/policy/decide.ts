@@ -136,7 +136,7 @@ export function decideRequest (p: CompiledPolicy, f: RequestFacts, skipped?: Ski
   const client = clientKey(p, f)
   const walk = skipped === undefined && p.index !== undefined ? p.index.forRequest(f.host, f.isName) : allRules(p.all)
   for (let i = walk.next(); i >= 0; i = walk.next()) {
-    const r = p.rules[i] as CompiledRule
+    const r = p.rule(i)
     // A users rule whose ips are still unknown is judged with the address.
     if (wantsUser(r, f, client)) return r.ips !== undefined && !(f.isName && parentFirst(r, f)) ? undefined : challengeVerdict(r.name, 'request')
     const miss = mismatch(r, f, client)
@@ -166,7 +166,7 @@ export function decideAddress (p: CompiledPolicy, f: RequestFacts, address: stri
   // The index skips only rules that cannot match; explaining walks them all.
   const walk = skipped === undefined && p.index !== undefined ? p.index.forAddress(f.host, f.isName, key) : allRules(p.all)
   for (let i = walk.next(); i >= 0; i = walk.next()) {
-    const r = p.rules[i] as CompiledRule
+    const r = p.rule(i)
     const viaParent = r.ips !== undefined && f.isName && parentFirst(r, f)
     const ipsMatch = r.ips === undefined || (!viaParent && r.ips.match(key))
     if (wantsUser(r, f, client) && ipsMatch) return challengeVerdict(r.name, 'address')

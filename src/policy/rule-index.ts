@@ -14,8 +14,12 @@
  *
  * Small policies skip the index: a walk over a dozen rules is cheaper than
  * the lookups.
+ *
+ * The tables are KeyTables (policy/key-table.ts), plain data that a
+ * reload's validation worker builds and sends (issue 15).
  */
 import { parseCidr, prefixKey, type IpKey } from '../net/ip.js'
+import { KeyTable, type KeyTableWire } from './key-table.js'
 
 /** The fields of a rule the index needs (a subset of RuleSpec, as validated). */
 export interface IndexedSpec {
@@ -26,14 +30,17 @@ export interface IndexedSpec {
 /** Below this many rules the walk is linear. */
 export const INDEX_MIN_RULES = 32
 
+/** Rule numbers in ascending order: arrays, or KeyTable views. */
+export type RuleList = ArrayLike<number>
+
 /** Rule indices in ascending order, walked together with a second sorted list. */
 export class Candidates {
   private a = 0
   private b = 0
-  private readonly fixed: readonly number[]
-  private readonly extra: readonly number[]
+  private readonly fixed: RuleList
+  private readonly extra: RuleList
 
-  constructor (fixed: readonly number[], extra: readonly number[]) {
+  constructor (fixed: RuleList, extra: RuleList) {
     this.fixed = fixed
     this.extra = extra
   }
@@ -49,7 +56,7 @@ export class Candidates {
   }
 }
 
-const NONE: readonly number[] = Object.freeze([])
+const NONE: RuleList = Object.freeze([])
 
 function push<K> (map: Map<K, number[]>, key: K, rule: number): void {
   const list = map.get(key)
@@ -58,104 +65,134 @@ function push<K> (map: Map<K, number[]>, key: K, rule: number): void {
 }
 
 /** Sorted, without duplicates. */
-function sortedUnique (lists: ReadonlyArray<readonly number[]>): readonly number[] {
+function sortedUnique (lists: readonly RuleList[]): RuleList {
   if (lists.length === 0) return NONE
-  if (lists.length === 1) return lists[0] as readonly number[]
-  const all = lists.flat().sort((x, y) => x - y)
+  if (lists.length === 1) return lists[0] as RuleList
+  const all: number[] = []
+  for (const l of lists) for (let i = 0; i < l.length; i++) all.push(l[i] as number)
+  all.sort((x, y) => x - y)
   return all.filter((v, i) => i === 0 || all[i - 1] !== v)
 }
 
+/** A sealed RuleIndex as plain data: the validation worker builds it and postMessage carries it (issue 15). */
+export interface RuleIndexWire {
+  readonly always: Int32Array
+  readonly alwaysOrIps: Int32Array
+  readonly exact: KeyTableWire
+  readonly suffix: KeyTableWire
+  /** Per prefix length, the prefixes (net/ip.ts prefixKey). */
+  readonly v4: ReadonlyArray<readonly [number, KeyTableWire]>
+  readonly v6: ReadonlyArray<readonly [number, KeyTableWire]>
+}
+
+/** What add() collects; seal() packs it. */
+class Builder {
+  readonly always: number[] = []
+  readonly alwaysOrIps: number[] = []
+  readonly exact = new Map<string, number[]>()
+  readonly suffix = new Map<string, number[]>()
+  readonly v4 = new Map<number, Map<string, number[]>>()
+  readonly v6 = new Map<number, Map<string, number[]>>()
+}
+
+const byLength = (m: ReadonlyMap<number, ReadonlyMap<string, readonly number[]>>): Array<[number, KeyTableWire]> =>
+  [...m.entries()].map(([bits, keys]) => [bits, KeyTable.of(keys).wire()])
+
 export class RuleIndex {
   /** Rules with neither `ips` nor `hosts`. */
-  private readonly always: readonly number[]
+  private readonly always: RuleList
   /** `always` and every rule with `ips` (the request stage cannot rule those out). */
-  private readonly alwaysOrIps: readonly number[]
-  private readonly exact = new Map<string, number[]>()
-  private readonly suffix = new Map<string, number[]>()
-  private readonly v4 = new Map<number, Map<string, number[]>>()
-  private readonly v6 = new Map<number, Map<string, number[]>>()
-  private v4Lens: ReadonlyArray<readonly [number, Map<string, number[]>]> = []
-  private v6Lens: ReadonlyArray<readonly [number, Map<string, number[]>]> = []
-
-  private readonly alwaysList: number[] = []
-  private readonly alwaysOrIpsList: number[] = []
+  private readonly alwaysOrIps: RuleList
+  private readonly exact: KeyTable
+  private readonly suffix: KeyTable
+  private readonly v4Lens: ReadonlyArray<readonly [number, KeyTable]>
+  private readonly v6Lens: ReadonlyArray<readonly [number, KeyTable]>
+  private readonly w: RuleIndexWire
 
   /** Index `specs` in one go. */
   static of (specs: readonly IndexedSpec[]): RuleIndex {
-    const index = new RuleIndex()
-    specs.forEach((s, i) => index.add(i, s))
-    return index.seal()
+    const b = new Builder()
+    specs.forEach((s, i) => { add(b, i, s) })
+    return new RuleIndex({
+      always: Int32Array.from(b.always),
+      alwaysOrIps: Int32Array.from(b.alwaysOrIps),
+      exact: KeyTable.of(b.exact).wire(),
+      suffix: KeyTable.of(b.suffix).wire(),
+      v4: byLength(b.v4),
+      v6: byLength(b.v6)
+    })
   }
 
-  /** An index to add() rules to, in order, then seal(). */
-  static empty (): RuleIndex { return new RuleIndex() }
+  /** An index another thread built (RuleIndex.of(...).wire()). */
+  static fromWire (w: RuleIndexWire): RuleIndex { return new RuleIndex(w) }
 
-  private constructor () {
-    this.always = this.alwaysList
-    this.alwaysOrIps = this.alwaysOrIpsList
+  private constructor (w: RuleIndexWire) {
+    this.w = w
+    this.always = w.always
+    this.alwaysOrIps = w.alwaysOrIps
+    this.exact = new KeyTable(w.exact)
+    this.suffix = new KeyTable(w.suffix)
+    this.v4Lens = w.v4.map(([bits, t]) => [bits, new KeyTable(t)] as const)
+    this.v6Lens = w.v6.map(([bits, t]) => [bits, new KeyTable(t)] as const)
   }
 
-  /** File rule `i` (rules must be added in order); see RuleIndex.of. */
-  add (i: number, s: IndexedSpec): void {
-    if (s.ips !== undefined) {
-      this.alwaysOrIpsList.push(i)
-      for (const text of s.ips) {
-        const c = parseCidr(text)
-        if (c === undefined) continue
-        const table = c.v4 ? this.v4 : this.v6
-        let byPrefix = table.get(c.bits)
-        if (byPrefix === undefined) table.set(c.bits, (byPrefix = new Map()))
-        push(byPrefix, prefixKey(c.bytes, c.bits), i)
-      }
-    } else if (s.hosts !== undefined) {
-      for (const h of s.hosts) {
-        if (h.startsWith('*.')) push(this.suffix, h.slice(2), i)
-        else push(this.exact, h, i)
-      }
-    } else {
-      this.alwaysList.push(i)
-      this.alwaysOrIpsList.push(i)
-    }
-  }
-
-  /** After the last add(). */
-  seal (): this {
-    this.v4Lens = [...this.v4.entries()]
-    this.v6Lens = [...this.v6.entries()]
-    return this
-  }
+  /** This index as plain data, for postMessage. */
+  wire (): RuleIndexWire { return this.w }
 
   /** Rules whose `hosts` can match `host` (hosts only match names). */
-  private byHost (host: string, lists: Array<readonly number[]>): void {
+  private byHost (host: string, lists: RuleList[]): void {
     const e = this.exact.get(host)
     if (e !== undefined) lists.push(e)
     if (this.suffix.size === 0) return
     for (let i = host.indexOf('.'); i >= 0; i = host.indexOf('.', i + 1)) {
-      const s = this.suffix.get(host.slice(i + 1))
+      const s = this.suffix.get(host, i + 1)
       if (s !== undefined) lists.push(s)
     }
   }
 
   /** Stage 1: every rule but those whose `hosts` cannot match. */
   forRequest (host: string, isName: boolean): Candidates {
-    const lists: Array<readonly number[]> = []
+    const lists: RuleList[] = []
     if (isName) this.byHost(host, lists)
     return new Candidates(this.alwaysOrIps, sortedUnique(lists))
   }
 
   /** Stage 2: rules whose `ips` contain `key`, those whose `hosts` can match, and the rest. */
   forAddress (host: string, isName: boolean, key: IpKey): Candidates {
-    const lists: Array<readonly number[]> = []
+    const lists: RuleList[] = []
     if (isName) this.byHost(host, lists)
-    for (const [bits, byPrefix] of key.v4 ? this.v4Lens : this.v6Lens) {
-      const l = byPrefix.get(prefixKey(key.bytes, bits))
+    for (const [bits, table] of key.v4 ? this.v4Lens : this.v6Lens) {
+      const l = table.get(prefixKey(key.bytes, bits))
       if (l !== undefined) lists.push(l)
     }
     return new Candidates(this.always, sortedUnique(lists))
   }
 }
 
+/** File rule `i` (rules must be added in order); see RuleIndex.of. */
+function add (b: Builder, i: number, s: IndexedSpec): void {
+  if (s.ips !== undefined) {
+    b.alwaysOrIps.push(i)
+    for (const text of s.ips) {
+      const c = parseCidr(text)
+      if (c === undefined) continue
+      const table = c.v4 ? b.v4 : b.v6
+      let byPrefix = table.get(c.bits)
+      if (byPrefix === undefined) table.set(c.bits, (byPrefix = new Map()))
+      push(byPrefix, prefixKey(c.bytes, c.bits), i)
+    }
+  } else if (s.hosts !== undefined) {
+    for (const h of s.hosts) {
+      if (h.startsWith('*.')) push(b.suffix, h.slice(2), i)
+      else push(b.exact, h, i)
+    }
+  } else {
+    b.always.push(i)
+    b.alwaysOrIps.push(i)
+  }
+}
+
 /** Every rule, in order: the linear walk (small policies, and `sluice check`'s explanation). */
-export function allRules (all: readonly number[]): Candidates {
+export function allRules (all: RuleList): Candidates {
   return new Candidates(all, NONE)
 }

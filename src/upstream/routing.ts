@@ -55,7 +55,14 @@ export function startsWithParent (routing: Routing, via: string): boolean {
   return routing.routes.get(via)?.choices[0]?.kind === 'chain'
 }
 
-export function loadRouting (f: SluiceFile, file: string, o: RoutingOverrides = {}, onRead?: (path: string, content: string) => void): { routing: Routing, problems: string[], missingSecrets: MissingSecret[] } {
+export function loadRouting (
+  f: SluiceFile,
+  file: string,
+  o: RoutingOverrides = {},
+  onRead?: (path: string, content: string) => void,
+  /** Each rule's `via`, by rule number: f.rules is empty after a reload's validation worker (policy/rule-source.ts). */
+  vias: ReadonlyArray<readonly [number, string]> = f.rules.flatMap((r, i) => r.via === undefined ? [] : [[i, r.via] as const])
+): { routing: Routing, problems: string[], missingSecrets: MissingSecret[] } {
   const problems: string[] = []
   const missingSecrets: MissingSecret[] = []
   const env = o.env ?? process.env
@@ -111,9 +118,9 @@ export function loadRouting (f: SluiceFile, file: string, o: RoutingOverrides = 
   const defaultName = o.parentUrl !== undefined ? 'cli' : envDefault ? 'env' : f.default_route
   const defaultRoute = routes.get(defaultName)
   if (defaultRoute === undefined && !broken.has(defaultName)) problems.push(`${file}: default_route: unknown route or parent '${defaultName}'`)
-  f.rules.forEach((r, i) => {
-    if (r.via !== undefined && !routes.has(r.via) && !broken.has(r.via)) problems.push(`${file}: rules[${i}].via: unknown route or parent '${r.via}'`)
-  })
+  for (const [i, via] of vias) {
+    if (!routes.has(via) && !broken.has(via)) problems.push(`${file}: rules[${i}].via: unknown route or parent '${via}'`)
+  }
   const noProxyValue = env['no_proxy'] ?? env['NO_PROXY']
   return {
     problems,

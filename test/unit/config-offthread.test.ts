@@ -1,7 +1,8 @@
 /**
- * A reload validates in a worker thread and compiles in slices
- * (parseConfigOffThread, issue 11 finding 6); it must give exactly what
- * parseConfig gives: the same config, the same decisions, the same errors.
+ * A reload validates in a worker thread, which also builds the rule index,
+ * and compiles each rule at its first use (parseConfigOffThread, issue 11
+ * finding 6, issue 15); it must give exactly what parseConfig gives: the
+ * same config, the same decisions, the same errors.
  */
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
@@ -41,20 +42,22 @@ const FACTS: RequestFacts[] = [
 const ADDRESSES = ['10.1.2.3', '10.0.7.9', '93.184.216.34', '127.0.0.1']
 
 describe('parseConfigOffThread = parseConfig', () => {
-  for (const [label, text] of [['a policy with every stage', FEATURES], ['2,000 rules (indexed, compiled in slices)', bigPolicy(2000)]] as const) {
+  for (const [label, text] of [['a policy with every stage', FEATURES], ['2,000 rules (indexed by the worker, compiled at first use)', bigPolicy(2000)]] as const) {
     it(label, async () => {
       const a = parseConfig(text, 'p.yaml')
       const b = await parseConfigOffThread(text, 'p.yaml')
       const { policy: pa, routing: ra, ...restA } = a
       const { policy: pb, routing: rb, ...restB } = b
       assert.deepEqual(restB, restA)
-      assert.deepEqual(pb.rules.map(r => r.name), pa.rules.map(r => r.name))
       assert.equal(pb.index === undefined, pa.index === undefined)
       assert.equal(rb.defaultRoute.name, ra.defaultRoute.name)
+      // Decisions first, while pb's rules are compiled one by one as they are used; then all of them.
       for (const f of FACTS) {
         assert.deepEqual(decideRequest(pb, f), decideRequest(pa, f))
         for (const address of ADDRESSES) assert.deepEqual(decideAddress(pb, f, address), decideAddress(pa, f, address))
       }
+      assert.equal(pb.size, pa.size)
+      assert.deepEqual(pb.rules, pa.rules)
     })
   }
 
@@ -63,6 +66,18 @@ describe('parseConfigOffThread = parseConfig', () => {
     const sync = (() => { try { parseConfig(broken, 'b.yaml'); return undefined } catch (err) { return err } })()
     assert.ok(sync instanceof ConfigError)
     await assert.rejects(parseConfigOffThread(broken, 'b.yaml'), (err: unknown) => {
+      assert.ok(err instanceof ConfigError)
+      assert.deepEqual(err.problems, sync.problems)
+      return true
+    })
+  })
+
+  it('rules that cite an unknown route or listener: the same problems (the worker sends those citations with the packed rules)', async () => {
+    const bad = 'version: 1\nlisten: [127.0.0.1:3128]\nrules:\n  - { action: allow, ports: [443] }\n  - { action: allow, via: nowhere }\n  - { action: deny, listeners: [nobody] }\n'
+    const sync = (() => { try { parseConfig(bad, 'r.yaml'); return undefined } catch (err) { return err } })()
+    assert.ok(sync instanceof ConfigError)
+    assert.equal(sync.problems.length, 2, sync.problems.join('\n'))
+    await assert.rejects(parseConfigOffThread(bad, 'r.yaml'), (err: unknown) => {
       assert.ok(err instanceof ConfigError)
       assert.deepEqual(err.problems, sync.problems)
       return true

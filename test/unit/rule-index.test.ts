@@ -11,9 +11,10 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
-import { compilePolicy } from '../../src/policy/compile.js'
+import { compilePolicy, lazyPolicy } from '../../src/policy/compile.js'
 import { decideAddress, decideRequest, type RequestFacts } from '../../src/policy/decide.js'
-import { INDEX_MIN_RULES } from '../../src/policy/rule-index.js'
+import { INDEX_MIN_RULES, RuleIndex } from '../../src/policy/rule-index.js'
+import { packRules, RuleSource } from '../../src/policy/rule-source.js'
 import type { RuleSpec } from '../../src/policy/schema.js'
 
 const RUNS = 300
@@ -32,8 +33,9 @@ const rule: fc.Arbitrary<RuleSpec> = fc.record({
   users: fc.option(fc.constantFrom(['alice'], ['@eng']), { nil: undefined })
 }, { requiredKeys: ['action'] }).map(r => Object.fromEntries(Object.entries(r).filter(([, v]) => v !== undefined)) as RuleSpec)
 
-const policy = fc.tuple(fc.array(rule, { minLength: INDEX_MIN_RULES, maxLength: 80 }), fc.constantFrom('allow', 'deny'), fc.boolean())
-  .map(([rules, def, viaParent]) => compilePolicy(rules.map((r, i) => ({ ...r, name: `r${i}` })), def as 'allow' | 'deny', 'enforce', () => viaParent))
+const specs = fc.tuple(fc.array(rule, { minLength: INDEX_MIN_RULES, maxLength: 80 }), fc.constantFrom('allow', 'deny'), fc.boolean())
+  .map(([rules, def, viaParent]) => ({ rules: rules.map((r, i) => ({ ...r, name: `r${i}` })), def: def as 'allow' | 'deny', viaParent }))
+const policy = specs.map(s => compilePolicy(s.rules, s.def, 'enforce', () => s.viaParent))
 
 const facts: fc.Arbitrary<RequestFacts> = fc.record({
   target: fc.oneof(fc.constantFrom(...NAMES).map(h => ({ host: h, isName: true })), fc.constantFrom(...ADDRESSES).map(h => ({ host: h, isName: false }))),
@@ -65,6 +67,16 @@ describe('the rule index keeps first-match semantics', () => {
   it('decideAddress: indexed = linear, for every candidate address', () => {
     fc.assert(fc.property(policy, facts, fc.constantFrom(...ADDRESSES), (p, f, address) => {
       assert.deepEqual(decideAddress(p, f, address), decideAddress(p, f, address, []))
+    }), { numRuns: RUNS })
+  })
+
+  it('a reload\'s policy (rules packed and index built elsewhere, both cloned as postMessage would; each rule parsed and compiled at first use) decides as compilePolicy', () => {
+    fc.assert(fc.property(specs, facts, fc.constantFrom(...ADDRESSES), (s, f, address) => {
+      const eager = compilePolicy(s.rules, s.def, 'enforce', () => s.viaParent)
+      const lazy = lazyPolicy(RuleSource.unpack(structuredClone(packRules(s.rules))), s.def, 'enforce', () => s.viaParent, { sni_match: false, tls_only: false }, structuredClone(RuleIndex.of(s.rules).wire()))
+      assert.deepEqual(decideRequest(lazy, f), decideRequest(eager, f))
+      assert.deepEqual(decideAddress(lazy, f, address), decideAddress(eager, f, address))
+      assert.deepEqual(decideAddress(lazy, f, address, []), decideAddress(eager, f, address, []))
     }), { numRuns: RUNS })
   })
 })

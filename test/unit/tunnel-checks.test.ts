@@ -72,7 +72,7 @@ describe('tunnel_checks and per-rule overrides', () => {
     assert.equal(decideRequest(plain.policy, facts('example.com', 80))?.checks, 0)
   })
 
-  it('a reload (compiled in slices off the main thread) compiles the same checks', async () => {
+  it('a reload (validated off the main thread, each rule compiled at first use) compiles the same checks', async () => {
     const off = await parseConfigOffThread(FILE, 'checks.yaml')
     assert.deepEqual(off.policy.rules.map(r => r.checks), c.policy.rules.map(r => r.checks))
     assert.equal(off.policy.checks, c.policy.checks)
