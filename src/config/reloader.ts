@@ -26,8 +26,8 @@
  * the directory (a ConfigMap's `..data` swap names no watched file) leads to
  * a look at the watched files.
  */
-import { watch, readFileSync, statSync, type FSWatcher } from 'node:fs'
-import { createHash } from 'node:crypto'
+import { watch, type FSWatcher } from 'node:fs'
+import { content, identity, look, sameLook, type Looked, type Seen } from './file-look.js'
 import { basename, dirname, join } from 'node:path'
 import type { Logger } from 'pino'
 import { ConfigError, loadConfigOffThread, type Config, type LoadOptions } from './load.js'
@@ -97,35 +97,6 @@ export interface Reloader {
   close (): void
 }
 
-/** One file as last seen: `dev:ino:sha256` of what the path names, or 'missing'. */
-type Seen = string
-
-/** Each file's identity and content, read now (sync: config files are small, and this runs once per debounced change). */
-function look (files: Iterable<string>): Map<string, Seen> {
-  const out = new Map<string, Seen>()
-  for (const f of files) {
-    try {
-      const st = statSync(f) // follows symlinks: a swapped ..data link shows as a new inode
-      const text = readFileSync(f)
-      out.set(f, text.length === 0 ? `${st.dev}:${st.ino}:empty` : `${st.dev}:${st.ino}:${createHash('sha256').update(text).digest('hex')}`)
-    } catch {
-      out.set(f, 'missing')
-    }
-  }
-  return out
-}
-
-const identity = (seen: Seen | undefined): string | undefined => seen?.split(':').slice(0, 2).join(':')
-
-function sameLook (a: ReadonlyMap<string, Seen>, b: ReadonlyMap<string, Seen>, part: (s: Seen | undefined) => string | undefined = (s) => s): boolean {
-  if (a.size !== b.size) return false
-  for (const [f, s] of a) if (part(b.get(f)) !== part(s)) return false
-  return true
-}
-
-/** What a file holds, whichever inode holds it: the same bytes renamed into place again are not new. */
-const content = (seen: Seen | undefined): string | undefined => seen?.split(':').slice(2).join(':') ?? seen
-
 export function createReloader (opts: ReloaderOptions): Reloader {
   if ((opts.rules ?? 0) >= WARM_RULES) warmValidator()
   const watchers: FSWatcher[] = []
@@ -133,7 +104,9 @@ export function createReloader (opts: ReloaderOptions): Reloader {
   let debounce: NodeJS.Timeout | undefined
   let running: Promise<ReloadOutcome | undefined> = Promise.resolve(undefined)
   /** What each watched file held when it was last read for a load (or at start). */
-  let lastRead = look(watched)
+  /** The last look at each watched file (look()). */
+  const looked = new Map<string, Looked>()
+  let lastRead = look(watched, looked)
   /** Files a 'change' (write) event named since the last look. */
   const written = new Set<string>()
   /** While a change settles: the timer and what the files held when it was armed. */
@@ -174,7 +147,7 @@ export function createReloader (opts: ReloaderOptions): Reloader {
    * second event for one save) is no attempt at all; SIGHUP always is.
    */
   async function doReload (why: string, fromWatcher = false): Promise<ReloadOutcome | undefined> {
-    const before = look(watched)
+    const before = look(watched, looked)
     if (fromWatcher && lastTried !== undefined && sameLook(before, lastTried, content)) {
       lastRead = before
       return undefined
@@ -184,7 +157,7 @@ export function createReloader (opts: ReloaderOptions): Reloader {
     const heard = opts.workers?.(why)
     let next: Config
     try {
-      // YAML and schema in a worker thread, the policy compiled in slices:
+      // YAML, schema, a trial compile and the index in a worker thread, each rule compiled at first use:
       // a 20,000-rule reload does not stall open tunnels (issue 11, finding 6).
       next = await loadConfigOffThread(opts.file, opts.loadOptions)
     } catch (err) {
@@ -248,7 +221,7 @@ export function createReloader (opts: ReloaderOptions): Reloader {
   function settled (): void {
     const armed = settle
     if (armed === undefined || closed) return
-    const now = look(watched)
+    const now = look(watched, looked)
     if (!sameLook(now, armed.seen)) {
       // Changed without an event we saw (or one still queued): wait again.
       armSettle(now, [...now.keys()].filter(f => now.get(f) !== armed.seen.get(f)))
@@ -261,7 +234,7 @@ export function createReloader (opts: ReloaderOptions): Reloader {
   /** After a burst of events: which watched files changed, and how. */
   function examine (): void {
     if (closed) return
-    const now = look(watched)
+    const now = look(watched, looked)
     const replaced: string[] = []
     const inPlace: string[] = []
     for (const f of watched) {
@@ -289,7 +262,7 @@ export function createReloader (opts: ReloaderOptions): Reloader {
   function rewatch (files: readonly string[]): void {
     unwatch()
     // A file new to the set (say a users file the new config names) starts from what it holds now.
-    for (const f of files) if (!lastRead.has(f)) lastRead.set(f, look([f]).get(f) ?? 'missing')
+    for (const f of files) if (!lastRead.has(f)) lastRead.set(f, look([f], looked).get(f) ?? 'missing')
     watched = files
     const byDir = new Map<string, Set<string>>()
     for (const f of files) {
