@@ -3,18 +3,23 @@
  * finding 6): an in-process Sluice, one tunnel to a loopback echo server
  * pinged every 5 ms, and the policy reloaded (a) the old way, parsed and
  * compiled on the event loop (parseConfig), and (b) as a reload does now
- * (loadConfigOffThread: YAML and schema in a worker thread, the policy
- * compiled in slices). Prints the worst ping round trip and the worst
+ * (loadConfigOffThread: YAML, schema, a trial compile and the index in a
+ * worker thread, each rule compiled at first use). Prints the worst ping round trip and the worst
  * event-loop delay during each. Loopback only; bounded; exits by itself.
  *
  * `--under-load` measures it as issue 15 asks instead: the built proxy in
  * its own process with `admin:` on, new CONNECTs at a steady rate and
  * pinged tunnels, reloads by rename and by SIGHUP, and the proxy's own
  * event-loop lag metric beside the clients' figures (bench/lib/reload-under-load.ts).
+ * As `npm run bench` does, the proxy's event loop runs on one CPU and the
+ * load on another; the proxy's other threads (the validation worker that
+ * parses a reload) run beside the load, or with `--pin-whole` beside the
+ * event loop, as on a machine with one CPU for the proxy.
  *
  *   node --import tsx --max-semi-space-size=4 bench/reload-stall.ts [RULES]
  *   npm run bench:reload -- --under-load [RULES] [--reps N] [--rate N] [--tunnels N]
  *       [--ping-ms N] [--window-ms N] [--cpu-prof DIR] [--no-build]
+ *       [--no-pin | --pin-whole] [--proxy-cpu N] [--load-cpu N]
  */
 import { once } from 'node:events'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -38,7 +43,11 @@ const { values: opt, positionals } = parseArgs({
     'ping-ms': { type: 'string', default: '5' },
     'window-ms': { type: 'string', default: '2000' },
     'cpu-prof': { type: 'string' },
-    'no-build': { type: 'boolean', default: false }
+    'no-build': { type: 'boolean', default: false },
+    'no-pin': { type: 'boolean', default: false },
+    'pin-whole': { type: 'boolean', default: false },
+    'proxy-cpu': { type: 'string', default: '0' },
+    'load-cpu': { type: 'string', default: '1' }
   }
 })
 /** A whole number ≥ 1, or exit 2 with a usage line. */
@@ -46,6 +55,13 @@ function count (name: string, text: string | undefined): number {
   const n = Number(text)
   if (Number.isInteger(n) && n >= 1) return n
   process.stderr.write(`bench:reload: ${name}: expected a whole number >= 1, got '${String(text)}'\n`)
+  process.exit(2)
+}
+/** A CPU number, or exit 2 with a usage line. */
+function cpu (name: string, text: string | undefined): number {
+  const n = Number(text)
+  if (Number.isInteger(n) && n >= 0 && n <= 4095) return n
+  process.stderr.write(`bench:reload: ${name}: expected a CPU number, got '${String(text)}'\n`)
   process.exit(2)
 }
 const RULES = count('RULES', positionals[0] ?? '20000')
@@ -62,7 +78,8 @@ if (opt['under-load']) {
       pingMs: count('--ping-ms', opt['ping-ms']),
       windowMs: count('--window-ms', opt['window-ms']),
       ...(cpuProf === undefined ? {} : { cpuProfDir: resolve(cpuProf) }),
-      build: !opt['no-build']
+      build: !opt['no-build'],
+      pin: { pin: !opt['no-pin'], whole: opt['pin-whole'], proxyCpu: cpu('--proxy-cpu', opt['proxy-cpu']), loadCpu: cpu('--load-cpu', opt['load-cpu']) }
     })
     console.log(`\n${summary(rows)}`)
   } catch (err) {

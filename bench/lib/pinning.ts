@@ -17,7 +17,7 @@ export interface Pinning {
 }
 
 /** Pin decision: both CPUs must exist, differ, and taskset must be on PATH. */
-export async function pinning (o: Options, log: (msg: string) => void): Promise<Pinning> {
+export async function pinning (o: Pick<Options, 'pin' | 'proxyCpu' | 'loadCpu'>, log: (msg: string) => void): Promise<Pinning> {
   const none = { proxy: [], load: [], all: [] }
   if (!o.pin) return { ...none, text: 'none (--no-pin)' }
   const every = [...allowedCpus()].join(',')

@@ -22,6 +22,7 @@ export interface LoopLag { readonly maxMs: number, readonly p99Ms: number }
 export type ReloadHow = 'rename' | 'SIGHUP'
 
 export interface ReloadProxy {
+  readonly pid: number
   readonly port: number
   readonly adminPort: number
   /** Scrape /metrics: the event-loop lag since the previous scrape. */
@@ -46,13 +47,13 @@ const portOf = (addr: unknown): number => Number(/:(\d+)$/.exec(typeof addr === 
 
 /**
  * Start the proxy on generation 0 of a `rules`-rule policy. `nodeFlags`
- * go before dist/cli.js (e.g. --cpu-prof). Start-up compiles the policy on
+ * go before dist/cli.js (e.g. --cpu-prof); `prefix` before node (taskset). Start-up compiles the policy on
  * the event loop (and lints it), so it gets a long bound.
  */
-export async function startReloadProxy (opts: { root: string, dir: string, rules: number, nodeFlags?: readonly string[] }): Promise<ReloadProxy> {
+export async function startReloadProxy (opts: { root: string, dir: string, rules: number, nodeFlags?: readonly string[], prefix?: readonly string[] }): Promise<ReloadProxy> {
   const config = join(opts.dir, 'sluice.yaml')
   writeFileSync(config, bigPolicy(opts.rules, 0, header()))
-  const child: ChildProcess = spawnTracked([process.execPath, '--max-semi-space-size=4', ...(opts.nodeFlags ?? []),
+  const child: ChildProcess = spawnTracked([...(opts.prefix ?? []), process.execPath, '--max-semi-space-size=4', ...(opts.nodeFlags ?? []),
     join(opts.root, 'dist', 'cli.js'), 'serve', '--config', config, '--log-level', 'info'], {
     cwd: opts.root,
     stdio: ['ignore', 'pipe', 'pipe']
@@ -107,6 +108,7 @@ export async function startReloadProxy (opts: { root: string, dir: string, rules
   }
 
   return {
+    pid: child.pid ?? 0,
     port,
     adminPort,
     async scrapeLag () {

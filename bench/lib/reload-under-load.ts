@@ -21,7 +21,9 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { buildC, buildSluice } from './build.js'
-import { installCleanup, stopAll } from './children.js'
+import { installCleanup, runCaptured, stopAll } from './children.js'
+import type { Options } from './options.js'
+import { pinning } from './pinning.js'
 import { foreignPercent, foreignTicks } from './proc.js'
 import { startOrigin } from './origin.js'
 import { startLoad, type LoadSamples, type Sample } from './reload-load.js'
@@ -37,12 +39,21 @@ export interface UnderLoadOptions {
   /** Write the proxy's CPU profile (node --cpu-prof) into this directory. */
   readonly cpuProfDir?: string
   readonly build: boolean
+  /** Where the proxy runs (bench/lib/pinning.ts); `whole`: all its threads on its CPU, else only the event loop's. */
+  readonly pin: Pick<Options, 'pin' | 'proxyCpu' | 'loadCpu'> & { readonly whole: boolean }
 }
 
 const SETTLE_MS = 500
 const RELOAD_TIMEOUT_MS = 120_000
 const benchDir = dirname(dirname(fileURLToPath(import.meta.url)))
 const say = (s: string): void => { process.stdout.write(s + '\n') }
+
+/** How the proxy was pinned, for the report. */
+function pinText (none: string | undefined, loopOnly: boolean, p: UnderLoadOptions['pin']): string {
+  if (none !== undefined) return none
+  if (loopOnly) return `the proxy's event loop (its main thread) on CPU ${p.proxyCpu}; its other threads (the validation worker, V8's and libuv's), loadgen, origin and this driver on CPU ${p.loadCpu}`
+  return `every thread of the proxy (its validation worker too) on CPU ${p.proxyCpu}; loadgen, origin and this driver on CPU ${p.loadCpu}`
+}
 
 /** One window's figures. */
 export interface WindowRow {
@@ -109,9 +120,19 @@ export async function underLoad (o: UnderLoadOptions): Promise<WindowRow[]> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-reload-load-'))
   const during: WindowRow[] = []
   try {
-    const origin = await startOrigin(bins.origin, [], dir)
+    // Unpinned, the proxy's loop lag with no reload running reached 10-20 ms on a 2-vCPU VM: it shared CPUs with this driver.
+    const pins = await pinning(o.pin, say)
+    const origin = await startOrigin(bins.origin, pins.load, dir)
     const startedAt = performance.now()
-    const proxy = await startReloadProxy({ root, dir, rules: o.rules, nodeFlags: o.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir] })
+    // Started on the load's CPU, then only the main thread (the event loop) moves to its own: the
+    // validation worker, V8's helpers and libuv's pool, started with it, stay beside the load.
+    const loopOnly = !o.pin.whole && pins.proxy.length > 0
+    const proxy = await startReloadProxy({ root, dir, rules: o.rules, prefix: loopOnly ? pins.load : pins.proxy, nodeFlags: o.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir] })
+    if (loopOnly) {
+      const moved = await runCaptured(['taskset', '-p', '-c', String(o.pin.proxyCpu), String(proxy.pid)], 10_000)
+      if (moved.code !== 0) throw new Error(`taskset: cannot move the proxy's event loop to CPU ${o.pin.proxyCpu}: ${moved.stderr.trim()}`)
+    }
+    say(`pinning: ${pinText(pins.proxy.length === 0 ? pins.text : undefined, loopOnly, o.pin)}`)
     say(`dist/cli.js listening on :${proxy.port} (admin :${proxy.adminPort}) with ${o.rules} rules after ${((performance.now() - startedAt) / 1000).toFixed(1)} s`)
     const load = await startLoad({ proxyPort: proxy.port, echoPort: origin.ports.echo, connectsPerS: o.connectsPerS, tunnels: o.tunnels, pingMs: o.pingMs })
     say(`load: ${o.connectsPerS} CONNECTs/s (each closed after its 200), ${o.tunnels} tunnels pinged every ${o.pingMs} ms; windows of ${o.windowMs} ms; load average ${loadavg().map(l => l.toFixed(2)).join(' ')}`)
