@@ -22,6 +22,19 @@ export interface Looked { readonly stat: string, readonly seen: Seen, readonly s
 const RACY_NS = 50_000_000n
 
 /**
+ * The same on a filesystem that keeps whole seconds (ext3, HFS+, some NFS
+ * servers) or two (FAT): times that are whole milliseconds are taken as
+ * coarse. A fine one lands on a whole millisecond once in a million looks,
+ * and then only costs a read.
+ */
+const RACY_COARSE_NS = 2_100_000_000n
+
+/** How long after its last change a file's stat can vouch for its content. */
+export function racyWindow (mtimeNs: bigint, ctimeNs: bigint): bigint {
+  return mtimeNs % 1_000_000n === 0n && ctimeNs % 1_000_000n === 0n ? RACY_COARSE_NS : RACY_NS
+}
+
+/**
  * Each file's identity and content, read now (sync: config files are small,
  * and this runs once per debounced change). A file whose stat is what the
  * last look saw, and was already old then, is not read and hashed again:
@@ -43,7 +56,7 @@ export function look (files: Iterable<string>, cache?: Map<string, Looked>): Map
       const seen = text.length === 0 ? `${st.dev}:${st.ino}:empty` : `${st.dev}:${st.ino}:${createHash('sha256').update(text).digest('hex')}`
       out.set(f, seen)
       const changed = st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs
-      cache?.set(f, { stat, seen, settled: BigInt(Date.now()) * 1_000_000n - changed > RACY_NS })
+      cache?.set(f, { stat, seen, settled: BigInt(Date.now()) * 1_000_000n - changed > racyWindow(st.mtimeNs, st.ctimeNs) })
     } catch {
       out.set(f, 'missing')
       cache?.delete(f)

@@ -163,7 +163,7 @@ function prepare (f: SluiceFile, rules: RuleSource, bytes: Uint8Array, file: str
     extra.push(content)
     digests.set(path, createHash('sha256').update(content).digest('hex'))
   }
-  const { routing, problems, missingSecrets } = loadRouting(f, file, options, seen, rules.vias)
+  const { routing, problems, missingSecrets } = loadRouting(f, file, rules.vias, options, seen)
   const listen = prepareListeners(f, file, fileReader(file, seen, problems), problems)
   const names = new Set<string>()
   for (const l of listen) {

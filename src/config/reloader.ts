@@ -103,9 +103,9 @@ export function createReloader (opts: ReloaderOptions): Reloader {
   let watched: readonly string[] = opts.watchFiles ?? [opts.file]
   let debounce: NodeJS.Timeout | undefined
   let running: Promise<ReloadOutcome | undefined> = Promise.resolve(undefined)
-  /** What each watched file held when it was last read for a load (or at start). */
   /** The last look at each watched file (look()). */
   const looked = new Map<string, Looked>()
+  /** What each watched file held when it was last read for a load (or at start). */
   let lastRead = look(watched, looked)
   /** Files a 'change' (write) event named since the last look. */
   const written = new Set<string>()

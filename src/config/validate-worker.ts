@@ -149,22 +149,19 @@ if (!isMainThread && parentPort !== null) {
     if ('warm' in req) { modules.catch(() => {}); return }
     const { id, text, file } = req
     modules.then(([{ validateText }, { checkCompiles }, { packRules }]) => {
-      let f: SluiceFile
-      let index: RuleIndexWire | undefined
       try {
         // As readFile(file, 'utf8') would: a BOM is kept, invalid bytes become U+FFFD.
-        f = validateText(typeof text === 'string' ? text : Buffer.from(text.buffer, text.byteOffset, text.byteLength).toString('utf8'), file).f
+        const f = validateText(typeof text === 'string' ? text : Buffer.from(text.buffer, text.byteOffset, text.byteLength).toString('utf8'), file).f
         // Every rule compiled once here, and the index built: the event loop then does neither (policy/compile.ts lazyPolicy).
-        index = checkCompiles(f.rules)
+        const index = checkCompiles(f.rules)
+        const sha256 = typeof text === 'string' ? undefined : createHash('sha256').update(text).digest('hex')
+        const rules = packRules(f.rules)
+        port.postMessage({ kind: 'file', id, f: { ...f, rules: [] }, rules, ...(index === undefined ? {} : { index }), ...(sha256 === undefined ? {} : { sha256 }) },
+          // Moved, not copied: the typed arrays' memory changes hands.
+          [rules.ends.buffer as ArrayBuffer, ...(index === undefined ? [] : transferables(index))])
       } catch (err) {
         send(id, err instanceof ConfigError ? { kind: 'error', problems: err.problems } : { kind: 'error', error: String(err) })
-        return
       }
-      const sha256 = typeof text === 'string' ? undefined : createHash('sha256').update(text).digest('hex')
-      const rules = packRules(f.rules)
-      port.postMessage({ kind: 'file', id, f: { ...f, rules: [] }, rules, ...(index === undefined ? {} : { index }), ...(sha256 === undefined ? {} : { sha256 }) },
-        // Moved, not copied: the typed arrays' memory changes hands.
-        [rules.ends.buffer as ArrayBuffer, ...(index === undefined ? [] : transferables(index))])
     }, (err: unknown) => send(id, { kind: 'error', error: String(err) }))
   })
 }

@@ -85,7 +85,7 @@ export interface RuleIndexWire {
   readonly v6: ReadonlyArray<readonly [number, KeyTableWire]>
 }
 
-/** What add() collects; seal() packs it. */
+/** What add() collects; RuleIndex.of packs it into KeyTables. */
 class Builder {
   readonly always: number[] = []
   readonly alwaysOrIps: number[] = []

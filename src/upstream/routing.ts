@@ -58,10 +58,10 @@ export function startsWithParent (routing: Routing, via: string): boolean {
 export function loadRouting (
   f: SluiceFile,
   file: string,
+  /** Each rule's `via`, by rule number, never read from f.rules: that is empty after a reload's validation worker (policy/rule-source.ts). */
+  vias: ReadonlyArray<readonly [number, string]>,
   o: RoutingOverrides = {},
-  onRead?: (path: string, content: string) => void,
-  /** Each rule's `via`, by rule number: f.rules is empty after a reload's validation worker (policy/rule-source.ts). */
-  vias: ReadonlyArray<readonly [number, string]> = f.rules.flatMap((r, i) => r.via === undefined ? [] : [[i, r.via] as const])
+  onRead?: (path: string, content: string) => void
 ): { routing: Routing, problems: string[], missingSecrets: MissingSecret[] } {
   const problems: string[] = []
   const missingSecrets: MissingSecret[] = []

@@ -58,6 +58,7 @@ describe('parseConfigOffThread = parseConfig', () => {
       }
       assert.equal(pb.size, pa.size)
       assert.deepEqual(pb.rules, pa.rules)
+      assert.ok(Object.isFrozen(pb.rules) && Object.isFrozen(pa.rules), 'no caller can reorder a running policy')
     })
   }
 

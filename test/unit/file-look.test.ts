@@ -7,7 +7,7 @@ import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
-import { content, identity, look, type Looked } from '../../src/config/file-look.js'
+import { content, identity, look, racyWindow, type Looked } from '../../src/config/file-look.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'sluice-look-'))
 after(() => { rmSync(dir, { recursive: true, force: true }) })
@@ -52,5 +52,11 @@ describe('look', () => {
     const empty = join(dir, 'empty.yaml')
     writeFileSync(empty, '')
     assert.ok(look([empty], cache).get(empty)?.endsWith(':empty'))
+  })
+
+  it('a filesystem that keeps whole seconds (or milliseconds) is trusted only 2.1 s after a change, a fine one after 50 ms', () => {
+    assert.equal(racyWindow(1_765_000_000_000_000_000n, 1_765_000_000_000_000_000n), 2_100_000_000n)
+    assert.equal(racyWindow(1_765_000_000_123_000_000n, 1_765_000_000_123_000_000n), 2_100_000_000n)
+    assert.equal(racyWindow(1_765_000_000_123_456_789n, 1_765_000_000_123_000_000n), 50_000_000n)
   })
 })
