@@ -169,6 +169,6 @@ if (!isMainThread && parentPort !== null) {
 /** The buffers under an index's typed arrays, each once. */
 function transferables (w: RuleIndexWire): ArrayBuffer[] {
   const tables = [w.exact, w.suffix, ...w.v4.map(([, t]) => t), ...w.v6.map(([, t]) => t)]
-  const buffers = [w.always.buffer, w.alwaysOrIps.buffer, ...tables.flatMap(t => [t.keyEnds.buffer, t.listEnds.buffer, t.rules.buffer])]
+  const buffers = [w.always.buffer, w.alwaysOrIps.buffer, w.ipsNoUsers.buffer, ...tables.flatMap(t => [t.keyEnds.buffer, t.listEnds.buffer, t.rules.buffer])]
   return [...new Set(buffers)] as ArrayBuffer[]
 }

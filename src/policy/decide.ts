@@ -134,7 +134,7 @@ function parentFirst (r: CompiledRule, f: RequestFacts): boolean {
 
 export function decideRequest (p: CompiledPolicy, f: RequestFacts, skipped?: Skip[]): Verdict | undefined {
   const client = clientKey(p, f)
-  const walk = skipped === undefined && p.index !== undefined ? p.index.forRequest(f.host, f.isName) : allRules(p.all)
+  const walk = skipped === undefined && p.index !== undefined ? p.index.forRequest(f.host, f.isName, f) : allRules(p.all)
   for (let i = walk.next(); i >= 0; i = walk.next()) {
     const r = p.rule(i)
     // A users rule whose ips are still unknown is judged with the address.

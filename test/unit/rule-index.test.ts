@@ -30,20 +30,27 @@ const rule: fc.Arbitrary<RuleSpec> = fc.record({
   ips: fc.option(fc.uniqueArray(fc.constantFrom(...CIDRS), { minLength: 1, maxLength: 3 }), { nil: undefined }),
   ports: fc.option(fc.uniqueArray(fc.constantFrom(443, 80, '8000-8080'), { minLength: 1, maxLength: 2 }), { nil: undefined }),
   clients: fc.option(fc.constantFrom(['127.0.0.0/8'], ['192.0.2.0/24']), { nil: undefined }),
-  users: fc.option(fc.constantFrom(['alice'], ['@eng']), { nil: undefined })
+  users: fc.option(fc.constantFrom(['alice'], ['@eng']), { nil: undefined }),
+  // Route `p` starts with a parent, `d` goes direct; a rule without one takes the default route.
+  via: fc.option(fc.constantFrom('p', 'd'), { nil: undefined })
 }, { requiredKeys: ['action'] }).map(r => Object.fromEntries(Object.entries(r).filter(([, v]) => v !== undefined)) as RuleSpec)
 
 const specs = fc.tuple(fc.array(rule, { minLength: INDEX_MIN_RULES, maxLength: 80 }), fc.constantFrom('allow', 'deny'), fc.boolean())
   .map(([rules, def, viaParent]) => ({ rules: rules.map((r, i) => ({ ...r, name: `r${i}` })), def: def as 'allow' | 'deny', viaParent }))
-const policy = specs.map(s => compilePolicy(s.rules, s.def, 'enforce', () => s.viaParent))
+/** Route `p` starts with a parent; the default route does when `viaParent`. */
+const parentFirst = (defaultParent: boolean) => (via: string | undefined): boolean => via === 'p' || (via === undefined && defaultParent)
+const policy = specs.map(s => compilePolicy(s.rules, s.def, 'enforce', parentFirst(s.viaParent)))
 
 const facts: fc.Arbitrary<RequestFacts> = fc.record({
   target: fc.oneof(fc.constantFrom(...NAMES).map(h => ({ host: h, isName: true })), fc.constantFrom(...ADDRESSES).map(h => ({ host: h, isName: false }))),
   port: fc.constantFrom(443, 80, 8080, 22),
   client: fc.constantFrom('127.0.0.1', '192.0.2.7', '198.51.100.1'),
   user: fc.option(fc.constantFrom('alice', 'bob'), { nil: undefined }),
-  challenge: fc.option(fc.constantFrom('rules' as const, 'always' as const), { nil: undefined })
-}).map(({ target, port, client, user, challenge }) => ({
+  challenge: fc.option(fc.constantFrom('rules' as const, 'always' as const), { nil: undefined }),
+  // The listener's own route (a tcp or sni listener's via), which replaces the rules' own.
+  listener: fc.option(fc.constantFrom({ via: 'p', viaParent: true }, { via: 'd', viaParent: false }), { nil: undefined })
+}).map(({ target, port, client, user, challenge, listener }) => ({
+  ...(listener ?? {}),
   host: target.host,
   isName: target.isName,
   port,
@@ -72,8 +79,8 @@ describe('the rule index keeps first-match semantics', () => {
 
   it('a reload\'s policy (rules packed and index built elsewhere, both cloned as postMessage would; each rule parsed and compiled at first use) decides as compilePolicy', () => {
     fc.assert(fc.property(specs, facts, fc.constantFrom(...ADDRESSES), (s, f, address) => {
-      const eager = compilePolicy(s.rules, s.def, 'enforce', () => s.viaParent)
-      const lazy = lazyPolicy(RuleSource.unpack(structuredClone(packRules(s.rules))), s.def, 'enforce', () => s.viaParent, { sni_match: false, tls_only: false }, structuredClone(RuleIndex.of(s.rules).wire()))
+      const eager = compilePolicy(s.rules, s.def, 'enforce', parentFirst(s.viaParent))
+      const lazy = lazyPolicy(RuleSource.unpack(structuredClone(packRules(s.rules))), s.def, 'enforce', parentFirst(s.viaParent), { sni_match: false, tls_only: false }, structuredClone(RuleIndex.of(s.rules).wire()))
       assert.deepEqual(decideRequest(lazy, f), decideRequest(eager, f))
       assert.deepEqual(decideAddress(lazy, f, address), decideAddress(eager, f, address))
       assert.deepEqual(decideAddress(lazy, f, address, []), decideAddress(eager, f, address, []))
