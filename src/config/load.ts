@@ -19,7 +19,7 @@ import { ConfigError } from './errors.js'
 import { flattenUnions, formatPath, issueMessage, unknownKeyMessage } from './issues.js'
 import { lintConfig } from './lint.js'
 import { loadAdmin, type AdminConfig } from './admin.js'
-import { pacTable } from '../admin/pac.js'
+import { pacTable, type PacTable } from '../admin/pac.js'
 import { createLocator, formatYamlErrors, type DocPath, type Locator } from './yaml-position.js'
 
 export { ConfigError }
@@ -150,7 +150,7 @@ interface Prepared {
  * string is encoded to UTF-8 first, and for a 20,000-rule file (1.3 MB)
  * each of the two hashes then cost ~5 ms of a reload's event loop (issue 15).
  */
-function prepare (f: SluiceFile, rules: RuleSource, bytes: Uint8Array, file: string, options: LoadOptions, sha256?: string): Prepared {
+function prepare (f: SluiceFile, rules: RuleSource, pac: () => PacTable, bytes: Uint8Array, file: string, options: LoadOptions, sha256?: string): Prepared {
   // The file's own digest once (a reload's worker has taken it already).
   const digest = sha256 ?? createHash('sha256').update(bytes).digest('hex')
   const files = [file]
@@ -185,9 +185,9 @@ function prepare (f: SluiceFile, rules: RuleSource, bytes: Uint8Array, file: str
       env: options.env ?? process.env,
       problems,
       ...(options.secrets === 'warn' ? { onMissingSecret: (field: string, message: string) => { missingSecrets.push({ path: ['admin', field], message }) } } : {}),
-      // Built when /proxy.pac is first asked for: 2-3 ms of a 20,000-rule reload's turn otherwise (issue 15),
-      // and after a reload the rules are parsed then too (policy/rule-source.ts).
-      pac: () => pacTable(rules.all(), f.default, f.mode)
+      // Built when /proxy.pac is first asked for: 2-3 ms of a 20,000-rule reload's turn otherwise (issue 15);
+      // after a reload, the worker has built it and it is only parsed then.
+      pac
     })
   if (problems.length > 0) throw new ConfigError(file, problems)
   const authConfig = f.auth === undefined ? undefined : loadAuth(f.auth, file, seen)
@@ -262,7 +262,7 @@ export function parseConfig (text: string, file: string, options: LoadOptions = 
 /** parseConfig on what a file held: its text, and its bytes for the hash (the same hash a reload computes). */
 function parseRead (text: string, bytes: Uint8Array, file: string, options: LoadOptions): Config {
   const { f, locator } = validateText(text, file)
-  const p = prepare(f, RuleSource.of(f.rules), bytes, file, options)
+  const p = prepare(f, RuleSource.of(f.rules), () => pacTable(f.rules, f.default, f.mode), bytes, file, options)
   return finish(f, file, locator, p, compilePolicy(f.rules, f.default, f.mode, p.parentFirst, f.tunnel_checks), options)
 }
 
@@ -286,9 +286,9 @@ export async function parseConfigOffThread (text: string, file: string, options:
  */
 async function parseBytesOffThread (bytes: Buffer, file: string, options: LoadOptions): Promise<Config> {
   if (options.lint !== undefined && options.lint !== false) return parseRead(bytes.toString('utf8'), bytes, file, options)
-  const { f, rules: packed, index, sha256 } = await validateInWorker(bytes, file)
+  const { f, rules: packed, index, pac, sha256 } = await validateInWorker(bytes, file)
   const rules = RuleSource.unpack(packed)
-  const p = prepare(f, rules, bytes, file, options, sha256)
+  const p = prepare(f, rules, () => pac === undefined ? pacTable(rules.all(), f.default, f.mode) : JSON.parse(pac) as PacTable, bytes, file, options, sha256)
   const policy = lazyPolicy(rules, f.default, f.mode, p.parentFirst, f.tunnel_checks, index)
   return finish(f, file, undefined, p, policy, options)
 }

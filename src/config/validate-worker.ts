@@ -3,9 +3,10 @@
  * reloads (issue 11, finding 6): parsing a 20,000-rule file is ~1 s of CPU
  * that would otherwise stall every open tunnel. The worker also compiles
  * every rule once (a rule that cannot compile rejects the reload here) and
- * builds the rule index. The validated file comes back in one message:
- * its settings as plain data, its rules packed as one JSON text
- * (policy/rule-source.ts) and the index as typed arrays
+ * builds the rule index and, with `admin:`, the PAC table. The validated
+ * file comes back in one message: its settings as plain data, its rules
+ * packed as one JSON text (policy/rule-source.ts), the PAC table as
+ * another, and the index as typed arrays
  * (policy/rule-index.ts), so the event loop receives a few objects, not
  * one per rule (issue 15: those were what stalled tunnels during a reload).
  *
@@ -21,7 +22,7 @@ import type { SluiceFile } from './schema.js'
 import { ConfigError } from './errors.js'
 
 type Message =
-  | { readonly kind: 'file', readonly f: SluiceFile, readonly rules: PackedRules, readonly index?: RuleIndexWire, readonly sha256?: string }
+  | { readonly kind: 'file', readonly f: SluiceFile, readonly rules: PackedRules, readonly index?: RuleIndexWire, readonly pac?: string, readonly sha256?: string }
   | { readonly kind: 'error', readonly problems?: readonly string[], readonly error?: string }
 
 /**
@@ -53,6 +54,8 @@ export interface Validated {
   readonly rules: PackedRules
   /** The rule index the worker built (policy/compile.ts lazyPolicy); none for a small policy. */
   readonly index?: RuleIndexWire
+  /** With `admin:`, the PAC table (admin/pac.ts pacTable) as JSON text: the event loop parses it at the first /proxy.pac. */
+  readonly pac?: string
   readonly sha256?: string
 }
 
@@ -64,7 +67,7 @@ function validator (): Worker {
     if (job === undefined) return
     waiting.delete(m.id)
     if (m.kind === 'file') {
-      job.resolve({ f: m.f, rules: m.rules, ...(m.index === undefined ? {} : { index: m.index }), ...(m.sha256 === undefined ? {} : { sha256: m.sha256 }) })
+      job.resolve({ f: m.f, rules: m.rules, ...(m.index === undefined ? {} : { index: m.index }), ...(m.pac === undefined ? {} : { pac: m.pac }), ...(m.sha256 === undefined ? {} : { sha256: m.sha256 }) })
     } else {
       job.reject(new ConfigError(job.file, [...(m.problems ?? [`${job.file}: ${m.error ?? 'validation failed'}`])]))
     }
@@ -145,10 +148,10 @@ if (!isMainThread && parentPort !== null) {
   }
   const send = (id: number, m: Message): void => port.postMessage({ ...m, id })
   port.on('message', (req: { id: number, text: string | Uint8Array, file: string } | { id: number, warm: true }) => {
-    const modules = Promise.all([import('./load.js'), import('../policy/compile.js'), import('../policy/rule-source.js')])
+    const modules = Promise.all([import('./load.js'), import('../policy/compile.js'), import('../policy/rule-source.js'), import('../admin/pac.js')])
     if ('warm' in req) { modules.catch(() => {}); return }
     const { id, text, file } = req
-    modules.then(([{ validateText }, { checkCompiles }, { packRules }]) => {
+    modules.then(([{ validateText }, { checkCompiles }, { packRules }, { pacTable }]) => {
       try {
         // As readFile(file, 'utf8') would: a BOM is kept, invalid bytes become U+FFFD.
         const f = validateText(typeof text === 'string' ? text : Buffer.from(text.buffer, text.byteOffset, text.byteLength).toString('utf8'), file).f
@@ -156,7 +159,9 @@ if (!isMainThread && parentPort !== null) {
         const index = checkCompiles(f.rules)
         const sha256 = typeof text === 'string' ? undefined : createHash('sha256').update(text).digest('hex')
         const rules = packRules(f.rules)
-        port.postMessage({ kind: 'file', id, f: { ...f, rules: [] }, rules, ...(index === undefined ? {} : { index }), ...(sha256 === undefined ? {} : { sha256 }) },
+        // One string, whatever the policy's size: a table of objects would be deserialised object by object.
+        const pac = f.admin === undefined ? undefined : JSON.stringify(pacTable(f.rules, f.default, f.mode))
+        port.postMessage({ kind: 'file', id, f: { ...f, rules: [] }, rules, ...(index === undefined ? {} : { index }), ...(pac === undefined ? {} : { pac }), ...(sha256 === undefined ? {} : { sha256 }) },
           // Moved, not copied: the typed arrays' memory changes hands.
           [rules.ends.buffer as ArrayBuffer, ...(index === undefined ? [] : transferables(index))])
       } catch (err) {

@@ -62,6 +62,15 @@ describe('parseConfigOffThread = parseConfig', () => {
     })
   }
 
+  it('with admin: the same PAC table (the worker builds it; the event loop parses it at the first /proxy.pac)', async () => {
+    const text = `${FEATURES}  - { name: hosts, action: allow, hosts: [a.example, "*.b.example"], ports: [443, "8000-8080"] }\n  - { name: nets, action: allow, ips: [192.0.2.0/24, "2001:db8::/32"] }\nadmin:\n  listen: 127.0.0.1:0\n`
+    const a = parseConfig(text, 'p.yaml')
+    const b = await parseConfigOffThread(text, 'p.yaml')
+    assert.ok(a.admin !== undefined && b.admin !== undefined)
+    assert.ok(a.admin.pac.rules.length >= 3, 'the table has rules to compare')
+    assert.deepEqual(b.admin.pac, a.admin.pac)
+  })
+
   it('the same problems, with the same line numbers', async () => {
     const broken = 'version: 1\nbogus: 1\nrules:\n  - { action: maybe, ports: [0] }\n'
     const sync = (() => { try { parseConfig(broken, 'b.yaml'); return undefined } catch (err) { return err } })()
