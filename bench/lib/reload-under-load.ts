@@ -125,7 +125,9 @@ export async function underLoad (o: UnderLoadOptions): Promise<WindowRow[]> {
     const origin = await startOrigin(bins.origin, pins.load, dir)
     const startedAt = performance.now()
     // Started on the load's CPU, then only the main thread (the event loop) moves to its own: the
-    // validation worker, V8's helpers and libuv's pool, started with it, stay beside the load.
+    // validation worker, V8's helpers and libuv's pool, started with it, stay beside the load. The
+    // worker starts with the proxy only for 1,000 rules or more (WARM_RULES); below that it would be
+    // started later, by the main thread, and inherit the event loop's CPU.
     const loopOnly = !o.pin.whole && pins.proxy.length > 0
     const proxy = await startReloadProxy({ root, dir, rules: o.rules, prefix: loopOnly ? pins.load : pins.proxy, nodeFlags: o.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir] })
     if (loopOnly) {
